@@ -1,1 +1,13 @@
-pub fn placeholder() {}
+//! dsql-credential-operator: keeps Aurora DSQL IAM auth tokens fresh in AWS Secrets Manager for
+//! Kubernetes workloads, driven by `DsqlCredential` objects.
+
+pub mod api;
+pub mod aws;
+pub mod clock;
+pub mod config;
+pub mod controller;
+pub mod crd;
+pub mod reconcile;
+pub mod schedule;
+pub mod telemetry;
+pub mod token;

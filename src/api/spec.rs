@@ -1,0 +1,198 @@
+//! Spec types of `DsqlCredential`. Doc comments here become `kubectl explain` text.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use kube::core::Duration;
+use serde::{Deserialize, Serialize};
+
+use super::DsqlCredentialStatus;
+
+/// Desired state of a DsqlCredential: which Aurora DSQL cluster and Postgres role to mint IAM auth
+/// tokens for, how long each token lives, when it is rotated, and where it is published.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "dsql.credentials.dev",
+    version = "v1alpha1",
+    kind = "DsqlCredential",
+    plural = "dsqlcredentials",
+    shortname = "dsqlcred",
+    category = "dsql",
+    doc = "A DsqlCredential keeps an Aurora DSQL IAM auth token for one cluster and Postgres role fresh in an AWS Secrets Manager secret, rotating it before it expires.",
+    namespaced,
+    status = "DsqlCredentialStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Role","type":"string","jsonPath":".spec.role"}"#,
+    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.tokenExpirationTime"}"#,
+    printcolumn = r#"{"name":"Next Rotation","type":"date","jsonPath":".status.nextRotationTime"}"#,
+    printcolumn = r#"{"name":"Failures","type":"integer","jsonPath":".status.consecutiveFailures","priority":1}"#,
+    printcolumn = r#"{"name":"Secret","type":"string","jsonPath":".status.secretName","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(
+    validation = Rule::new("!has(self.rotation) || !has(self.rotation.renewBefore) || duration(self.rotation.renewBefore) < duration(has(self.token) && has(self.token.lifetime) ? self.token.lifetime : '1h')").message("rotation.renewBefore must be shorter than token.lifetime").field_path(".rotation.renewBefore"),
+    validation = Rule::new("!has(self.rotation) || !has(self.rotation.renewBefore) || duration(has(self.token) && has(self.token.lifetime) ? self.token.lifetime : '1h') - duration(self.rotation.renewBefore) >= duration('10m')").message("token.lifetime minus rotation.renewBefore must be at least 10m: Secrets Manager allows one write per secret every 10 minutes").field_path(".rotation.renewBefore")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DsqlCredentialSpec {
+    /// The Aurora DSQL cluster to mint tokens for: either its endpoint, or its identifier and region.
+    pub cluster: ClusterRef,
+
+    /// Postgres role the token logs in as. `admin` mints a DbConnectAdmin token (full control of
+    /// the cluster); any other role mints a DbConnect token for a role created with
+    /// `AWS IAM GRANT`.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-zA-Z_][a-zA-Z0-9_$]*$"))]
+    pub role: String,
+
+    /// Database name written into the published credential (`dbname`). Defaults to `postgres`.
+    #[serde(default = "default_database")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-zA-Z_][a-zA-Z0-9_$]*$"))]
+    pub database: String,
+
+    /// Token lifetime settings.
+    #[serde(default)]
+    pub token: TokenSpec,
+
+    /// When tokens are rotated.
+    #[serde(default)]
+    pub rotation: RotationSpec,
+
+    /// The AWS Secrets Manager secret the token is written to.
+    #[serde(default)]
+    pub secrets_manager: SecretsManagerSpec,
+}
+
+fn default_database() -> String {
+    "postgres".to_owned()
+}
+
+/// Identifies an Aurora DSQL cluster. Set `endpoint`, or `identifier` together with `region`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(
+    validation = Rule::new("has(self.endpoint) != has(self.identifier)").message("set exactly one of cluster.endpoint or cluster.identifier"),
+    validation = Rule::new("!has(self.identifier) || has(self.region)").message("cluster.region is required with cluster.identifier"),
+    validation = Rule::new("!has(self.endpoint) || !has(self.region) || self.endpoint.split('.')[2] == self.region").message("cluster.region must match the region in cluster.endpoint")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRef {
+    /// Cluster endpoint, e.g. `abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = r"^[a-z0-9]{1,63}\.dsql(-[a-z0-9]{1,16})?\.[a-z]{2}(-[a-z]+)+-[0-9]{1,2}\.on\.aws$"))]
+    pub endpoint: Option<String>,
+
+    /// Cluster identifier, e.g. `abcdefghijklmnopqrstuvwxyz`; the endpoint is derived from it and `region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]+$"))]
+    pub identifier: Option<String>,
+
+    /// AWS region of the cluster, e.g. `us-east-1`. Required with `identifier`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"))]
+    pub region: Option<String>,
+}
+
+/// How long each minted token is valid.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenSpec {
+    /// Token lifetime as a duration (`15m` to `168h`). The token also dies with the operator's
+    /// signing credentials, so the recorded expiry may be earlier. Defaults to `1h`.
+    #[serde(default = "default_lifetime")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('15m') && duration(self) <= duration('168h')").message("token.lifetime must be between 15m and 168h"))]
+    #[schemars(length(max = 32))]
+    pub lifetime: Duration,
+}
+
+fn default_lifetime() -> Duration {
+    Duration::from(std::time::Duration::from_secs(3600))
+}
+
+impl Default for TokenSpec {
+    fn default() -> Self {
+        Self { lifetime: default_lifetime() }
+    }
+}
+
+/// When the token is rotated. Rotation happens when `renewBefore` of the token's lifetime remains,
+/// or earlier when `schedule` says so, whichever comes first.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationSpec {
+    /// Rotate when this much of the token's lifetime remains (duration, e.g. `20m`). Defaults to a
+    /// third of `token.lifetime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m')").message("rotation.renewBefore must be at least 1m"))]
+    #[schemars(length(max = 32))]
+    pub renew_before: Option<Duration>,
+
+    /// Optional schedule in Secrets Manager syntax, UTC: `rate(30 minutes)`, `rate(1 day)` or
+    /// `cron(0 */4 * * ? *)`. Rotates at least this often; never later than `renewBefore` allows.
+    /// Schedules that would write more often than every 10 minutes are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^(rate|cron)\(.*\)$"))]
+    pub schedule: Option<String>,
+}
+
+/// What happens to the Secrets Manager secret when the DsqlCredential is deleted.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeletionPolicy {
+    /// Delete the secret (after `recoveryWindowDays`, or at once when that is 0).
+    #[default]
+    Delete,
+    /// Keep the secret; it stops being rotated.
+    Retain,
+}
+
+/// Where the token is stored in AWS Secrets Manager.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("self.recoveryWindowDays == 0 || (self.recoveryWindowDays >= 7 && self.recoveryWindowDays <= 30)").message("secretsManager.recoveryWindowDays must be 0 (delete at once) or between 7 and 30").field_path(".recoveryWindowDays"),
+    validation = Rule::new("has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)").message("secretsManager.name is immutable: create a new DsqlCredential to use another secret").field_path(".name")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretsManagerSpec {
+    /// Secret name. Defaults to `<prefix>/<namespace>/<name>`, where the prefix is operator
+    /// configuration. Letters, digits and `/_+=.@-`, at most 512 characters. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[A-Za-z0-9/_+=.@-]+$"))]
+    pub name: Option<String>,
+
+    /// KMS key (id, ARN or alias) that encrypts the secret. Defaults to the account's
+    /// `aws/secretsmanager` key. Used when the secret is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub kms_key_id: Option<String>,
+
+    /// Extra tags for the secret, added to the operator's own ownership tags when the secret is
+    /// created. Keys may not start with `aws:` or `dsql.credentials.dev/`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('aws:') && !k.startsWith('dsql.credentials.dev/') && size(k) <= 128 && size(self[k]) <= 256)").message("tag keys may not start with 'aws:' or 'dsql.credentials.dev/'; keys are at most 128 and values at most 256 characters"))]
+    #[schemars(extend("maxProperties" = 40))]
+    pub tags: BTreeMap<String, String>,
+
+    /// `Delete` (default) or `Retain`: what happens to the secret when this object is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Days Secrets Manager keeps a deleted secret recoverable: 7 to 30, or 0 to delete at once.
+    #[serde(default = "default_recovery_window_days")]
+    pub recovery_window_days: i64,
+}
+
+fn default_recovery_window_days() -> i64 {
+    7
+}
+
+impl Default for SecretsManagerSpec {
+    fn default() -> Self {
+        Self {
+            name: None,
+            kms_key_id: None,
+            tags: BTreeMap::new(),
+            deletion_policy: DeletionPolicy::default(),
+            recovery_window_days: default_recovery_window_days(),
+        }
+    }
+}

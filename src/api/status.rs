@@ -1,0 +1,64 @@
+//! Status of `DsqlCredential`: rotation bookkeeping the controller resumes from after a restart.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a DsqlCredential: where the current token is published, when it expires,
+/// when it is rotated next, and rotation health as conditions (`Ready`, `Degraded`, `Stalled`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DsqlCredentialStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Name of the Secrets Manager secret holding the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+
+    /// ARN of the Secrets Manager secret holding the token; rotations write to it directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_arn: Option<String>,
+
+    /// Secrets Manager version id holding the current token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+
+    /// Number of successful rotations; with the object's uid it makes each write idempotent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_count: Option<i64>,
+
+    /// When the published token stops working (the earlier of its lifetime and the signing
+    /// credentials' expiry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_expiration_time: Option<Time>,
+
+    /// When the published token was minted and written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_time: Option<Time>,
+
+    /// When the operator rotates next (or retries, after a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_time: Option<Time>,
+
+    /// Rotation attempts that failed in a row since the last success.
+    #[serde(default)]
+    pub consecutive_failures: i32,
+
+    /// The last value of the `dsql.credentials.dev/rotate` annotation that was acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_forced_rotation: Option<String>,
+
+    /// `Ready`, `Degraded` and `Stalled` conditions (kstatus-compatible).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+impl DsqlCredentialStatus {
+    /// The condition of the given type, if set.
+    pub fn condition(&self, type_: super::ConditionType) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_.as_str())
+    }
+}

@@ -1,0 +1,12 @@
+//! AWS Secrets Manager: the few calls the operator makes, ownership tags, idempotency tokens,
+//! error classification and a write-rate limiter shared by all credentials.
+
+mod errors;
+mod payload;
+mod rate_limit;
+mod secrets;
+
+pub use errors::{AwsError, AwsErrorKind};
+pub use payload::{ConnectionInfo, secret_json};
+pub use rate_limit::WriteRateLimiter;
+pub use secrets::{OwnerRef, SecretDescription, SecretsManager, WrittenVersion, client_request_token};

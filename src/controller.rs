@@ -1,0 +1,71 @@
+//! Wires the reconcile pipeline into kube-runtime controllers, one per watched namespace (or one
+//! for the whole cluster).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use kube::api::Api;
+use kube::runtime::{Controller, controller, watcher};
+use tracing::{debug, warn};
+
+use crate::api::DsqlCredential;
+use crate::reconcile::{Context, error_policy, reconcile};
+
+/// Runs the controllers until `shutdown` resolves, then drains in-flight reconciles.
+///
+/// `resync` makes every credential be reconciled again each time it yields; production passes a
+/// stream that never yields (timing comes from requeues), tests use it after moving their clock.
+pub async fn run<R, S>(ctx: Arc<Context>, resync: R, shutdown: S)
+where
+    R: Stream<Item = ()> + Send + 'static,
+    S: Future<Output = ()> + Send + Sync + 'static,
+{
+    let namespaces: Vec<Option<String>> =
+        if ctx.config.namespaces.is_empty() { vec![None] } else { ctx.config.namespaces.iter().cloned().map(Some).collect() };
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let resync = Broadcast::new(resync, namespaces.len());
+    let controllers = namespaces.into_iter().zip(resync.receivers).map(|(namespace, resync)| {
+        let api: Api<DsqlCredential> = match &namespace {
+            Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+            None => Api::all(ctx.client.clone()),
+        };
+        let config = controller::Config::default().concurrency(ctx.config.concurrency);
+        Controller::new(api, watcher::Config::default().any_semantic())
+            .with_config(config)
+            .reconcile_all_on(resync)
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                match result {
+                    Ok((object, _)) => debug!(credential = %object, "reconciled"),
+                    Err(error) => warn!(error = %error, "controller error"),
+                }
+            })
+    });
+    let pump = tokio::spawn(resync.pump);
+    futures::future::join_all(controllers).await;
+    pump.abort();
+}
+
+/// Fans one resync stream out to each controller.
+struct Broadcast {
+    receivers: Vec<futures::channel::mpsc::UnboundedReceiver<()>>,
+    pump: futures::future::BoxFuture<'static, ()>,
+}
+
+impl Broadcast {
+    fn new<R: Stream<Item = ()> + Send + 'static>(source: R, n: usize) -> Self {
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| futures::channel::mpsc::unbounded()).unzip();
+        let pump = Box::pin(async move {
+            let mut source = std::pin::pin!(source);
+            while source.next().await.is_some() {
+                for sender in &senders {
+                    // A controller that has stopped no longer listens; nothing to do.
+                    let _ = sender.unbounded_send(());
+                }
+            }
+        });
+        Self { receivers, pump }
+    }
+}

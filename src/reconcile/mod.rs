@@ -1,0 +1,248 @@
+//! The reconcile pipeline: validate → plan (pure) → rotate (AWS) → status, plus the finalizer
+//! that applies `deletionPolicy`.
+
+mod cleanup;
+mod context;
+mod events;
+pub mod plan;
+pub mod rotate;
+pub mod status;
+pub mod validate;
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+pub use context::Context;
+
+use crate::api::{ConditionReason, ConditionType, DsqlCredential, DsqlCredentialStatus, FINALIZER, MANAGER_NAME, ROTATE_ANNOTATION};
+use crate::aws::OwnerRef;
+use crate::schedule::{self, RenewalPlan};
+use plan::{Plan, RotationCause};
+use rotate::RotationError;
+use status::{Failure, Published};
+
+/// Errors that end a reconcile early; the controller retries them with per-object backoff.
+/// Rotation failures are not among them: they are recorded in status and retried on schedule.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Writing status failed.
+    #[error("writing status of {object}: {source}")]
+    StatusWrite {
+        /// namespace/name.
+        object: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Applying the deletion policy failed.
+    #[error("applying deletionPolicy of {object}: {source}")]
+    Cleanup {
+        /// namespace/name.
+        object: String,
+        /// The AWS error.
+        #[source]
+        source: crate::aws::AwsError,
+    },
+    /// Adding or removing the finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+/// Reconciles one DsqlCredential.
+pub async fn reconcile(credential: Arc<DsqlCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = credential.namespace().unwrap_or_default();
+    let key = object_key(&namespace, &credential.name_any());
+    let api: Api<DsqlCredential> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, credential, |event| async {
+        match event {
+            FinalizerEvent::Apply(credential) => apply(&credential, &api, &ctx).await,
+            FinalizerEvent::Cleanup(credential) => cleanup::apply_deletion_policy(&credential, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if result.is_ok() {
+        ctx.clear_failures(&key);
+    }
+    result
+}
+
+/// Backoff for errors that escaped the pipeline (Kubernetes writes, cleanup).
+pub fn error_policy(credential: Arc<DsqlCredential>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = object_key(&credential.namespace().unwrap_or_default(), &credential.name_any());
+    let failures = ctx.record_failure(&key);
+    let delay = schedule::failure_backoff(failures, rand::random::<f64>());
+    warn!(credential = %key, error = %error, retry_in_secs = delay.as_secs(), "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn object_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Context) -> Result<Action, Error> {
+    let now = ctx.clock.now();
+    let name = credential.name_any();
+    let key = object_key(&credential.namespace().unwrap_or_default(), &name);
+    let generation = credential.meta().generation;
+    let current = credential.status.clone().unwrap_or_default();
+
+    let valid = match validate::validate(credential, &ctx.config, now) {
+        Ok(valid) => valid,
+        Err(invalid) => {
+            let next = status::after_stall(&current, generation, invalid.reason, &invalid.message, now);
+            if !was_stalled_with(&current, invalid.reason) {
+                ctx.events.stalled(credential, invalid.reason, &invalid.message).await;
+            }
+            write_status(api, &name, &current, &next).await?;
+            return Ok(wake_at_expiry(&next, now));
+        }
+    };
+
+    let annotation = credential.annotations().get(ROTATE_ANNOTATION).map(String::as_str);
+    let cause = match plan::plan(generation, annotation, &current, now) {
+        Plan::Wait { until } => {
+            write_status(api, &name, &current, &status::refreshed(&current, now)).await?;
+            return Ok(requeue_at(until, now));
+        }
+        Plan::Rotate(cause) => cause,
+    };
+
+    let owner = OwnerRef { namespace: credential.namespace().unwrap_or_default(), name: name.clone(), uid: credential.uid().unwrap_or_default() };
+    let started = std::time::Instant::now();
+    match rotate::rotate(&ctx.secrets, &ctx.minter, &owner, &valid, &current).await {
+        Ok(rotation) => {
+            let jitter = schedule::renewal_jitter(valid.renew_before, seed(&owner.uid, rotation.rotation_count));
+            let next_rotation = schedule::next_rotation_time(
+                &RenewalPlan {
+                    issued_at: rotation.minted.issued_at,
+                    expires_at: rotation.minted.expires_at,
+                    renew_before: valid.renew_before,
+                    schedule: valid.schedule.as_ref(),
+                },
+                jitter,
+            );
+            let published = Published {
+                version: rotation.version,
+                secret_name: valid.secret_name.clone(),
+                rotation_count: rotation.rotation_count,
+                issued_at: rotation.minted.issued_at,
+                expires_at: rotation.minted.expires_at,
+                next_rotation,
+                forced_by: match &cause {
+                    RotationCause::Forced(value) => Some(value.clone()),
+                    _ => None,
+                },
+                warning: short_lived_warning(&rotation.minted),
+            };
+            let next = status::after_rotation(&current, generation, &published, now);
+            info!(
+                credential = %key,
+                cause = cause.describe(),
+                version = %published.version.version_id,
+                expires_at = %published.expires_at,
+                next_rotation = %next_rotation,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "rotated token"
+            );
+            write_status(api, &name, &current, &next).await?;
+            ctx.events.rotated(credential, &cause, &published, current.consecutive_failures).await;
+            Ok(requeue_at(next_rotation, now))
+        }
+        Err(error) => {
+            let (reason, stalls) = error.reason();
+            let message = error.to_string();
+            if stalls {
+                warn!(credential = %key, reason = reason.as_str(), error = %message, "credential stalled");
+                let next = status::after_stall(&current, generation, reason, &message, now);
+                if !was_stalled_with(&current, reason) {
+                    ctx.events.stalled(credential, reason, &message).await;
+                }
+                write_status(api, &name, &current, &next).await?;
+                return Ok(wake_at_expiry(&next, now));
+            }
+            let expiry = current.token_expiration_time.as_ref().map(|t| t.0);
+            let retry_at = schedule::retry_time(now, current.consecutive_failures.max(0) as u32 + 1, rand::random::<f64>(), expiry);
+            warn!(credential = %key, reason = reason.as_str(), error = %message, retry_at = %retry_at, "rotation failed");
+            let failure = Failure { reason, message, retry_at };
+            let next = status::after_failure(&current, generation, &failure, now);
+            write_status(api, &name, &current, &next).await?;
+            if !was_degraded_with(&current, reason) {
+                ctx.events.rotation_failed(credential, &failure, &error_kind(&error)).await;
+            }
+            Ok(requeue_at(retry_at, now))
+        }
+    }
+}
+
+fn error_kind(error: &RotationError) -> String {
+    match error {
+        RotationError::Mint(_) => "MintToken".to_owned(),
+        RotationError::Aws(e) => e.operation.to_owned(),
+        RotationError::OwnedByOther { .. } => "CheckOwnership".to_owned(),
+    }
+}
+
+/// A deterministic jitter seed per object and rotation, so a restart computes the same time.
+fn seed(uid: &str, rotation: i64) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (uid, rotation).hash(&mut hasher);
+    hasher.finish()
+}
+
+fn short_lived_warning(minted: &crate::token::MintedToken) -> Option<String> {
+    let life = minted.expires_at.duration_since(minted.issued_at);
+    (minted.clamped_by_credentials && life < jiff::SignedDuration::from_secs(schedule::MIN_WRITE_INTERVAL.as_secs() as i64)).then(|| {
+        format!(
+            "the operator's AWS credentials expire at {}, so the new token lives only {}s; check the operator's credential source",
+            minted.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            life.as_secs()
+        )
+    })
+}
+
+fn was_stalled_with(status: &DsqlCredentialStatus, reason: ConditionReason) -> bool {
+    status.condition(ConditionType::Stalled).is_some_and(|c| c.status == "True" && c.reason == reason.as_str())
+}
+
+fn was_degraded_with(status: &DsqlCredentialStatus, reason: ConditionReason) -> bool {
+    status.condition(ConditionType::Degraded).is_some_and(|c| c.status == "True" && c.reason == reason.as_str())
+}
+
+fn requeue_at(until: Timestamp, now: Timestamp) -> Action {
+    let wait = until.duration_since(now);
+    // A small floor keeps a clock skew or a just-passed deadline from spinning.
+    Action::requeue(Duration::try_from(wait).unwrap_or_default().max(Duration::from_millis(500)))
+}
+
+fn wake_at_expiry(status: &DsqlCredentialStatus, now: Timestamp) -> Action {
+    match status.token_expiration_time.as_ref().map(|t| t.0) {
+        Some(expiry) if expiry > now => requeue_at(expiry, now),
+        _ => Action::await_change(),
+    }
+}
+
+/// Writes status by server-side apply, only when it changed.
+async fn write_status(api: &Api<DsqlCredential>, name: &str, current: &DsqlCredentialStatus, next: &DsqlCredentialStatus) -> Result<(), Error> {
+    if current == next {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": "dsql.credentials.dev/v1alpha1",
+        "kind": "DsqlCredential",
+        "status": next,
+    });
+    api.patch_status(name, &PatchParams::apply(MANAGER_NAME).force(), &Patch::Apply(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::StatusWrite { object: name.to_owned(), source })
+}

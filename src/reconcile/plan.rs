@@ -1,0 +1,172 @@
+//! Step 2 (pure): is a rotation due now, and if not, when to look again.
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::api::DsqlCredentialStatus;
+
+/// Forced and spec-change rotations are limited to one per credential per this interval.
+pub const MIN_FORCED_INTERVAL: SignedDuration = SignedDuration::from_secs(60);
+
+/// Why a rotation happens now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotationCause {
+    /// Nothing has been published yet.
+    Initial,
+    /// The spec changed since the last rotation.
+    SpecChanged,
+    /// The rotate annotation has a new value.
+    Forced(String),
+    /// The scheduled rotation time has come.
+    Due,
+    /// Retrying after a failed attempt.
+    Retry,
+}
+
+impl RotationCause {
+    /// Short text for logs and Events.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::Initial => "first token",
+            Self::SpecChanged => "spec changed",
+            Self::Forced(_) => "rotation requested by annotation",
+            Self::Due => "scheduled rotation",
+            Self::Retry => "retry after failure",
+        }
+    }
+}
+
+/// What the controller should do now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Rotate now.
+    Rotate(RotationCause),
+    /// Nothing is due; look again at `until`.
+    Wait {
+        /// When something next falls due (a rotation, a retry, or the token's expiry).
+        until: Timestamp,
+    },
+}
+
+/// Decides from the object's generation, its rotate annotation and its status.
+pub fn plan(generation: Option<i64>, rotate_annotation: Option<&str>, status: &DsqlCredentialStatus, now: Timestamp) -> Plan {
+    let next = status.next_rotation_time.as_ref().map(|t| t.0);
+    let retry_pending = status.consecutive_failures > 0 && next.is_some_and(|t| t > now);
+    let published = status.version_id.is_some() && status.token_expiration_time.is_some();
+
+    if !published {
+        return match (retry_pending, next) {
+            (true, Some(until)) => Plan::Wait { until },
+            _ if status.consecutive_failures > 0 => Plan::Rotate(RotationCause::Retry),
+            _ => Plan::Rotate(RotationCause::Initial),
+        };
+    }
+
+    let forced = rotate_annotation
+        .filter(|value| status.last_forced_rotation.as_deref() != Some(*value))
+        .map(str::to_owned);
+    let spec_changed = generation.is_some() && status.observed_generation != generation;
+    if forced.is_some() || spec_changed {
+        let earliest = status.last_rotation_time.as_ref().map(|t| t.0 + MIN_FORCED_INTERVAL);
+        return match earliest {
+            Some(earliest) if earliest > now => Plan::Wait { until: earliest },
+            _ => Plan::Rotate(forced.map_or(RotationCause::SpecChanged, RotationCause::Forced)),
+        };
+    }
+
+    match next {
+        Some(next) if next <= now => {
+            if status.consecutive_failures > 0 {
+                Plan::Rotate(RotationCause::Retry)
+            } else {
+                Plan::Rotate(RotationCause::Due)
+            }
+        }
+        Some(next) => {
+            // Also wake at expiry, so Ready turns False on time if rotations keep failing.
+            let expiry = status.token_expiration_time.as_ref().map(|t| t.0).filter(|e| *e > now);
+            Plan::Wait { until: expiry.map_or(next, |e| e.min(next)) }
+        }
+        None => Plan::Rotate(RotationCause::Due),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn published() -> DsqlCredentialStatus {
+        DsqlCredentialStatus {
+            observed_generation: Some(1),
+            version_id: Some("v1".into()),
+            rotation_count: Some(1),
+            token_expiration_time: Some(Time(t("2026-11-23T18:00:00Z"))),
+            last_rotation_time: Some(Time(t("2026-11-23T17:00:00Z"))),
+            next_rotation_time: Some(Time(t("2026-11-23T17:40:00Z"))),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn first_reconcile_rotates() {
+        let plan = plan(Some(1), None, &DsqlCredentialStatus::default(), t("2026-11-23T17:00:00Z"));
+        assert_eq!(plan, Plan::Rotate(RotationCause::Initial));
+    }
+
+    #[test]
+    fn nothing_due_waits_for_the_next_rotation() {
+        let plan = plan(Some(1), None, &published(), t("2026-11-23T17:10:00Z"));
+        assert_eq!(plan, Plan::Wait { until: t("2026-11-23T17:40:00Z") });
+    }
+
+    #[test]
+    fn due_rotates() {
+        assert_eq!(plan(Some(1), None, &published(), t("2026-11-23T17:40:00Z")), Plan::Rotate(RotationCause::Due));
+    }
+
+    #[test]
+    fn failed_first_attempt_waits_for_its_retry_time() {
+        let status = DsqlCredentialStatus {
+            consecutive_failures: 2,
+            next_rotation_time: Some(Time(t("2026-11-23T17:00:30Z"))),
+            ..Default::default()
+        };
+        assert_eq!(plan(Some(1), None, &status, t("2026-11-23T17:00:10Z")), Plan::Wait { until: t("2026-11-23T17:00:30Z") });
+        assert_eq!(plan(Some(1), None, &status, t("2026-11-23T17:00:30Z")), Plan::Rotate(RotationCause::Retry));
+    }
+
+    #[test]
+    fn a_new_annotation_value_forces_one_rotation_at_most_once_a_minute() {
+        let status = published();
+        assert_eq!(
+            plan(Some(1), Some("now"), &status, t("2026-11-23T17:00:30Z")),
+            Plan::Wait { until: t("2026-11-23T17:01:00Z") }
+        );
+        assert_eq!(
+            plan(Some(1), Some("now"), &status, t("2026-11-23T17:05:00Z")),
+            Plan::Rotate(RotationCause::Forced("now".into()))
+        );
+        let acted = DsqlCredentialStatus { last_forced_rotation: Some("now".into()), ..status };
+        assert_eq!(plan(Some(1), Some("now"), &acted, t("2026-11-23T17:05:00Z")), Plan::Wait { until: t("2026-11-23T17:40:00Z") });
+    }
+
+    #[test]
+    fn a_spec_change_rotates() {
+        assert_eq!(plan(Some(2), None, &published(), t("2026-11-23T17:05:00Z")), Plan::Rotate(RotationCause::SpecChanged));
+    }
+
+    #[test]
+    fn waking_at_expiry_when_it_comes_before_the_next_retry() {
+        let status = DsqlCredentialStatus {
+            consecutive_failures: 3,
+            next_rotation_time: Some(Time(t("2026-11-23T18:05:00Z"))),
+            ..published()
+        };
+        assert_eq!(plan(Some(1), None, &status, t("2026-11-23T17:50:00Z")), Plan::Wait { until: t("2026-11-23T18:00:00Z") });
+    }
+}

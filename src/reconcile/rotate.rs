@@ -1,0 +1,136 @@
+//! Step 3 (act): mint a token and write it to Secrets Manager, creating or adopting the secret
+//! the first time. One rotation is one token and one write; ownership is read only when a secret
+//! is created or adopted.
+
+use crate::api::{ConditionReason, DsqlCredentialStatus};
+use crate::aws::{
+    AwsError, AwsErrorKind, OwnerRef, SecretsManager, WrittenVersion, client_request_token, secret_json,
+};
+use crate::reconcile::validate::ValidCredential;
+use crate::token::{MintError, MintedToken, TokenMinter};
+use secrecy::SecretString;
+
+/// A token published to Secrets Manager.
+#[derive(Debug)]
+pub struct Rotation {
+    /// The token and its times.
+    pub minted: MintedToken,
+    /// The version written.
+    pub version: WrittenVersion,
+    /// The rotation number its idempotency token was derived from.
+    pub rotation_count: i64,
+}
+
+/// Why a rotation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    /// The token could not be minted.
+    #[error(transparent)]
+    Mint(#[from] MintError),
+    /// A Secrets Manager call failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// The secret exists and belongs to someone else.
+    #[error("Secrets Manager secret {secret:?} already exists and belongs to {owner}; the operator never overwrites a secret it does not own: choose another secretsManager.name, or delete that secret")]
+    OwnedByOther {
+        /// Secret name.
+        secret: String,
+        /// Who the tags say owns it.
+        owner: String,
+    },
+}
+
+impl RotationError {
+    /// The condition reason, and whether the failure stalls the credential (no retry until
+    /// something changes) rather than degrading it (retry with backoff).
+    pub fn reason(&self) -> (ConditionReason, bool) {
+        match self {
+            Self::Mint(_) => (ConditionReason::SigningCredentialsExpiring, false),
+            Self::Aws(e) => match e.kind {
+                AwsErrorKind::Throttled => (ConditionReason::Throttled, false),
+                AwsErrorKind::AccessDenied => (ConditionReason::AccessDenied, false),
+                _ => (ConditionReason::SecretsManagerError, false),
+            },
+            Self::OwnedByOther { .. } => (ConditionReason::SecretOwnedByOther, true),
+        }
+    }
+}
+
+/// How many rotation numbers to skip past versions that already exist (left by an attempt whose
+/// status write was lost) before giving up.
+const MAX_VERSION_SKIPS: i64 = 3;
+
+/// Mints a token and writes it, returning what status should record.
+pub async fn rotate(
+    secrets: &SecretsManager,
+    minter: &TokenMinter,
+    owner: &OwnerRef,
+    valid: &ValidCredential,
+    status: &DsqlCredentialStatus,
+) -> Result<Rotation, RotationError> {
+    let minted = minter.mint(&valid.token).await?;
+    let value = secret_json(&valid.connection, &minted.token, minted.expires_at);
+    let first_rotation = status.rotation_count.unwrap_or(0).saturating_add(1);
+    let writer = Writer { secrets, owner, value: &value };
+
+    let known_arn = status.secret_arn.as_deref().filter(|_| status.secret_name.as_deref() == Some(valid.secret_name.as_str()));
+    let (version, rotation_count) = match known_arn {
+        Some(arn) => match writer.put(arn, first_rotation).await {
+            // The secret was deleted or scheduled for deletion behind the operator's back:
+            // go through the create-or-adopt path, which checks ownership again.
+            Err(e) if matches!(e.kind, AwsErrorKind::NotFound | AwsErrorKind::MarkedForDeletion) => {
+                writer.create_or_adopt(valid, first_rotation).await?
+            }
+            other => other?,
+        },
+        None => writer.create_or_adopt(valid, first_rotation).await?,
+    };
+    Ok(Rotation { minted, version, rotation_count })
+}
+
+struct Writer<'a> {
+    secrets: &'a SecretsManager,
+    owner: &'a OwnerRef,
+    value: &'a SecretString,
+}
+
+impl Writer<'_> {
+    /// `PutSecretValue` with the idempotency token of `rotation`; a version with that token that
+    /// already holds another value means an earlier attempt wrote it and lost its status, so the
+    /// next number is used.
+    async fn put(&self, secret_id: &str, rotation: i64) -> Result<(WrittenVersion, i64), AwsError> {
+        let mut n = rotation;
+        loop {
+            let token = client_request_token(&self.owner.uid, n);
+            match self.secrets.put_secret_value(secret_id, self.value, &token).await {
+                Err(e) if e.kind == AwsErrorKind::AlreadyExists && n < rotation + MAX_VERSION_SKIPS => n += 1,
+                result => return result.map(|v| (v, n)),
+            }
+        }
+    }
+
+    async fn create_or_adopt(&self, valid: &ValidCredential, rotation: i64) -> Result<(WrittenVersion, i64), RotationError> {
+        let token = client_request_token(&self.owner.uid, rotation);
+        let created = self
+            .secrets
+            .create_secret(&valid.secret_name, self.value, self.owner, valid.kms_key_id.as_deref(), &valid.tags, &token)
+            .await;
+        match created {
+            Ok(version) => Ok((version, rotation)),
+            Err(e) if matches!(e.kind, AwsErrorKind::AlreadyExists | AwsErrorKind::MarkedForDeletion) => {
+                let existing = self.secrets.describe(&valid.secret_name).await?;
+                if !existing.is_owned_by(self.owner) {
+                    return Err(RotationError::OwnedByOther {
+                        secret: valid.secret_name.clone(),
+                        owner: existing.owner_description(),
+                    });
+                }
+                if existing.scheduled_for_deletion {
+                    self.secrets.restore(&existing.arn).await?;
+                }
+                Ok(self.put(&existing.arn, rotation).await?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Step 1: turn a DsqlCredential's spec into what the controller needs, or say what to change.
+//!
+//! The CRD schema refuses most bad input at admission; this repeats the checks that matter for
+//! safety (an API server without CEL, or an object stored before a rule existed, must not crash or
+//! misbehave) and adds what only the controller can judge, such as schedule syntax.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::api::{ConditionReason, DeletionPolicy, DsqlCredential};
+use crate::aws::ConnectionInfo;
+use crate::config::OperatorConfig;
+use crate::schedule::{self, MIN_WRITE_INTERVAL, RotationSchedule};
+use crate::token::TokenRequest;
+
+const MIN_LIFETIME: Duration = Duration::from_secs(15 * 60);
+const MAX_LIFETIME: Duration = Duration::from_secs(604_800);
+const MIN_RENEW_BEFORE: Duration = Duration::from_secs(60);
+
+/// A credential whose spec the controller can act on.
+#[derive(Debug, Clone)]
+pub struct ValidCredential {
+    /// What to mint.
+    pub token: TokenRequest,
+    /// Connection details published beside the token.
+    pub connection: ConnectionInfo,
+    /// Rotate when this much lifetime remains.
+    pub renew_before: Duration,
+    /// Optional extra schedule.
+    pub schedule: Option<RotationSchedule>,
+    /// Secrets Manager secret name.
+    pub secret_name: String,
+    /// KMS key for a new secret.
+    pub kms_key_id: Option<String>,
+    /// User tags for a new secret.
+    pub tags: BTreeMap<String, String>,
+    /// What to do with the secret on delete.
+    pub deletion_policy: DeletionPolicy,
+    /// Recovery window for `Delete`.
+    pub recovery_window_days: i64,
+}
+
+/// Why a spec cannot be acted on: becomes a `Stalled` condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSpec {
+    /// `InvalidSpec` or `InvalidSchedule`.
+    pub reason: ConditionReason,
+    /// What to change, shown to the user.
+    pub message: String,
+}
+
+fn invalid(message: impl Into<String>) -> InvalidSpec {
+    InvalidSpec { reason: ConditionReason::InvalidSpec, message: message.into() }
+}
+
+/// Validates `credential` against the rules the controller relies on.
+pub fn validate(credential: &DsqlCredential, config: &OperatorConfig, now: Timestamp) -> Result<ValidCredential, InvalidSpec> {
+    let spec = &credential.spec;
+    let namespace = credential.namespace().unwrap_or_default();
+    let (hostname, region) = resolve_cluster(&spec.cluster)?;
+
+    if spec.role.is_empty() || spec.role.len() > 63 {
+        return Err(invalid("role must be 1 to 63 characters"));
+    }
+    if spec.token.lifetime.is_negative() {
+        return Err(invalid("token.lifetime must be between 15m and 168h"));
+    }
+    let lifetime: Duration = spec.token.lifetime.into();
+    if !(MIN_LIFETIME..=MAX_LIFETIME).contains(&lifetime) {
+        return Err(invalid(format!(
+            "token.lifetime is {}; it must be between 15m and 168h",
+            schedule::format_duration(lifetime)
+        )));
+    }
+    let renew_before = match spec.rotation.renew_before {
+        Some(d) if d.is_negative() => return Err(invalid("rotation.renewBefore must be positive")),
+        Some(d) => d.into(),
+        None => lifetime / 3,
+    };
+    if renew_before < MIN_RENEW_BEFORE || renew_before >= lifetime {
+        return Err(invalid(format!(
+            "rotation.renewBefore is {}; it must be at least 1m and shorter than token.lifetime ({})",
+            schedule::format_duration(renew_before),
+            schedule::format_duration(lifetime)
+        )));
+    }
+    if lifetime - renew_before < MIN_WRITE_INTERVAL {
+        return Err(invalid(format!(
+            "token.lifetime ({}) minus rotation.renewBefore ({}) is under 10m: Secrets Manager allows one write per secret every 10 minutes",
+            schedule::format_duration(lifetime),
+            schedule::format_duration(renew_before)
+        )));
+    }
+    let schedule = match &spec.rotation.schedule {
+        None => None,
+        Some(text) => {
+            let parsed: RotationSchedule = text
+                .parse()
+                .map_err(|e: schedule::ScheduleError| InvalidSpec { reason: ConditionReason::InvalidSchedule, message: e.to_string() })?;
+            parsed
+                .validate(now)
+                .map_err(|e| InvalidSpec { reason: ConditionReason::InvalidSchedule, message: e.to_string() })?;
+            Some(parsed)
+        }
+    };
+
+    let sm = &spec.secrets_manager;
+    let secret_name = credential
+        .status
+        .as_ref()
+        .and_then(|s| s.secret_name.clone())
+        .or_else(|| sm.name.clone())
+        .unwrap_or_else(|| config.default_secret_name(&namespace, &credential.name_any()));
+    validate_secret_name(&secret_name)?;
+    if sm.recovery_window_days != 0 && !(7..=30).contains(&sm.recovery_window_days) {
+        return Err(invalid("secretsManager.recoveryWindowDays must be 0 (delete at once) or between 7 and 30"));
+    }
+    if let Some(key) = sm.tags.keys().find(|k| k.starts_with("aws:") || k.starts_with("dsql.credentials.dev/")) {
+        return Err(invalid(format!("secretsManager.tags key {key:?} uses a reserved prefix (aws: or dsql.credentials.dev/)")));
+    }
+
+    Ok(ValidCredential {
+        token: TokenRequest { hostname: hostname.clone(), region: region.clone(), admin: spec.role == "admin", lifetime },
+        connection: ConnectionInfo { host: hostname, dbname: spec.database.clone(), username: spec.role.clone(), region },
+        renew_before,
+        schedule,
+        secret_name,
+        kms_key_id: sm.kms_key_id.clone(),
+        tags: sm.tags.clone(),
+        deletion_policy: sm.deletion_policy,
+        recovery_window_days: sm.recovery_window_days,
+    })
+}
+
+/// Endpoint and region from either form of cluster reference.
+fn resolve_cluster(cluster: &crate::api::ClusterRef) -> Result<(String, String), InvalidSpec> {
+    match (&cluster.endpoint, &cluster.identifier) {
+        (Some(endpoint), None) => {
+            let labels: Vec<&str> = endpoint.split('.').collect();
+            let well_formed = labels.len() == 5
+                && labels[0].chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && !labels[0].is_empty()
+                && labels[1].starts_with("dsql")
+                && labels[3] == "on"
+                && labels[4] == "aws";
+            if !well_formed {
+                return Err(invalid(format!(
+                    "cluster.endpoint {endpoint:?} is not an Aurora DSQL endpoint (<identifier>.dsql.<region>.on.aws)"
+                )));
+            }
+            let region = labels[2].to_owned();
+            if !is_region(&region) {
+                return Err(invalid(format!("cluster.endpoint {endpoint:?} has no valid region")));
+            }
+            if let Some(r) = &cluster.region
+                && r != &region
+            {
+                return Err(invalid(format!("cluster.region {r:?} does not match the endpoint's region {region:?}")));
+            }
+            Ok((endpoint.clone(), region))
+        }
+        (None, Some(identifier)) => {
+            let Some(region) = &cluster.region else {
+                return Err(invalid("cluster.region is required with cluster.identifier"));
+            };
+            if identifier.is_empty() || identifier.len() > 63 || !identifier.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+                return Err(invalid(format!("cluster.identifier {identifier:?} must be lowercase letters and digits")));
+            }
+            if !is_region(region) {
+                return Err(invalid(format!("cluster.region {region:?} is not an AWS region name")));
+            }
+            Ok((format!("{identifier}.dsql.{region}.on.aws"), region.clone()))
+        }
+        _ => Err(invalid("set exactly one of cluster.endpoint or cluster.identifier")),
+    }
+}
+
+fn is_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && region.len() <= 32
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+fn validate_secret_name(name: &str) -> Result<(), InvalidSpec> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c);
+    if name.is_empty() || name.len() > 512 || !name.chars().all(allowed) {
+        return Err(invalid(format!(
+            "Secrets Manager name {name:?} must be 1 to 512 letters, digits or /_+=.@- characters"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

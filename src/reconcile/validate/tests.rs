@@ -1,0 +1,108 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+use crate::api::{ClusterRef, DsqlCredentialSpec};
+
+fn t(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn credential(spec: serde_json::Value) -> DsqlCredential {
+    let mut full = serde_json::json!({
+        "apiVersion": "dsql.credentials.dev/v1alpha1",
+        "kind": "DsqlCredential",
+        "metadata": {"name": "orders", "namespace": "shop", "uid": "u1"},
+        "spec": {"cluster": {"endpoint": "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"}, "role": "admin"}
+    });
+    if let (Some(base), Some(extra)) = (full["spec"].as_object_mut(), spec.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(full).unwrap()
+}
+
+fn check(spec: serde_json::Value) -> Result<ValidCredential, InvalidSpec> {
+    validate(&credential(spec), &OperatorConfig::default(), t("2026-11-23T17:00:00Z"))
+}
+
+#[test]
+fn defaults_resolve_to_a_complete_credential() {
+    let valid = check(serde_json::json!({})).unwrap();
+    assert_eq!(valid.token.hostname, "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws");
+    assert_eq!(valid.token.region, "us-east-1");
+    assert!(valid.token.admin);
+    assert_eq!(valid.token.lifetime, Duration::from_secs(3600));
+    assert_eq!(valid.renew_before, Duration::from_secs(1200));
+    assert_eq!(valid.secret_name, "dsql/shop/orders");
+    assert_eq!(valid.connection.dbname, "postgres");
+    assert_eq!(valid.recovery_window_days, 7);
+}
+
+#[test]
+fn identifier_and_region_build_the_endpoint_and_custom_roles_are_not_admin() {
+    let valid = check(serde_json::json!({
+        "cluster": {"identifier": "abcdefghijklmnopqrstuvwxyz", "region": "eu-west-2"},
+        "role": "app_reader"
+    }))
+    .unwrap();
+    assert_eq!(valid.token.hostname, "abcdefghijklmnopqrstuvwxyz.dsql.eu-west-2.on.aws");
+    assert!(!valid.token.admin);
+    assert_eq!(valid.connection.username, "app_reader");
+}
+
+#[test]
+fn rejects_bad_input_with_a_message_naming_the_field() {
+    let cases = [
+        (serde_json::json!({"cluster": {}}), "exactly one of cluster.endpoint"),
+        (serde_json::json!({"cluster": {"identifier": "abc"}}), "cluster.region is required"),
+        (serde_json::json!({"cluster": {"endpoint": "db.example.com"}}), "not an Aurora DSQL endpoint"),
+        (serde_json::json!({"cluster": {"endpoint": "abc.dsql.us-east-1.on.aws", "region": "us-west-2"}}), "does not match"),
+        (serde_json::json!({"token": {"lifetime": "5m"}}), "token.lifetime is 5m"),
+        (serde_json::json!({"token": {"lifetime": "169h"}}), "between 15m and 168h"),
+        (serde_json::json!({"token": {"lifetime": "-1h"}}), "token.lifetime"),
+        (serde_json::json!({"rotation": {"renewBefore": "1h"}}), "shorter than token.lifetime"),
+        (serde_json::json!({"rotation": {"renewBefore": "55m"}}), "under 10m"),
+        (serde_json::json!({"secretsManager": {"name": "bad name!"}}), "Secrets Manager name"),
+        (serde_json::json!({"secretsManager": {"recoveryWindowDays": 3}}), "recoveryWindowDays"),
+        (serde_json::json!({"secretsManager": {"tags": {"aws:owner": "x"}}}), "reserved prefix"),
+    ];
+    for (spec, expected) in cases {
+        let err = check(spec.clone()).unwrap_err();
+        assert_eq!(err.reason, ConditionReason::InvalidSpec, "{spec}");
+        assert!(err.message.contains(expected), "{spec}: {:?} lacks {expected:?}", err.message);
+    }
+}
+
+#[test]
+fn bad_schedules_are_reported_as_invalid_schedules() {
+    for schedule in ["rate(5 minutes)", "cron(0 10 * * * *)", "every hour"] {
+        let err = check(serde_json::json!({"rotation": {"schedule": schedule}})).unwrap_err();
+        assert_eq!(err.reason, ConditionReason::InvalidSchedule, "{schedule}: {}", err.message);
+    }
+    assert!(check(serde_json::json!({"rotation": {"schedule": "rate(30 minutes)"}})).unwrap().schedule.is_some());
+}
+
+#[test]
+fn the_secret_name_recorded_in_status_wins() {
+    let mut c = credential(serde_json::json!({"secretsManager": {"name": "custom/name"}}));
+    assert_eq!(validate(&c, &OperatorConfig::default(), t("2026-11-23T17:00:00Z")).unwrap().secret_name, "custom/name");
+    c.status = Some(crate::api::DsqlCredentialStatus { secret_name: Some("from/status".into()), ..Default::default() });
+    assert_eq!(validate(&c, &OperatorConfig::default(), t("2026-11-23T17:00:00Z")).unwrap().secret_name, "from/status");
+}
+
+#[test]
+fn spec_types_round_trip() {
+    let spec = DsqlCredentialSpec {
+        cluster: ClusterRef { endpoint: Some("a.dsql.us-east-1.on.aws".into()), ..Default::default() },
+        role: "admin".into(),
+        database: "postgres".into(),
+        token: Default::default(),
+        rotation: Default::default(),
+        secrets_manager: Default::default(),
+    };
+    let json = serde_json::to_value(&spec).unwrap();
+    let lifetime: kube::core::Duration = json["token"]["lifetime"].as_str().unwrap().parse().unwrap();
+    assert_eq!(lifetime, Duration::from_secs(3600));
+    let back: DsqlCredentialSpec = serde_json::from_value(json).unwrap();
+    assert_eq!(back, spec);
+}

@@ -1,0 +1,193 @@
+//! Minting Aurora DSQL auth tokens, and the redacting type that holds them.
+//!
+//! A token is a bearer credential: from the moment it is minted it lives in [`DsqlToken`], whose
+//! `Debug` never shows it and which has no `Display` or `Serialize`. The only way to read it is
+//! [`DsqlToken::expose`], called where it is written to its destination.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_sdk_dsql::auth_token::{AuthTokenGenerator, Config as TokenConfig};
+use aws_sdk_dsql::config::Region;
+use jiff::Timestamp;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::clock::{Clock, ClockTimeSource};
+
+/// A DSQL auth token. Redacted in `Debug`; read it only with [`DsqlToken::expose`].
+pub struct DsqlToken(SecretString);
+
+impl DsqlToken {
+    /// The token text, for writing it to its destination. Never log or format it.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for DsqlToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DsqlToken(<redacted>)")
+    }
+}
+
+/// What to mint a token for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    /// Cluster endpoint host name.
+    pub hostname: String,
+    /// Cluster region.
+    pub region: String,
+    /// `true` for the `admin` role (DbConnectAdmin), `false` for custom roles (DbConnect).
+    pub admin: bool,
+    /// Requested lifetime.
+    pub lifetime: Duration,
+}
+
+/// A freshly minted token and when it stops working.
+#[derive(Debug)]
+pub struct MintedToken {
+    /// The token.
+    pub token: DsqlToken,
+    /// Signing time (whole seconds, as in `X-Amz-Date`).
+    pub issued_at: Timestamp,
+    /// The earlier of `issued_at + lifetime` and the signing credentials' expiry.
+    pub expires_at: Timestamp,
+    /// Whether the signing credentials' expiry cut the lifetime short.
+    pub clamped_by_credentials: bool,
+}
+
+/// Why a token could not be minted.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    /// The default credential chain has no credentials for the operator.
+    #[error("no AWS credentials to sign the token with: {0}")]
+    NoCredentials(String),
+    /// Signing itself failed.
+    #[error("could not sign the DSQL auth token: {0}")]
+    Signing(String),
+}
+
+/// Mints tokens with the operator's own AWS credentials (default chain, e.g. EKS Pod Identity).
+#[derive(Debug, Clone)]
+pub struct TokenMinter {
+    sdk_config: SdkConfig,
+    clock: Arc<dyn Clock>,
+}
+
+impl TokenMinter {
+    /// A minter signing with `sdk_config`'s credentials at `clock`'s time.
+    pub fn new(sdk_config: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
+        let sdk_config = sdk_config.to_builder().time_source(ClockTimeSource(clock.clone())).build();
+        Self { sdk_config, clock }
+    }
+
+    /// Mints one token. The credentials are resolved once and handed to the signer so the expiry
+    /// recorded is the expiry of the very credentials that signed.
+    pub async fn mint(&self, request: &TokenRequest) -> Result<MintedToken, MintError> {
+        let provider = self
+            .sdk_config
+            .credentials_provider()
+            .ok_or_else(|| MintError::NoCredentials("no credentials provider is configured".into()))?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| MintError::NoCredentials(aws_sdk_dsql::error::DisplayErrorContext(e).to_string()))?;
+        let credentials_expiry = credentials.expiry().and_then(|t| Timestamp::try_from(t).ok());
+
+        let now = self.clock.now();
+        let issued_at = Timestamp::from_second(now.as_second()).unwrap_or(now);
+        let lifetime_secs = request.lifetime.as_secs();
+        let config = TokenConfig::builder()
+            .hostname(&request.hostname)
+            .region(Region::new(request.region.clone()))
+            .expires_in(lifetime_secs)
+            .credentials(credentials)
+            .build()
+            .map_err(|e| MintError::Signing(e.to_string()))?;
+        let generator = AuthTokenGenerator::new(config);
+        let signed = if request.admin {
+            generator.db_connect_admin_auth_token(&self.sdk_config).await
+        } else {
+            generator.db_connect_auth_token(&self.sdk_config).await
+        }
+        .map_err(|e| MintError::Signing(e.to_string()))?;
+        // `AuthToken` derives Debug with the token in it: move the text into the redacting type
+        // at once and drop the SDK value.
+        let token = DsqlToken(SecretString::from(signed.as_str().to_owned()));
+        drop(signed);
+
+        let by_lifetime = issued_at + jiff::SignedDuration::from_secs(lifetime_secs as i64);
+        let (expires_at, clamped_by_credentials) = match credentials_expiry {
+            Some(expiry) if expiry < by_lifetime => (expiry, true),
+            _ => (by_lifetime, false),
+        };
+        Ok(MintedToken { token, issued_at, expires_at, clamped_by_credentials })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    #[derive(Debug)]
+    struct FixedClock(Timestamp);
+    impl Clock for FixedClock {
+        fn now(&self) -> Timestamp {
+            self.0
+        }
+    }
+
+    fn minter(expiry: Option<SystemTime>) -> TokenMinter {
+        let creds = Credentials::new("AKIDEXAMPLE", "secret", Some("session".into()), expiry, "test");
+        let sdk = SdkConfig::builder().credentials_provider(SharedCredentialsProvider::new(creds)).build();
+        TokenMinter::new(&sdk, Arc::new(FixedClock("2024-08-27T00:00:00.750Z".parse().unwrap())))
+    }
+
+    fn request(admin: bool) -> TokenRequest {
+        TokenRequest {
+            hostname: "peccy.dsql.us-east-1.on.aws".into(),
+            region: "us-east-1".into(),
+            admin,
+            lifetime: Duration::from_secs(3600),
+        }
+    }
+
+    #[tokio::test]
+    async fn signs_at_the_clock_time_with_the_requested_action_and_lifetime() {
+        let minted = minter(None).mint(&request(true)).await.unwrap();
+        let text = minted.token.expose();
+        assert!(text.starts_with("peccy.dsql.us-east-1.on.aws/?Action=DbConnectAdmin&"));
+        assert!(text.contains("X-Amz-Date=20240827T000000Z"));
+        assert!(text.contains("X-Amz-Expires=3600"));
+        assert!(text.contains("X-Amz-Security-Token=session"));
+        assert_eq!(minted.issued_at, "2024-08-27T00:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(minted.expires_at, "2024-08-27T01:00:00Z".parse::<Timestamp>().unwrap());
+        assert!(!minted.clamped_by_credentials);
+        let custom = minter(None).mint(&request(false)).await.unwrap();
+        assert!(custom.token.expose().contains("?Action=DbConnect&"));
+    }
+
+    #[tokio::test]
+    async fn expiry_is_clamped_to_the_signing_credentials() {
+        let creds_expiry = UNIX_EPOCH + Duration::from_secs(1_724_716_800 + 1200);
+        let minted = minter(Some(creds_expiry)).mint(&request(true)).await.unwrap();
+        assert_eq!(minted.expires_at, "2024-08-27T00:20:00Z".parse::<Timestamp>().unwrap());
+        assert!(minted.clamped_by_credentials);
+    }
+
+    #[tokio::test]
+    async fn debug_never_shows_the_token() {
+        let minted = minter(None).mint(&request(true)).await.unwrap();
+        let debug = format!("{minted:?}");
+        assert!(debug.contains("<redacted>"));
+        assert!(!debug.contains("X-Amz-Signature"));
+        assert!(!debug.contains("peccy"));
+    }
+}

@@ -1,0 +1,38 @@
+//! End to end: the finalizer applies deletionPolicy.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use support::env::TestEnv;
+
+const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_policy_schedules_the_secret_for_deletion_and_retain_keeps_it() {
+    let env = TestEnv::new("deletion").await;
+    let operator = env.start_operator();
+    env.create_credential("doomed", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "secretsManager": {"recoveryWindowDays": 7}})).await.unwrap();
+    env.create_credential("forced", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "secretsManager": {"recoveryWindowDays": 0}})).await.unwrap();
+    env.create_credential("kept", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "secretsManager": {"deletionPolicy": "Retain"}})).await.unwrap();
+    for name in ["doomed", "forced", "kept"] {
+        env.wait_ready(name, 1).await;
+    }
+    let secret = |name: &str| format!("dsql-e2e/{}/{name}", env.namespace);
+    let (doomed, forced, kept) = (secret("doomed"), secret("forced"), secret("kept"));
+    env.assert_no_token_leaks(&[&doomed, &forced, &kept]).await;
+
+    for name in ["doomed", "forced", "kept"] {
+        env.delete_credential(name).await;
+    }
+    for name in ["doomed", "forced", "kept"] {
+        env.wait_deleted(name).await;
+    }
+    let described = env.describe_secret(&doomed).await.expect("still recoverable");
+    assert!(described.deleted_date().is_some(), "Delete with a recovery window schedules deletion");
+    assert!(env.describe_secret(&forced).await.is_none(), "recoveryWindowDays 0 deletes at once");
+    let kept_desc = env.describe_secret(&kept).await.expect("Retain keeps the secret");
+    assert!(kept_desc.deleted_date().is_none());
+    let events = env.events_for("kept").await;
+    assert!(events.iter().any(|e| e.starts_with("SecretRetained")), "{events:?}");
+    operator.stop().await;
+}

@@ -1,0 +1,149 @@
+//! End to end: Secrets Manager failures degrade without dropping Ready while the token is valid,
+//! and recover; invalid specs are refused at admission or Stalled, without harming others; a
+//! secret owned by someone else is never overwritten.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::aws_proxy::AwsError;
+use support::env::{TestEnv, condition};
+
+const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_manager_errors_degrade_keep_ready_and_recover() {
+    let env = TestEnv::new("degraded").await;
+    let operator = env.start_operator();
+    env.create_credential("orders", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"})).await.unwrap();
+    let first = env.wait_ready("orders", 1).await;
+    let status = first.status.clone().unwrap();
+    let secret_name = status.secret_name.clone().unwrap();
+
+    env.aws.inject_error("secretsmanager.PutSecretValue", AwsError::Throttling, 2);
+    env.clock.advance_to(status.next_rotation_time.clone().unwrap().0);
+    let degraded = env
+        .wait_for("orders", Duration::from_secs(20), "Degraded", |c| condition(c, "Degraded").is_some_and(|d| d.status == "True"))
+        .await;
+    let d = condition(&degraded, "Degraded").unwrap();
+    assert_eq!(d.reason, "Throttled");
+    assert!(d.message.contains("PutSecretValue") && d.message.contains("retrying at"), "{}", d.message);
+    assert_eq!(condition(&degraded, "Ready").unwrap().status, "True", "the published token is still valid");
+    assert!(degraded.status.as_ref().unwrap().consecutive_failures >= 1);
+    assert!(env.events_for("orders").await.iter().any(|e| e.starts_with("RotationFailed: Throttled")));
+
+    // Retries come on the backoff schedule recorded in status; move time to them until it heals.
+    let mut recovered = None;
+    for _ in 0..10 {
+        let current = env.credentials().get("orders").await.unwrap();
+        if current.status.as_ref().and_then(|s| s.rotation_count) == Some(2) {
+            recovered = Some(current);
+            break;
+        }
+        if let Some(retry) = current.status.as_ref().and_then(|s| s.next_rotation_time.clone()) {
+            env.clock.advance_to(retry.0);
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let recovered = recovered.expect("recovered after the injected errors ran out");
+    let recovered = env.wait_ready("orders", recovered.status.unwrap().rotation_count.unwrap()).await;
+    assert_eq!(condition(&recovered, "Degraded").unwrap().status, "False");
+    assert_eq!(recovered.status.as_ref().unwrap().consecutive_failures, 0);
+    assert_eq!(env.secret_versions(&secret_name).await.len(), 2, "failed attempts wrote no version");
+    assert_eq!(env.aws.pending_errors("secretsmanager.PutSecretValue"), 0);
+
+    operator.stop().await;
+    env.assert_no_token_leaks(&[&secret_name]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expires_while_rotation_keeps_failing_turns_ready_false() {
+    let env = TestEnv::new("expired").await;
+    let operator = env.start_operator();
+    env.create_credential("orders", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "token": {"lifetime": "15m"}, "rotation": {"renewBefore": "5m"}})).await.unwrap();
+    let first = env.wait_ready("orders", 1).await;
+    env.aws.inject_error("secretsmanager.PutSecretValue", AwsError::AccessDenied, 1000);
+    env.clock.advance_to(first.status.as_ref().unwrap().token_expiration_time.clone().unwrap().0);
+    let expired = env
+        .wait_for("orders", Duration::from_secs(20), "expired", |c| condition(c, "Ready").is_some_and(|r| r.reason == "TokenExpired"))
+        .await;
+    assert_eq!(condition(&expired, "Ready").unwrap().status, "False");
+    assert_eq!(condition(&expired, "Degraded").unwrap().reason, "AccessDenied");
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_specs_are_rejected_or_stalled_and_other_credentials_are_unaffected() {
+    let env = TestEnv::new("invalid").await;
+    let operator = env.start_operator();
+
+    // Refused at admission by the CRD's schema and CEL rules.
+    let rejected = [
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT, "identifier": "abc", "region": "us-east-1"}, "role": "admin"}),
+        serde_json::json!({"cluster": {"identifier": "abc"}, "role": "admin"}),
+        serde_json::json!({"cluster": {"endpoint": "db.example.com"}, "role": "admin"}),
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "token": {"lifetime": "5m"}}),
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "rotation": {"renewBefore": "2h"}}),
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "secretsManager": {"deletionPolicy": "Orphan"}}),
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "secretsManager": {"recoveryWindowDays": 3}}),
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "robert'); DROP TABLE x;--"}),
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}}),
+    ];
+    for (i, spec) in rejected.iter().enumerate() {
+        let err = env.create_credential(&format!("bad-{i}"), spec.clone()).await.expect_err(&format!("{spec} must be refused"));
+        match err {
+            kube::Error::Api(status) => assert_eq!(status.code, 422, "{spec}: {status:?}"),
+            other => panic!("{spec}: unexpected error {other}"),
+        }
+    }
+
+    // Only the controller can judge a schedule: Stalled with a message saying what to change.
+    env.create_credential("bad-schedule", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "rotation": {"schedule": "rate(5 minutes)"}})).await.unwrap();
+    env.create_credential("good", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"})).await.unwrap();
+    let stalled = env
+        .wait_for("bad-schedule", Duration::from_secs(20), "Stalled", |c| condition(c, "Stalled").is_some_and(|s| s.status == "True"))
+        .await;
+    let s = condition(&stalled, "Stalled").unwrap();
+    assert_eq!(s.reason, "InvalidSchedule");
+    assert!(s.message.contains("10 minutes") || s.message.contains("10m"), "{}", s.message);
+    assert_eq!(condition(&stalled, "Ready").unwrap().reason, "NotPublished");
+    env.wait_ready("good", 1).await;
+
+    // Fixing the spec un-stalls it.
+    let fix = serde_json::json!({"spec": {"rotation": {"schedule": "rate(30 minutes)"}}});
+    env.credentials().patch("bad-schedule", &Default::default(), &kube::api::Patch::Merge(&fix)).await.unwrap();
+    let fixed = env.wait_ready("bad-schedule", 1).await;
+    assert_eq!(condition(&fixed, "Stalled").unwrap().status, "False");
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_owned_by_someone_else_is_never_overwritten() {
+    let env = TestEnv::new("conflict").await;
+    let foreign = format!("dsql-e2e/{}/taken", env.namespace);
+    aws_sdk_secretsmanager::Client::new(&env.check_sdk)
+        .create_secret()
+        .name(&foreign)
+        .secret_string("{\"owner\":\"someone else\"}")
+        .send()
+        .await
+        .unwrap();
+    let operator = env.start_operator();
+    env.create_credential("taken", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"})).await.unwrap();
+    let stalled = env
+        .wait_for("taken", Duration::from_secs(20), "Stalled", |c| condition(c, "Stalled").is_some_and(|s| s.status == "True"))
+        .await;
+    let s = condition(&stalled, "Stalled").unwrap();
+    assert_eq!(s.reason, "SecretOwnedByOther");
+    assert!(s.message.contains(&foreign), "{}", s.message);
+    assert_eq!(env.secret_document(&foreign).await, serde_json::json!({"owner": "someone else"}));
+    assert_eq!(env.secret_versions(&foreign).await.len(), 1);
+
+    // Deleting the credential leaves the foreign secret alone.
+    env.delete_credential("taken").await;
+    env.wait_deleted("taken").await;
+    let described = env.describe_secret(&foreign).await.unwrap();
+    assert!(described.deleted_date().is_none(), "foreign secret must not be deleted");
+    operator.stop().await;
+}

@@ -1,0 +1,383 @@
+//! The end-to-end test environment: a Kubernetes API (the in-process fake, or a real cluster when
+//! `DSQL_OPERATOR_E2E_KUBECONFIG` is set), moto behind a counting/fault-injecting proxy, a clock
+//! tests can move forward, and the operator itself running in-process.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use dsql_credential_operator::api::DsqlCredential;
+use dsql_credential_operator::aws::{SecretsManager, WriteRateLimiter};
+use dsql_credential_operator::clock::Clock;
+use dsql_credential_operator::config::OperatorConfig;
+use dsql_credential_operator::reconcile::Context;
+use dsql_credential_operator::token::TokenMinter;
+use futures::channel::mpsc;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{CustomResourceExt, ResourceExt};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::apiserver::FakeApiServer;
+use super::aws_proxy::AwsProxy;
+use super::moto::{MotoServer, test_credentials, test_sdk_config};
+
+/// Environment variable with a kubeconfig path: run the suite against that real cluster.
+pub const REAL_CLUSTER_ENV: &str = "DSQL_OPERATOR_E2E_KUBECONFIG";
+
+/// A clock that starts at real time and that tests move forward; moving it makes the running
+/// operator look at every credential again (as it would when its requeue timers fire).
+#[derive(Debug, Default)]
+pub struct TestClock {
+    offset_secs: AtomicI64,
+    resync: std::sync::Mutex<Option<mpsc::UnboundedSender<()>>>,
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now() + SignedDuration::from_secs(self.offset_secs.load(Ordering::SeqCst))
+    }
+}
+
+impl TestClock {
+    /// Moves time forward and wakes the operator.
+    pub fn advance(&self, by: Duration) {
+        self.offset_secs.fetch_add(by.as_secs() as i64, Ordering::SeqCst);
+        self.resync();
+    }
+
+    /// Moves time to `at` (if it is in the future) and wakes the operator.
+    pub fn advance_to(&self, at: Timestamp) {
+        let ahead = at.duration_since(self.now()).as_secs() + 1;
+        if ahead > 0 {
+            self.advance(Duration::from_secs(ahead as u64));
+        }
+    }
+
+    /// Makes the operator reconcile everything without moving time (a no-op resync).
+    pub fn resync(&self) {
+        if let Some(tx) = self.resync.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = tx.unbounded_send(());
+        }
+    }
+
+    fn resync_stream(&self) -> mpsc::UnboundedReceiver<()> {
+        let (tx, rx) = mpsc::unbounded();
+        *self.resync.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        rx
+    }
+}
+
+/// A running operator instance.
+pub struct Operator {
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Operator {
+    /// Stops it gracefully (as on SIGTERM) and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(20), &mut self.task)
+            .await
+            .expect("operator stops within 20s after shutdown")
+            .expect("operator task did not panic");
+    }
+}
+
+/// Everything one end-to-end test needs.
+pub struct TestEnv {
+    /// The fake API server, unless running against a real cluster.
+    pub fake: Option<FakeApiServer>,
+    /// Client to the Kubernetes API.
+    pub kube: kube::Client,
+    /// moto.
+    pub moto: MotoServer,
+    /// Proxy in front of moto that counts and fails calls.
+    pub aws: AwsProxy,
+    /// SDK config the operator uses (through the proxy).
+    pub operator_sdk: SdkConfig,
+    /// SDK config for the test's own checks (straight to moto, not counted).
+    pub check_sdk: SdkConfig,
+    /// The operator's clock.
+    pub clock: Arc<TestClock>,
+    /// This test's namespace; the operator watches only it.
+    pub namespace: String,
+    /// Operator settings used by `start_operator`.
+    pub config: OperatorConfig,
+}
+
+impl TestEnv {
+    /// Starts moto, the proxy, the API (fake or real), installs the CRD and creates a namespace.
+    pub async fn new(test_name: &str) -> TestEnv {
+        super::logs::init();
+        let moto = MotoServer::start().await.expect("moto starts");
+        let aws = AwsProxy::start(&moto.endpoint_url()).await.expect("AWS proxy starts");
+        let operator_sdk = test_sdk_config(&aws.endpoint_url(), test_credentials());
+        let check_sdk = test_sdk_config(&moto.endpoint_url(), test_credentials());
+
+        let (fake, kube) = match std::env::var(REAL_CLUSTER_ENV).ok().filter(|v| !v.is_empty()) {
+            Some(path) => (None, real_cluster_client(&path).await),
+            None => {
+                let fake = FakeApiServer::start().await;
+                let client = fake.client();
+                (Some(fake), client)
+            }
+        };
+        install_crd(&kube).await;
+        let namespace = format!("{}-{}", test_name.replace('_', "-"), rand::random::<u32>() % 100_000);
+        let namespaces: Api<Namespace> = Api::all(kube.clone());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).expect("namespace");
+        namespaces.create(&PostParams::default(), &ns).await.expect("namespace created");
+
+        let config = OperatorConfig {
+            secret_name_prefix: "dsql-e2e".to_owned(),
+            namespaces: vec![namespace.clone()],
+            concurrency: 4,
+            secrets_manager_writes_per_second: 0.0,
+        };
+        TestEnv { fake, kube, moto, aws, operator_sdk, check_sdk, clock: Arc::new(TestClock::default()), namespace, config }
+    }
+
+    /// Starts an operator instance watching this test's namespace.
+    pub fn start_operator(&self) -> Operator {
+        let secrets = SecretsManager::new(
+            aws_sdk_secretsmanager::Client::new(&self.operator_sdk),
+            WriteRateLimiter::new(self.config.secrets_manager_writes_per_second),
+        );
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        let minter = TokenMinter::new(&self.operator_sdk, clock.clone());
+        let ctx = Arc::new(Context::new(self.kube.clone(), secrets, minter, clock, self.config.clone()));
+        let (tx, rx) = oneshot::channel::<()>();
+        let resync = self.clock.resync_stream();
+        let task = tokio::spawn(dsql_credential_operator::controller::run(ctx, resync, async move {
+            let _ = rx.await;
+        }));
+        Operator { shutdown: Some(tx), task }
+    }
+
+    /// API for DsqlCredentials in this test's namespace.
+    pub fn credentials(&self) -> Api<DsqlCredential> {
+        Api::namespaced(self.kube.clone(), &self.namespace)
+    }
+
+    /// Creates a DsqlCredential from a spec given as JSON.
+    pub async fn create_credential(&self, name: &str, spec: serde_json::Value) -> Result<DsqlCredential, kube::Error> {
+        let object: DsqlCredential = serde_json::from_value(serde_json::json!({
+            "apiVersion": "dsql.credentials.dev/v1alpha1",
+            "kind": "DsqlCredential",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": spec,
+        }))
+        .expect("a well-formed DsqlCredential");
+        self.credentials().create(&PostParams::default(), &object).await
+    }
+
+    /// Polls the credential until `done` holds (bounded by `timeout`).
+    pub async fn wait_for(&self, name: &str, timeout: Duration, what: &str, done: impl Fn(&DsqlCredential) -> bool) -> DsqlCredential {
+        let api = self.credentials();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = None;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(object) = api.get(name).await {
+                if done(&object) {
+                    return object;
+                }
+                last = Some(object);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out after {timeout:?} waiting for {name} to be {what}; last seen status: {:#?}", last.and_then(|o| o.status));
+    }
+
+    /// Waits until the credential is Ready=True with the given rotation count.
+    pub async fn wait_ready(&self, name: &str, rotation_count: i64) -> DsqlCredential {
+        self.wait_for(name, Duration::from_secs(30), &format!("Ready after rotation {rotation_count}"), |c| {
+            condition(c, "Ready").is_some_and(|r| r.status == "True")
+                && c.status.as_ref().and_then(|s| s.rotation_count) == Some(rotation_count)
+        })
+        .await
+    }
+
+    /// Waits until the credential is gone.
+    pub async fn wait_deleted(&self, name: &str) {
+        let api = self.credentials();
+        for _ in 0..600 {
+            if api.get_opt(name).await.expect("get").is_none() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{name} was not deleted within 30s");
+    }
+
+    /// Patches the credential's metadata annotations.
+    pub async fn annotate(&self, name: &str, key: &str, value: &str) {
+        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+        self.credentials().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("annotate");
+    }
+
+    /// Deletes the credential.
+    pub async fn delete_credential(&self, name: &str) {
+        self.credentials().delete(name, &DeleteParams::default()).await.expect("delete");
+    }
+
+    /// Kubernetes writes (POST/PUT/PATCH/DELETE) the fake served since the last `clear`, or
+    /// `None` against a real cluster (where the test cannot see them).
+    pub fn kube_writes(&self) -> Option<Vec<String>> {
+        self.fake.as_ref().map(|f| {
+            f.requests().into_iter().filter(|r| r.is_write()).map(|r| format!("{} {}", r.method, r.path)).collect()
+        })
+    }
+
+    /// Forgets the recorded Kubernetes and AWS requests.
+    pub fn clear_recorded(&self) {
+        if let Some(f) = &self.fake {
+            f.clear_requests();
+        }
+        self.aws.clear();
+    }
+
+    /// Events in this test's namespace about `name` as `reason: note` lines.
+    pub async fn events_for(&self, name: &str) -> Vec<String> {
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.kube.clone(), &self.namespace);
+        let list = api.list(&Default::default()).await.expect("list events");
+        list.items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| format!("{}: {}", e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Everything the operator emitted that a user could see, for leak scanning: logs, Events,
+    /// and every DsqlCredential's status in the namespace.
+    pub async fn everything_emitted(&self) -> String {
+        let mut all = super::logs::captured();
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.kube.clone(), &self.namespace);
+        if let Ok(list) = events.list(&Default::default()).await {
+            all.push_str(&serde_json::to_string(&list.items).unwrap_or_default());
+        }
+        if let Ok(list) = self.credentials().list(&Default::default()).await {
+            for item in list.items {
+                all.push_str(&serde_json::to_string(&item.status).unwrap_or_default());
+                all.push_str(&item.name_any());
+            }
+        }
+        all
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Against a real cluster, remove the namespace (and everything in it) in the background.
+        if self.fake.is_none() {
+            let namespaces: Api<Namespace> = Api::all(self.kube.clone());
+            let name = self.namespace.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = namespaces.delete(&name, &DeleteParams::default()).await;
+                });
+            }
+        }
+    }
+}
+
+/// The named condition of a credential.
+pub fn condition<'a>(c: &'a DsqlCredential, type_: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    c.status.as_ref()?.conditions.iter().find(|x| x.type_ == type_)
+}
+
+async fn real_cluster_client(kubeconfig_path: &str) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig_path).expect("kubeconfig readable");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("kubeconfig valid");
+    kube::Client::try_from(config).expect("client")
+}
+
+/// Applies the CRD from crds/ (the committed file, as users install it) and waits until the API
+/// serves it.
+async fn install_crd(client: &kube::Client) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/dsqlcredential.yaml");
+    let text = std::fs::read_to_string(path).expect("crds/dsqlcredential.yaml exists");
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("CRD parses");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(&crd.name_any(), &PatchParams::apply("dsql-operator-e2e").force(), &Patch::Apply(&crd))
+        .await
+        .expect("CRD applied");
+    let api: Api<DsqlCredential> = Api::all(client.clone());
+    for _ in 0..200 {
+        if api.list(&Default::default()).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the API did not serve {} within 10s", DsqlCredential::crd_name());
+}
+
+/// The test's own view of Secrets Manager (straight to moto; never counted as operator calls).
+impl TestEnv {
+    fn check_client(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.check_sdk)
+    }
+
+    /// The current secret value parsed as JSON.
+    pub async fn secret_document(&self, secret_id: &str) -> serde_json::Value {
+        let out = self.check_client().get_secret_value().secret_id(secret_id).send().await.expect("GetSecretValue");
+        serde_json::from_str(out.secret_string().expect("a string secret")).expect("secret is JSON")
+    }
+
+    /// Every version id of the secret, deprecated ones included.
+    pub async fn secret_versions(&self, secret_id: &str) -> Vec<String> {
+        let out = self
+            .check_client()
+            .list_secret_version_ids()
+            .secret_id(secret_id)
+            .include_deprecated(true)
+            .send()
+            .await
+            .expect("ListSecretVersionIds");
+        out.versions.unwrap_or_default().into_iter().filter_map(|v| v.version_id).collect()
+    }
+
+    /// Every token ever written to the secret (the `password` of each version).
+    pub async fn all_tokens(&self, secret_id: &str) -> Vec<String> {
+        let mut tokens = Vec::new();
+        for version in self.secret_versions(secret_id).await {
+            let out = self.check_client().get_secret_value().secret_id(secret_id).version_id(version).send().await.expect("GetSecretValue");
+            if let Some(text) = out.secret_string() {
+                let doc: serde_json::Value = serde_json::from_str(text).expect("JSON");
+                if let Some(p) = doc["password"].as_str() {
+                    tokens.push(p.to_owned());
+                }
+            }
+        }
+        tokens
+    }
+
+    /// The secret's description (tags, deletion date).
+    pub async fn describe_secret(&self, secret_id: &str) -> Option<aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput> {
+        self.check_client().describe_secret().secret_id(secret_id).send().await.ok()
+    }
+
+    /// Fails if any token written to `secret_ids`, or its signature, appears in anything the
+    /// operator emitted (logs at trace level, Events, statuses).
+    pub async fn assert_no_token_leaks(&self, secret_ids: &[&str]) {
+        let emitted = self.everything_emitted().await;
+        assert!(!emitted.is_empty(), "nothing captured to scan");
+        let mut scanned = 0;
+        for id in secret_ids {
+            for token in self.all_tokens(id).await {
+                scanned += 1;
+                assert!(!emitted.contains(&token), "a token from {id} appears in the operator's output");
+                let signature = super::token_check::token_signature(&token).expect("token has a signature");
+                assert!(!emitted.contains(&signature), "a token signature from {id} appears in the operator's output");
+            }
+        }
+        assert!(scanned > 0, "no tokens found to scan for");
+    }
+}
