@@ -1,1 +1,4 @@
-pub fn placeholder() {}
+//! dsql-credential-operator: a Kubernetes operator that keeps Aurora DSQL IAM
+//! auth tokens fresh in AWS Secrets Manager.
+
+pub mod schedule;
