@@ -21,6 +21,11 @@ use crate::clock::{Clock, ClockTimeSource};
 pub struct DsqlToken(SecretString);
 
 impl DsqlToken {
+    /// Wraps freshly minted token text.
+    pub(crate) fn from_minted(text: String) -> Self {
+        Self(SecretString::from(text))
+    }
+
     /// The token text, for writing it to its destination. Never log or format it.
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
@@ -116,7 +121,7 @@ impl TokenMinter {
         .map_err(|e| MintError::Signing(e.to_string()))?;
         // `AuthToken` derives Debug with the token in it: move the text into the redacting type
         // at once and drop the SDK value.
-        let token = DsqlToken(SecretString::from(signed.as_str().to_owned()));
+        let token = DsqlToken::from_minted(signed.as_str().to_owned());
         drop(signed);
 
         let by_lifetime = issued_at + jiff::SignedDuration::from_secs(lifetime_secs as i64);

@@ -48,3 +48,26 @@ pub fn secret_json(info: &ConnectionInfo, token: &DsqlToken, expires_at: Timesta
     // Serializing plain strings cannot fail; an empty document would be refused by AWS anyway.
     SecretString::from(serde_json::to_string(&doc).unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn secret_json_has_the_sample_shape_in_order() {
+        let info = ConnectionInfo {
+            host: "abc.dsql.us-east-1.on.aws".into(),
+            dbname: "postgres".into(),
+            username: "admin".into(),
+            region: "us-east-1".into(),
+        };
+        let token = DsqlToken::from_minted("abc.dsql.us-east-1.on.aws/?Action=DbConnectAdmin&X-Amz-Signature=ff".into());
+        let json = secret_json(&info, &token, "2026-11-23T18:00:00.5Z".parse().unwrap());
+        assert_eq!(
+            json.expose_secret(),
+            r#"{"engine":"postgres","host":"abc.dsql.us-east-1.on.aws","port":"5432","dbname":"postgres","username":"admin","password":"abc.dsql.us-east-1.on.aws/?Action=DbConnectAdmin&X-Amz-Signature=ff","region":"us-east-1","expiresAt":"2026-11-23T18:00:00Z"}"#
+        );
+    }
+}

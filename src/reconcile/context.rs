@@ -26,13 +26,16 @@ pub struct Context {
     /// Consecutive reconcile errors per object (`namespace/name`), for backoff of errors that
     /// are not recorded in status.
     failures: Mutex<HashMap<String, u32>>,
+    /// The rotation count last written to each object's status (by uid). The controller's cache
+    /// can lag behind the operator's own status write; acting on the older copy would rotate twice.
+    written_rotations: Mutex<HashMap<String, i64>>,
 }
 
 impl Context {
     /// Builds the shared context.
     pub fn new(client: kube::Client, secrets: SecretsManager, minter: TokenMinter, clock: Arc<dyn Clock>, config: OperatorConfig) -> Self {
         let events = EventPublisher::new(client.clone());
-        Self { client, secrets, minter, clock, config, events, failures: Mutex::new(HashMap::new()) }
+        Self { client, secrets, minter, clock, config, events, failures: Mutex::new(HashMap::new()), written_rotations: Mutex::new(HashMap::new()) }
     }
 
     pub(crate) fn record_failure(&self, key: &str) -> u32 {
@@ -45,5 +48,23 @@ impl Context {
     pub(crate) fn clear_failures(&self, key: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         failures.remove(key);
+    }
+
+    /// Records that rotation `count` of the object with `uid` is in its status.
+    pub(crate) fn record_rotation(&self, uid: &str, count: i64) {
+        let mut written = self.written_rotations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        written.insert(uid.to_owned(), count);
+    }
+
+    /// Whether the cached copy (with rotation `count` in status) is older than what was written.
+    pub(crate) fn is_stale(&self, uid: &str, count: i64) -> bool {
+        let written = self.written_rotations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        written.get(uid).is_some_and(|w| *w > count)
+    }
+
+    /// Forgets an object that is gone.
+    pub(crate) fn forget(&self, uid: &str) {
+        let mut written = self.written_rotations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        written.remove(uid);
     }
 }

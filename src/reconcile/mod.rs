@@ -95,6 +95,12 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
     let key = object_key(&credential.namespace().unwrap_or_default(), &name);
     let generation = credential.meta().generation;
     let current = credential.status.clone().unwrap_or_default();
+    let uid = credential.uid().unwrap_or_default();
+    if ctx.is_stale(&uid, current.rotation_count.unwrap_or(0)) {
+        // The watch event carrying our own last status write is still on its way; it triggers
+        // the next reconcile, this requeue is only a fallback.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
 
     let valid = match validate::validate(credential, &ctx.config, now) {
         Ok(valid) => valid,
@@ -117,7 +123,7 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
         Plan::Rotate(cause) => cause,
     };
 
-    let owner = OwnerRef { namespace: credential.namespace().unwrap_or_default(), name: name.clone(), uid: credential.uid().unwrap_or_default() };
+    let owner = OwnerRef { namespace: credential.namespace().unwrap_or_default(), name: name.clone(), uid: uid.clone() };
     let started = std::time::Instant::now();
     match rotate::rotate(&ctx.secrets, &ctx.minter, &owner, &valid, &current).await {
         Ok(rotation) => {
@@ -155,6 +161,7 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
                 "rotated token"
             );
             write_status(api, &name, &current, &next).await?;
+            ctx.record_rotation(&uid, published.rotation_count);
             ctx.events.rotated(credential, &cause, &published, current.consecutive_failures).await;
             Ok(requeue_at(next_rotation, now))
         }
