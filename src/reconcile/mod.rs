@@ -26,7 +26,7 @@ pub use context::Context;
 use crate::api::{ConditionReason, ConditionType, DsqlCredential, DsqlCredentialStatus, FINALIZER, MANAGER_NAME, ROTATE_ANNOTATION};
 use crate::aws::OwnerRef;
 use crate::schedule::{self, RenewalPlan};
-use plan::{Plan, RotationCause};
+use plan::Plan;
 use rotate::RotationError;
 use status::{Failure, Published};
 
@@ -120,6 +120,11 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
             write_status(api, &name, &current, &status::refreshed(&current, now)).await?;
             return Ok(requeue_at(until, now));
         }
+        Plan::Stalled => {
+            let next = status::refreshed(&current, now);
+            write_status(api, &name, &current, &next).await?;
+            return Ok(wake_at_expiry(&next, now));
+        }
         Plan::Rotate(cause) => cause,
     };
 
@@ -144,10 +149,9 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
                 issued_at: rotation.minted.issued_at,
                 expires_at: rotation.minted.expires_at,
                 next_rotation,
-                forced_by: match &cause {
-                    RotationCause::Forced(value) => Some(value.clone()),
-                    _ => None,
-                },
+                // Any rotation satisfies the annotation's current value, so a value present at
+                // creation does not force a second rotation a minute later.
+                rotate_annotation: annotation.map(str::to_owned),
                 warning: short_lived_warning(&rotation.minted),
             };
             let next = status::after_rotation(&current, generation, &published, now);

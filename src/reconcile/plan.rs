@@ -2,7 +2,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::api::DsqlCredentialStatus;
+use crate::api::{ConditionType, DsqlCredentialStatus};
 
 /// Forced and spec-change rotations are limited to one per credential per this interval.
 pub const MIN_FORCED_INTERVAL: SignedDuration = SignedDuration::from_secs(60);
@@ -40,6 +40,9 @@ impl RotationCause {
 pub enum Plan {
     /// Rotate now.
     Rotate(RotationCause),
+    /// Stalled and nothing changed since: do nothing until the spec changes or a rotation is
+    /// forced by annotation.
+    Stalled,
     /// Nothing is due; look again at `until`.
     Wait {
         /// When something next falls due (a rotation, a retry, or the token's expiry).
@@ -52,19 +55,23 @@ pub fn plan(generation: Option<i64>, rotate_annotation: Option<&str>, status: &D
     let next = status.next_rotation_time.as_ref().map(|t| t.0);
     let retry_pending = status.consecutive_failures > 0 && next.is_some_and(|t| t > now);
     let published = status.version_id.is_some() && status.token_expiration_time.is_some();
+    let forced = rotate_annotation
+        .filter(|value| status.last_forced_rotation.as_deref() != Some(*value))
+        .map(str::to_owned);
+    let spec_changed = generation.is_some() && status.observed_generation != generation;
+    let stalled = status.condition(ConditionType::Stalled).is_some_and(|c| c.status == "True");
+    if stalled && !spec_changed && forced.is_none() {
+        return Plan::Stalled;
+    }
 
     if !published {
-        return match (retry_pending, next) {
+        return match (retry_pending && !spec_changed && forced.is_none(), next) {
             (true, Some(until)) => Plan::Wait { until },
             _ if status.consecutive_failures > 0 => Plan::Rotate(RotationCause::Retry),
             _ => Plan::Rotate(RotationCause::Initial),
         };
     }
 
-    let forced = rotate_annotation
-        .filter(|value| status.last_forced_rotation.as_deref() != Some(*value))
-        .map(str::to_owned);
-    let spec_changed = generation.is_some() && status.observed_generation != generation;
     if forced.is_some() || spec_changed {
         let earliest = status.last_rotation_time.as_ref().map(|t| t.0 + MIN_FORCED_INTERVAL);
         return match earliest {
@@ -132,6 +139,7 @@ mod tests {
     #[test]
     fn failed_first_attempt_waits_for_its_retry_time() {
         let status = DsqlCredentialStatus {
+            observed_generation: Some(1),
             consecutive_failures: 2,
             next_rotation_time: Some(Time(t("2026-11-23T17:00:30Z"))),
             ..Default::default()
@@ -153,6 +161,35 @@ mod tests {
         );
         let acted = DsqlCredentialStatus { last_forced_rotation: Some("now".into()), ..status };
         assert_eq!(plan(Some(1), Some("now"), &acted, t("2026-11-23T17:05:00Z")), Plan::Wait { until: t("2026-11-23T17:40:00Z") });
+    }
+
+    #[test]
+    fn a_stalled_credential_waits_for_a_spec_change_or_a_forced_rotation() {
+        let mut status = DsqlCredentialStatus { observed_generation: Some(1), ..Default::default() };
+        crate::api::set_condition(
+            &mut status.conditions,
+            ConditionType::Stalled,
+            true,
+            crate::api::ConditionReason::SecretOwnedByOther,
+            "taken",
+            Some(1),
+            t("2026-11-23T17:00:00Z"),
+        );
+        let now = t("2026-11-23T17:05:00Z");
+        assert_eq!(plan(Some(1), None, &status, now), Plan::Stalled);
+        assert_eq!(plan(Some(2), None, &status, now), Plan::Rotate(RotationCause::Initial));
+        assert_eq!(plan(Some(1), Some("retry"), &status, now), Plan::Rotate(RotationCause::Initial));
+    }
+
+    #[test]
+    fn a_spec_change_skips_a_pending_retry_of_a_first_attempt() {
+        let status = DsqlCredentialStatus {
+            observed_generation: Some(1),
+            consecutive_failures: 4,
+            next_rotation_time: Some(Time(t("2026-11-23T17:05:00Z"))),
+            ..Default::default()
+        };
+        assert_eq!(plan(Some(2), None, &status, t("2026-11-23T17:01:00Z")), Plan::Rotate(RotationCause::Retry));
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub struct Published {
     pub expires_at: Timestamp,
     /// When to rotate next.
     pub next_rotation: Timestamp,
-    /// The annotation value acted on, when the rotation was forced.
-    pub forced_by: Option<String>,
+    /// The `dsql.credentials.dev/rotate` annotation's value at the rotation.
+    pub rotate_annotation: Option<String>,
     /// A warning to surface as `Degraded` although the write succeeded (e.g. the signing
     /// credentials expire so soon that the token is nearly dead at birth).
     pub warning: Option<String>,
@@ -56,7 +56,7 @@ pub fn after_rotation(prev: &DsqlCredentialStatus, generation: Option<i64>, publ
         last_rotation_time: Some(Time(published.issued_at)),
         next_rotation_time: Some(Time(published.next_rotation)),
         consecutive_failures: 0,
-        last_forced_rotation: published.forced_by.clone().or_else(|| prev.last_forced_rotation.clone()),
+        last_forced_rotation: published.rotate_annotation.clone().or_else(|| prev.last_forced_rotation.clone()),
         conditions: prev.conditions.clone(),
     };
     match &published.warning {
@@ -139,7 +139,7 @@ mod tests {
             issued_at: t("2026-11-23T17:00:00Z"),
             expires_at: t("2026-11-23T18:00:00Z"),
             next_rotation: t("2026-11-23T17:40:00Z"),
-            forced_by: None,
+            rotate_annotation: None,
             warning: None,
         }
     }
