@@ -1,0 +1,454 @@
+//! A counting, fault-injecting HTTP proxy in front of moto.
+//!
+//! Point the SDK at [`AwsProxy::endpoint_url`]. Every request is forwarded
+//! unchanged (method, path, query, headers including `Host`, body) to the
+//! upstream and its response is passed back, except that an operation with an
+//! injected fault gets a realistic AWS JSON-protocol error response instead.
+//!
+//! An operation is named by its `X-Amz-Target` header (`secretsmanager.PutSecretValue`,
+//! the awsJson protocols); requests without one (restJson services such as the
+//! DSQL control plane) are named `"METHOD /path"`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::moto::SupportError;
+
+/// Injects faults into every operation that has none of its own.
+pub const ANY_OPERATION: &str = "*";
+
+/// Largest request body the proxy accepts (Secrets Manager's own limit is 64 KiB).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// An error response the proxy can return instead of forwarding.
+///
+/// The shapes follow AWS's JSON protocols: the status code, an
+/// `x-amzn-ErrorType` header (with the Coral suffix real services append and
+/// SDKs strip), a `x-amzn-RequestId`, and a `{"__type": ..., "message"|"Message": ...}` body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AwsError {
+    /// 400, throttling; SDK code `ThrottlingException`, retryable.
+    ThrottlingException,
+    /// 400, IAM denial; SDK code `AccessDeniedException`, not retryable.
+    AccessDeniedException,
+    /// 500, Secrets Manager's modelled server fault; SDK code `InternalServiceError`.
+    InternalServiceError,
+    /// 400, Secrets Manager's "secret not found"; SDK code `ResourceNotFoundException`.
+    ResourceNotFoundException,
+    /// 500 whose body is not JSON (an HTML page from a load balancer); the SDK
+    /// sees an unhandled service error with no code.
+    MalformedInternalError,
+    /// Anything else: `__type`/`x-amzn-ErrorType` = `code`.
+    Custom {
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+impl AwsError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::ThrottlingException
+            | Self::AccessDeniedException
+            | Self::ResourceNotFoundException => 400,
+            Self::InternalServiceError | Self::MalformedInternalError => 500,
+            Self::Custom { status, .. } => *status,
+        }
+    }
+
+    /// The error code the AWS SDK reports for this response (`None`: no code).
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::ThrottlingException => Some("ThrottlingException"),
+            Self::AccessDeniedException => Some("AccessDeniedException"),
+            Self::InternalServiceError => Some("InternalServiceError"),
+            Self::ResourceNotFoundException => Some("ResourceNotFoundException"),
+            Self::MalformedInternalError => None,
+            Self::Custom { code, .. } => Some(code),
+        }
+    }
+
+    /// Every built-in variant (not `Custom`).
+    pub fn all() -> Vec<AwsError> {
+        vec![
+            Self::ThrottlingException,
+            Self::AccessDeniedException,
+            Self::InternalServiceError,
+            Self::ResourceNotFoundException,
+            Self::MalformedInternalError,
+        ]
+    }
+
+    fn response(&self, operation: &str, request_id: &str) -> Response<Body> {
+        // "secretsmanager.PutSecretValue" -> "secretsmanager:PutSecretValue"
+        let action = operation.replacen('.', ":", 1);
+        let (error_type_header, body, content_type) = match self {
+            Self::ThrottlingException => (
+                "ThrottlingException:http://internal.amazon.com/coral/com.amazon.coral.availability/"
+                    .to_owned(),
+                json_error("ThrottlingException", "message", "Rate exceeded"),
+                "application/x-amz-json-1.1",
+            ),
+            Self::AccessDeniedException => (
+                "AccessDeniedException:http://internal.amazon.com/coral/com.amazon.coral.service/"
+                    .to_owned(),
+                json_error(
+                    "AccessDeniedException",
+                    "Message",
+                    &format!(
+                        "User: arn:aws:sts::123456789012:assumed-role/dsql-credential-operator/test \
+                         is not authorized to perform: {action} because no identity-based policy \
+                         allows the {action} action"
+                    ),
+                ),
+                "application/x-amz-json-1.1",
+            ),
+            Self::InternalServiceError => (
+                "InternalServiceError:http://internal.amazon.com/coral/com.amazonaws.secretsmanager/"
+                    .to_owned(),
+                json_error(
+                    "InternalServiceError",
+                    "Message",
+                    "An error occurred on the server side.",
+                ),
+                "application/x-amz-json-1.1",
+            ),
+            Self::ResourceNotFoundException => (
+                "ResourceNotFoundException:http://internal.amazon.com/coral/com.amazonaws.secretsmanager/"
+                    .to_owned(),
+                json_error(
+                    "ResourceNotFoundException",
+                    "Message",
+                    "Secrets Manager can't find the specified secret.",
+                ),
+                "application/x-amz-json-1.1",
+            ),
+            Self::MalformedInternalError => {
+                let mut response = Response::new(Body::from(
+                    "<html><head><title>500 Internal Server Error</title></head>\
+                     <body><h1>500 Internal Server Error</h1></body></html>",
+                ));
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                let headers = response.headers_mut();
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+                insert_header(headers, "x-amzn-requestid", request_id);
+                return response;
+            }
+            Self::Custom { code, message, .. } => (
+                code.clone(),
+                json_error(code, "message", message),
+                "application/x-amz-json-1.1",
+            ),
+        };
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        insert_header(headers, "x-amzn-requestid", request_id);
+        insert_header(headers, "x-amzn-errortype", &error_type_header);
+        response
+    }
+}
+
+fn json_error(code: &str, message_key: &str, message: &str) -> String {
+    let mut body = serde_json::Map::new();
+    body.insert("__type".to_owned(), code.into());
+    body.insert(message_key.to_owned(), message.into());
+    serde_json::Value::Object(body).to_string()
+}
+
+fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), value);
+    }
+}
+
+struct Fault {
+    error: AwsError,
+    remaining: usize,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    calls: Vec<String>,
+    faults: HashMap<String, VecDeque<Fault>>,
+}
+
+struct Shared {
+    state: Mutex<ProxyState>,
+    upstream: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    request_ids: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, ProxyState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The proxy; stops serving when dropped.
+pub struct AwsProxy {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl AwsProxy {
+    /// Listens on 127.0.0.1 (a free port) and forwards to `upstream`
+    /// (e.g. `MotoServer::endpoint_url()`, `http://127.0.0.1:PORT`).
+    pub async fn start(upstream: &str) -> Result<AwsProxy, SupportError> {
+        let upstream = upstream.trim_end_matches('/').to_owned();
+        if !upstream.starts_with("http://") {
+            return Err(SupportError::new(format!(
+                "the proxy forwards plain HTTP only, not {upstream}"
+            )));
+        }
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .map_err(|e| SupportError::new(format!("proxy cannot bind 127.0.0.1:0: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| SupportError::new(format!("proxy cannot read its address: {e}")))?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(ProxyState::default()),
+            upstream,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            request_ids: AtomicU64::new(1),
+        });
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&shared));
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop.await;
+                })
+                .await;
+        });
+        Ok(AwsProxy {
+            shared,
+            addr,
+            shutdown: Some(shutdown),
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` of the proxy.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every call seen so far, in order, named by operation (failed and
+    /// fault-injected calls included).
+    pub fn calls(&self) -> Vec<String> {
+        self.shared.lock().calls.clone()
+    }
+
+    /// How many calls of `operation` (e.g. `secretsmanager.PutSecretValue`) were seen.
+    pub fn count(&self, operation: &str) -> usize {
+        self.shared
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| c.as_str() == operation)
+            .count()
+    }
+
+    /// Forgets the recorded calls (injected faults stay).
+    pub fn clear(&self) {
+        self.shared.lock().calls.clear();
+    }
+
+    /// The next `times` calls of `operation` get `error` instead of reaching
+    /// the upstream. Faults injected for the same operation queue up in order.
+    /// `operation` may be [`ANY_OPERATION`] for every operation without a fault of its own.
+    pub fn inject_error(&self, operation: &str, error: AwsError, times: usize) {
+        if times == 0 {
+            return;
+        }
+        self.shared
+            .lock()
+            .faults
+            .entry(operation.to_owned())
+            .or_default()
+            .push_back(Fault {
+                error,
+                remaining: times,
+            });
+    }
+
+    /// Removes every pending injected fault.
+    pub fn clear_errors(&self) {
+        self.shared.lock().faults.clear();
+    }
+
+    /// How many injected faults are still pending for `operation`.
+    pub fn pending_errors(&self, operation: &str) -> usize {
+        self.shared
+            .lock()
+            .faults
+            .get(operation)
+            .map(|queue| queue.iter().map(|f| f.remaining).sum())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for AwsProxy {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.task.abort();
+    }
+}
+
+fn operation_name(parts: &Parts) -> String {
+    match parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(target) => target.to_owned(),
+        None => format!("{} {}", parts.method, parts.uri.path()),
+    }
+}
+
+fn take_fault(state: &mut ProxyState, operation: &str) -> Option<AwsError> {
+    let key = if state.faults.get(operation).is_some_and(|q| !q.is_empty()) {
+        operation
+    } else {
+        ANY_OPERATION
+    };
+    let queue = state.faults.get_mut(key)?;
+    let front = queue.front_mut()?;
+    let error = front.error.clone();
+    front.remaining = front.remaining.saturating_sub(1);
+    if front.remaining == 0 {
+        queue.pop_front();
+    }
+    if queue.is_empty() {
+        state.faults.remove(key);
+    }
+    Some(error)
+}
+
+/// Hop-by-hop headers are the connection's, not the message's.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+fn plain_response(status: StatusCode, message: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(message));
+    *response.status_mut() = status;
+    response
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let operation = operation_name(&parts);
+    let fault = {
+        let mut state = shared.lock();
+        state.calls.push(operation.clone());
+        take_fault(&mut state, &operation)
+    };
+    // Read the whole request either way, as a real endpoint would.
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return plain_response(
+                StatusCode::BAD_REQUEST,
+                format!("proxy could not read the request body: {e}"),
+            );
+        }
+    };
+    if let Some(error) = fault {
+        let n = shared.request_ids.fetch_add(1, Ordering::Relaxed);
+        let request_id = format!("00000000-0000-4000-8000-{n:012x}");
+        return error.response(&operation, &request_id);
+    }
+    forward(&shared, parts, body).await
+}
+
+async fn forward(shared: &Shared, parts: Parts, body: Bytes) -> Response<Body> {
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    let uri: Uri = match format!("{}{path_and_query}", shared.upstream).parse() {
+        Ok(uri) => uri,
+        Err(e) => {
+            return plain_response(
+                StatusCode::BAD_GATEWAY,
+                format!("proxy built a bad upstream URI: {e}"),
+            );
+        }
+    };
+    let mut upstream_request = Request::new(Full::new(body));
+    *upstream_request.method_mut() = parts.method;
+    *upstream_request.uri_mut() = uri;
+    for (name, value) in &parts.headers {
+        if !is_hop_by_hop(name) {
+            upstream_request
+                .headers_mut()
+                .append(name.clone(), value.clone());
+        }
+    }
+    let upstream_response = match shared.client.request(upstream_request).await {
+        Ok(response) => response,
+        Err(e) => {
+            return plain_response(
+                StatusCode::BAD_GATEWAY,
+                format!("proxy could not reach {}: {e}", shared.upstream),
+            );
+        }
+    };
+    let (parts, body) = upstream_response.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            return plain_response(
+                StatusCode::BAD_GATEWAY,
+                format!("proxy could not read the upstream response: {e}"),
+            );
+        }
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = parts.status;
+    for (name, value) in &parts.headers {
+        if !is_hop_by_hop(name) && name != CONTENT_LENGTH {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    response
+}
