@@ -135,7 +135,11 @@ pub fn zero_object(def: &ResourceDef) -> Value {
         "Lease" => {
             m.insert("spec".into(), json!({}));
         }
-        "Namespace" | "Deployment" | "StatefulSet" | "DaemonSet" | "CustomResourceDefinition" => {
+        "CustomResourceDefinition" => {
+            m.insert("spec".into(), json!({"names": {}}));
+            m.insert("status".into(), json!({"acceptedNames": {}}));
+        }
+        "Namespace" | "Deployment" | "StatefulSet" | "DaemonSet" => {
             m.insert("spec".into(), json!({}));
             m.insert("status".into(), json!({}));
         }

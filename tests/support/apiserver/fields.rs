@@ -677,6 +677,12 @@ pub fn encode_entries(mut entries: Vec<Entry>) -> Value {
     )
 }
 
+/// Encoded entries, or null (field omitted) when there are none.
+pub fn encode_or_null(mut entries: Vec<Entry>) -> Value {
+    entries.retain(|e| !e.set.is_empty());
+    if entries.is_empty() { Value::Null } else { encode_entries(entries) }
+}
+
 /// Restricts a set to what a write through the given subresource may own.
 pub fn scope_set(set: &FieldSet, subresource: &str, status_split: bool) -> FieldSet {
     let s = strip_untracked(set);

@@ -381,6 +381,13 @@ fn write_ctx(t: &Target, req: &Req) -> ApiResult<WriteCtx> {
 
 /// Defaults applied while decoding a request (these end up owned by the writer in managedFields).
 fn decode_defaults(def: &ResourceDef, obj: &mut Value, warnings: &mut Vec<String>) {
+    // ObjectMeta is typed: empty lists and maps are omitted (omitempty).
+    if let Some(Value::Object(meta)) = obj.get_mut("metadata") {
+        meta.retain(|k, v| {
+            let empty = v.is_null() || v.as_array().is_some_and(Vec::is_empty) || v.as_object().is_some_and(Map::is_empty);
+            !(empty && matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences" | "managedFields"))
+        });
+    }
     if def.custom {
         if let Some(s) = &def.schema {
             schema::prune(s, obj, "", true, warnings);
@@ -599,7 +606,7 @@ fn create(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
     let mut entries = Vec::new();
     let zero = builtin::zero_object(def);
     fields::record_update(&hints_for(def), &zero, &body, &mut entries, &ctx.manager, &ctx.api_version, "", def.status_subresource, &ctx.now);
-    set_meta(&mut body, "managedFields", fields::encode_entries(entries));
+    set_meta(&mut body, "managedFields", fields::encode_or_null(entries));
     set_meta(&mut body, "uid", json!(new_uid()));
     set_meta(&mut body, "creationTimestamp", json!(ctx.now));
     commit(state, t, &ctx, None, body, warnings)
@@ -655,7 +662,7 @@ fn write_update(state: &mut State, t: &Target, req: &Req, old: &Value, mut candi
     let mut cmp_new = new.clone();
     set_meta(&mut cmp_new, "managedFields", Value::Null);
     fields::record_update(&hints_for(def), &cmp_old, &cmp_new, &mut entries, &ctx.manager, &ctx.api_version, &ctx.subresource, def.status_subresource, &ctx.now);
-    set_meta(&mut new, "managedFields", if entries.is_empty() { Value::Null } else { fields::encode_entries(entries) });
+    set_meta(&mut new, "managedFields", fields::encode_or_null(entries));
     commit(state, t, &ctx, Some(&old_ext), new, warnings)
 }
 
@@ -808,7 +815,7 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             let mut obj = applied.object;
             let mut warnings = Vec::new();
             decode_defaults(def, &mut obj, &mut warnings);
-            set_meta(&mut obj, "managedFields", fields::encode_entries(applied.entries));
+            set_meta(&mut obj, "managedFields", fields::encode_or_null(applied.entries));
             set_meta(&mut obj, "uid", json!(new_uid()));
             set_meta(&mut obj, "creationTimestamp", json!(ctx.now));
             set_meta(&mut obj, "name", json!(name));
@@ -853,7 +860,7 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             decode_defaults(def, &mut new, &mut warnings);
             let mut new = carry_over(def, &ctx.subresource, &old_ext, new);
             set_meta(&mut new, "resourceVersion", json!(meta_str(&old, "resourceVersion")));
-            set_meta(&mut new, "managedFields", fields::encode_entries(applied.entries));
+            set_meta(&mut new, "managedFields", fields::encode_or_null(applied.entries));
             commit(state, t, &ctx, Some(&old_ext), new, warnings)
         }
     }

@@ -231,13 +231,13 @@ impl Drop for FakeApiServer {
 async fn gc_loop(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.subscribe();
     loop {
+        // Every write wakes the collector; its own writes are followed up by repeated passes.
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = shared.gc_wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
         // The garbage collector acts shortly after, asynchronously.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let rv = {
             let Ok(mut s) = shared.state.lock() else { return };
             let before = s.rv;
