@@ -28,8 +28,7 @@ struct Raw {
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(pos) = data.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
         let size_line = String::from_utf8_lossy(&data[..pos]).to_string();
         let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
         data = &data[pos + 2..];
@@ -177,7 +176,7 @@ fn compare(step: &str, path: &str, exp: &Value, act: &Value, diffs: &mut Vec<Str
                             diffs.push(format!("{path}.continue: expected {ev}, got {av}"));
                         }
                     }
-                    Some(av) if k == "name" && path.ends_with("details") || k == "name" && path.ends_with("metadata") => {
+                    Some(av) if k == "name" && (path.ends_with("details") || path.ends_with("metadata")) => {
                         let n = |v: &Value| normalize_message(step, &v.to_string());
                         if n(ev) != n(av) {
                             diffs.push(format!("{path}.{k}: expected {ev}, got {av}"));
@@ -281,6 +280,7 @@ impl Replay {
     async fn run(&mut self, file: &str, check: bool) {
         let watch_rv = self.unrecorded_setup(file).await;
         let mut failures = Vec::new();
+        let continue_re = regex::Regex::new(r"continue=[^&]*").unwrap();
         for step in load(file) {
             let name = step["step"].as_str().unwrap_or("?").to_string();
             let req = &step["request"];
@@ -297,8 +297,7 @@ impl Replay {
                 path = path.replace("resourceVersion=236", &format!("resourceVersion={rv}"));
             }
             if let (Some(tok), true) = (&self.last_continue, path.contains("continue=")) {
-                let re = regex::Regex::new(r"continue=[^&]*").unwrap();
-                path = re.replace(&path, format!("continue={tok}").as_str()).to_string();
+                path = continue_re.replace(&path, format!("continue={tok}").as_str()).to_string();
             }
             if name == "create-event-v1-generatename-trailing-dot-invalid" {
                 // The recorded body is the next step's; the real request used generateName "w1.".

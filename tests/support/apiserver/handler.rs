@@ -201,7 +201,7 @@ fn check_type(def: &ResourceDef, body: &Value) -> ApiResult<()> {
     if !av.is_empty() && av != def.api_version() {
         // Other served versions of the same kind are accepted (no conversion needed here).
         let group = av.rsplit_once('/').map(|(g, _)| g).unwrap_or_default();
-        if group != def.group && !(def.kind == "Event") {
+        if group != def.group && def.kind != "Event" {
             return Err(ApiError::bad_request(&format!(
                 "the API version in the data ({av}) does not match the expected API version ({})",
                 def.api_version()
