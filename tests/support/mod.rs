@@ -1,7 +1,10 @@
-#![allow(dead_code)]
-//! Shared test support. Each integration test crate that needs it starts with
-//! `mod support;`; not every crate uses every helper, hence `dead_code`.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Shared test support. Each integration test crate that needs it starts with `mod support;`;
+//! not every crate uses every helper, hence `dead_code`.
 
+pub mod apiserver;
 pub mod aws_proxy;
+pub mod env;
+pub mod logs;
 pub mod moto;
 pub mod token_check;

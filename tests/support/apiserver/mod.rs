@@ -1,0 +1,409 @@
+//! An in-process fake of the Kubernetes API server, modelled on the real kube-apiserver (v1.36):
+//! REST verbs over JSON, watch streams, server-side apply with managedFields, the status
+//! subresource, finalizers, ownerReference garbage collection, CRD registration with schema
+//! defaulting/pruning/validation (including CEL), Status error bodies, fault injection and
+//! request recording. It listens on 127.0.0.1 only and stops when dropped.
+
+pub mod builtin;
+mod discovery;
+pub mod errors;
+pub mod fields;
+pub mod handler;
+pub mod patch;
+pub mod resources;
+pub mod schema;
+pub mod selectors;
+pub mod store;
+mod watch;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State as AxState;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde_json::json;
+
+use errors::{ApiError, ErrorBody, details, group_resource, reason_for_code, status_body};
+use handler::{Reply, Req};
+use store::{Fault, State};
+
+/// One request the fake served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: Option<String>,
+    pub status: u16,
+}
+
+impl RecordedRequest {
+    /// POST, PUT, PATCH or DELETE.
+    pub fn is_write(&self) -> bool {
+        matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    /// Latest resourceVersion; watches wake up on changes.
+    pub(crate) rv_tx: tokio::sync::watch::Sender<u64>,
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    /// Bumped by `expire_watches`: live watches end with a 410 ERROR event.
+    pub(crate) expire: tokio::sync::watch::Sender<u64>,
+    gc_wake: tokio::sync::Notify,
+    bookmark_ms: AtomicU64,
+    port: u16,
+}
+
+impl Shared {
+    pub(crate) fn bookmark_interval(&self) -> Duration {
+        Duration::from_millis(self.bookmark_ms.load(Ordering::Relaxed))
+    }
+
+    fn notify_writes(&self) {
+        let rv = self.state.lock().map(|s| s.rv).unwrap_or_default();
+        self.rv_tx.send_replace(rv);
+        self.gc_wake.notify_one();
+    }
+}
+
+/// The fake API server. Dropping it stops the listener, every watch stream and the GC loop.
+pub struct FakeApiServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    server: Option<tokio::task::JoinHandle<()>>,
+    gc: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl FakeApiServer {
+    /// Binds 127.0.0.1:0 and serves on a tokio task.
+    #[allow(clippy::panic)] // a loopback bind failure is a broken test environment: fail loudly
+    pub async fn start() -> FakeApiServer {
+        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => panic!("fake apiserver: cannot bind 127.0.0.1:0: {e}"),
+        };
+        let addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => panic!("fake apiserver: no local address: {e}"),
+        };
+        let (rv_tx, _) = tokio::sync::watch::channel(0u64);
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new()),
+            rv_tx,
+            shutdown,
+            expire: tokio::sync::watch::channel(0u64).0,
+            gc_wake: tokio::sync::Notify::new(),
+            bookmark_ms: AtomicU64::new(60_000),
+            port: addr.port(),
+        });
+        let router = axum::Router::new().fallback(serve_request).with_state(shared.clone());
+        let mut stop = shared.shutdown.subscribe();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+        let gc = tokio::spawn(gc_loop(shared.clone()));
+        FakeApiServer { shared, addr, server: Some(server), gc: Some(gc) }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kube client for this server: no auth, default namespace "default".
+    #[allow(clippy::panic)] // base_url is always a valid URI
+    pub fn client(&self) -> kube::Client {
+        // Both rustls providers are compiled into this crate's graph, so rustls cannot pick one
+        // itself; kube builds a TLS connector even for http URLs. Installing twice is harmless.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let uri: axum::http::Uri = match self.base_url().parse() {
+            Ok(u) => u,
+            Err(e) => panic!("fake apiserver: bad base url: {e}"),
+        };
+        let mut config = kube::Config::new(uri);
+        config.default_namespace = "default".to_string();
+        config.read_timeout = Some(Duration::from_secs(30));
+        match kube::Client::try_from(config) {
+            Ok(c) => c,
+            Err(e) => panic!("fake apiserver: cannot build client: {e}"),
+        }
+    }
+
+    /// Every request served, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.state.lock().map(|s| s.requests.clone()).unwrap_or_default()
+    }
+
+    pub fn clear_requests(&self) {
+        if let Ok(mut s) = self.shared.state.lock() {
+            s.requests.clear();
+        }
+    }
+
+    /// The next `times` requests matching `method` (None = any) whose path (with query) contains
+    /// `path_contains` get `status` with a metav1 Status body.
+    pub fn inject_fault(&self, method: Option<&str>, path_contains: &str, status: u16, times: usize) {
+        if let Ok(mut s) = self.shared.state.lock() {
+            s.faults.push(Fault {
+                method: method.map(|m| m.to_ascii_uppercase()),
+                path_contains: path_contains.to_string(),
+                status,
+                remaining: times,
+            });
+        }
+    }
+
+    /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK (real server: ~1 minute;
+    /// one is also always sent 2s before a watch's `timeoutSeconds` deadline).
+    pub fn set_bookmark_interval(&self, every: Duration) {
+        self.shared.bookmark_ms.store(every.as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+
+    /// How many events the watch history keeps (default 1000); older resourceVersions get 410.
+    pub fn set_history_limit(&self, events: usize) {
+        if let Ok(mut s) = self.shared.state.lock() {
+            s.history_limit = events.max(1);
+            while s.history.len() > s.history_limit {
+                if let Some(e) = s.history.pop_front() {
+                    s.evicted_upto = e.rv;
+                }
+            }
+        }
+    }
+
+    /// Drops the whole watch history now: every watch resuming from an older resourceVersion
+    /// gets a 410 Expired (like a compaction).
+    pub fn compact_history(&self) {
+        if let Ok(mut s) = self.shared.state.lock() {
+            s.history.clear();
+            s.evicted_upto = s.rv;
+        }
+        self.shared.notify_writes();
+    }
+
+    /// Ends every open watch with a 410 Expired ERROR event and drops the history, as when the
+    /// real watch cache drops a slow watcher after compaction: clients must relist.
+    pub fn expire_watches(&self) {
+        if let Ok(mut s) = self.shared.state.lock() {
+            s.history.clear();
+            s.evicted_upto = s.rv;
+        }
+        self.shared.expire.send_modify(|e| *e += 1);
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.state.lock().map(|s| s.rv).unwrap_or_default()
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.shared.shutdown.send_replace(true);
+        if let Some(gc) = self.gc.take() {
+            gc.abort();
+        }
+        if let Some(server) = self.server.take() {
+            // Graceful shutdown ends idle connections and watch streams at once; bound it anyway.
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    server.abort();
+                });
+            } else {
+                server.abort();
+            }
+        }
+    }
+}
+
+async fn gc_loop(shared: Arc<Shared>) {
+    let mut stop = shared.shutdown.subscribe();
+    loop {
+        // Every write wakes the collector; its own writes are followed up by repeated passes.
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = shared.gc_wake.notified() => {}
+        }
+        // The garbage collector acts shortly after, asynchronously.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let rv = {
+            let Ok(mut s) = shared.state.lock() else { return };
+            let before = s.rv;
+            for _ in 0..50 {
+                if !s.gc_pass() {
+                    break;
+                }
+            }
+            (s.rv != before).then_some(s.rv)
+        };
+        if let Some(rv) = rv {
+            shared.rv_tx.send_replace(rv);
+        }
+    }
+}
+
+fn verb(req: &Req, has_name: bool) -> &'static str {
+    match (req.method.as_str(), has_name) {
+        ("GET", true) => "get",
+        ("GET", false) if matches!(req.query.get("watch").map(String::as_str), Some("true") | Some("1")) => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "get",
+    }
+}
+
+/// The Status an injected fault answers with, shaped like the real server's for that code.
+fn fault_error(state: &State, req: &Req, code: u16) -> ApiError {
+    let target = handler::resolve(state, &req.path).ok().flatten();
+    let reason = reason_for_code(code);
+    let (group, plural, name, ns) = match &target {
+        Some(t) => (t.def.group.clone(), t.def.plural.clone(), t.name.clone().unwrap_or_default(), t.namespace.clone()),
+        None => (String::new(), String::new(), String::new(), None),
+    };
+    let gr = group_resource(&group, &plural);
+    match code {
+        401 => ApiError::status(401, "Unauthorized", "Unauthorized", None),
+        403 => {
+            let scope = match &ns {
+                Some(ns) => format!("in the namespace {ns:?}"),
+                None => "at the cluster scope".to_string(),
+            };
+            let subject = if name.is_empty() { gr.clone() } else { format!("{gr} {name:?}") };
+            ApiError::status(
+                403,
+                reason,
+                &format!(
+                    "{subject} is forbidden: User \"system:anonymous\" cannot {} resource {plural:?} in API group {group:?} {scope}",
+                    verb(req, !name.is_empty())
+                ),
+                Some(details(&name, &group, &plural, &[])),
+            )
+        }
+        404 => ApiError::not_found(&group, &plural, &name),
+        409 => ApiError::conflict(&group, &plural, &name, "injected conflict"),
+        429 => ApiError::status(429, reason, "Too many requests, please try again later.", Some(json!({"retryAfterSeconds": 1}))),
+        500 => ApiError::status(500, reason, "Internal error occurred: injected fault", Some(json!({"causes": [{"message": "injected fault"}]}))),
+        503 => ApiError::status(503, reason, "the server is currently unable to handle the request", Some(details(&name, &group, &plural, &[]))),
+        504 => ApiError::status(504, reason, "the server was unable to return a response in the time allotted, but may still be processing the request", Some(details(&name, &group, &plural, &[]))),
+        _ => ApiError::status(code, reason, &format!("injected fault ({code})"), None),
+    }
+}
+
+fn json_response(code: u16, body: &serde_json::Value, headers: &[(String, String)]) -> Response {
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (k, v) in headers {
+        if let (Ok(name), Ok(val)) = (axum::http::HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+            if name == header::CONTENT_TYPE {
+                resp.headers_mut().insert(name, val);
+            } else {
+                resp.headers_mut().append(name, val);
+            }
+        }
+    }
+    resp
+}
+
+fn text_response(code: u16, text: String) -> Response {
+    let mut resp = Response::new(Body::from(text));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let hdr = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let raw_query = parts.uri.query().unwrap_or_default().to_string();
+    let mut req = Req {
+        method: parts.method.as_str().to_ascii_uppercase(),
+        path: parts.uri.path().to_string(),
+        query: url::form_urlencoded::parse(raw_query.as_bytes()).into_owned().collect::<HashMap<String, String>>(),
+        raw_query,
+        content_type: hdr(header::CONTENT_TYPE),
+        user_agent: hdr(header::USER_AGENT),
+        accept: hdr(header::ACCEPT),
+        body: Vec::new(),
+    };
+    let body_result = axum::body::to_bytes(body, 64 * 1024 * 1024).await;
+    let reply = {
+        let Ok(mut state) = shared.state.lock() else {
+            return text_response(500, "fake apiserver state poisoned".into());
+        };
+        let reply = match body_result {
+            Err(e) => Reply::from(ApiError::status(413, "RequestEntityTooLarge", &format!("request body: {e}"), None)),
+            Ok(bytes) => {
+                req.body = bytes.to_vec();
+                let with_query = format!("{}?{}", req.path, req.raw_query);
+                let fault = state.faults.iter_mut().find(|f| {
+                    f.remaining > 0
+                        && f.method.as_ref().is_none_or(|m| *m == req.method)
+                        && with_query.contains(&f.path_contains)
+                });
+                match fault {
+                    Some(f) => {
+                        f.remaining -= 1;
+                        let code = f.status;
+                        state.faults.retain(|f| f.remaining > 0);
+                        Reply::from(fault_error(&state, &req, code))
+                    }
+                    None => handler::handle(&mut state, &req, shared.port),
+                }
+            }
+        };
+        let status = match &reply {
+            Reply::Json(c, _, _) | Reply::Text(c, _) => *c,
+            Reply::Watch(_) => 200,
+        };
+        state.requests.push(RecordedRequest {
+            method: req.method.clone(),
+            path: req.path.clone(),
+            query: req.raw_query.clone(),
+            content_type: req.content_type.clone(),
+            status,
+        });
+        reply
+    };
+    if req.method != "GET" {
+        shared.notify_writes();
+    }
+    match reply {
+        Reply::Json(code, v, mut headers) => {
+            if code == 429 {
+                headers.push(("Retry-After".into(), "1".into()));
+            }
+            json_response(code, &v, &headers)
+        }
+        Reply::Text(code, t) => text_response(code, t),
+        Reply::Watch(w) => {
+            let mut resp = Response::new(watch::start(shared.clone(), *w));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+    }
+}
+
+#[allow(unused)]
+fn status_of(e: &ApiError) -> serde_json::Value {
+    match &e.body {
+        ErrorBody::Status(v) => v.clone(),
+        ErrorBody::Text(t) => status_body(e.code, reason_for_code(e.code), t, None),
+    }
+}
