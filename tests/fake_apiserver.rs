@@ -311,6 +311,10 @@ impl Replay {
                 assert_eq!(r.status, 201, "{}", r.body);
             }
             body = body.map(|b| self.fix_uids(&b));
+            if name == "delete-owner-foreground" {
+                // The recording caught the collector mid-way; hold it so the next GET sees that too.
+                self.srv.set_gc_paused(true);
+            }
             if let Some((_, code)) = INJECTED.iter().find(|(s, _)| *s == name) {
                 if !check {
                     continue;
@@ -334,6 +338,21 @@ impl Replay {
                 && !c.is_empty()
             {
                 self.last_continue = Some(c.to_string());
+            }
+            if name == "owner-during-foreground" {
+                self.srv.set_gc_paused(false);
+                let owner = path.clone();
+                let mut gone = false;
+                for _ in 0..100 {
+                    if self.send("GET", &owner, None, None).await.status == 404 {
+                        gone = true;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                assert!(gone, "foreground deletion finishes once the collector runs");
+                let dep = self.send("GET", "/api/v1/namespaces/golden/configmaps/owned2", None, None).await;
+                assert_eq!(dep.status, 404, "the dependent went first: {}", dep.body);
             }
             if !check {
                 continue;

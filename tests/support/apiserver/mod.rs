@@ -57,6 +57,7 @@ pub(crate) struct Shared {
     /// Bumped by `expire_watches`: live watches end with a 410 ERROR event.
     pub(crate) expire: tokio::sync::watch::Sender<u64>,
     gc_wake: tokio::sync::Notify,
+    gc_paused: std::sync::atomic::AtomicBool,
     bookmark_ms: AtomicU64,
     port: u16,
 }
@@ -101,6 +102,7 @@ impl FakeApiServer {
             shutdown,
             expire: tokio::sync::watch::channel(0u64).0,
             gc_wake: tokio::sync::Notify::new(),
+            gc_paused: std::sync::atomic::AtomicBool::new(false),
             bookmark_ms: AtomicU64::new(60_000),
             port: addr.port(),
         });
@@ -202,6 +204,13 @@ impl FakeApiServer {
         self.shared.expire.send_modify(|e| *e += 1);
     }
 
+    /// Holds (true) or releases (false) the garbage collector and namespace controller, to observe
+    /// intermediate states (e.g. an owner waiting on `foregroundDeletion`) deterministically.
+    pub fn set_gc_paused(&self, paused: bool) {
+        self.shared.gc_paused.store(paused, Ordering::SeqCst);
+        self.shared.gc_wake.notify_one();
+    }
+
     /// The current global resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared.state.lock().map(|s| s.rv).unwrap_or_default()
@@ -236,20 +245,19 @@ async fn gc_loop(shared: Arc<Shared>) {
             _ = stop.wait_for(|s| *s) => return,
             _ = shared.gc_wake.notified() => {}
         }
-        // The garbage collector acts shortly after, asynchronously.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The garbage collector acts shortly after, asynchronously, one step per cycle (delete
+        // dependents, then release the owner, ...).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if shared.gc_paused.load(Ordering::SeqCst) {
+            continue;
+        }
         let rv = {
             let Ok(mut s) = shared.state.lock() else { return };
-            let before = s.rv;
-            for _ in 0..50 {
-                if !s.gc_pass() {
-                    break;
-                }
-            }
-            (s.rv != before).then_some(s.rv)
+            s.gc_pass().then_some(s.rv)
         };
         if let Some(rv) = rv {
             shared.rv_tx.send_replace(rv);
+            shared.gc_wake.notify_one();
         }
     }
 }
