@@ -934,3 +934,31 @@ async fn deployments_get_defaults_status_and_generation() {
     let e = api_err(deps.create(&PostParams::default(), &bad).await.unwrap_err());
     assert_eq!(e.code, 422);
 }
+
+#[tokio::test]
+async fn watcher_with_streaming_lists() {
+    let srv = FakeApiServer::start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(srv.client());
+    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "pre"}})).unwrap()).await.unwrap();
+    let mut stream = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut names = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(ev) = stream.try_next().await.unwrap() {
+            match ev {
+                watcher::Event::InitApply(c) => names.push(c.metadata.name.unwrap()),
+                watcher::Event::InitDone => {
+                    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "post"}})).unwrap()).await.unwrap();
+                }
+                watcher::Event::Apply(c) => {
+                    names.push(c.metadata.name.unwrap());
+                    break;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("initial events, the end bookmark and a live event");
+    assert_eq!(names, vec!["pre", "post"]);
+    assert!(srv.requests().iter().any(|r| r.query.contains("sendInitialEvents=true")));
+}
