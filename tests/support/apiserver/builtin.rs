@@ -13,7 +13,8 @@ pub const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of 
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -24,13 +25,27 @@ pub fn is_dns_subdomain(s: &str) -> bool {
 
 /// Validates metadata.name (and generateName where the real server does) for a kind.
 pub fn validate_name(def: &ResourceDef, obj: &Value, causes: &mut Vec<Cause>) {
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let label = def.kind == "Namespace";
-    let ok = if label { is_dns_label(name) } else { is_dns_subdomain(name) };
+    let ok = if label {
+        is_dns_label(name)
+    } else {
+        is_dns_subdomain(name)
+    };
     if !ok {
-        let mut msg = if label { DNS1123_LABEL_MSG.to_string() } else { DNS1123_SUBDOMAIN_MSG.to_string() };
+        let mut msg = if label {
+            DNS1123_LABEL_MSG.to_string()
+        } else {
+            DNS1123_SUBDOMAIN_MSG.to_string()
+        };
         if name.len() > if label { 63 } else { 253 } {
-            msg = format!("must be no more than {} characters", if label { 63 } else { 253 });
+            msg = format!(
+                "must be no more than {} characters",
+                if label { 63 } else { 253 }
+            );
         }
         causes.push(Cause::invalid("metadata.name", &json!(name), &msg));
     }
@@ -38,14 +53,24 @@ pub fn validate_name(def: &ResourceDef, obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 fn validate_labels(obj: &Value, causes: &mut Vec<Cause>) {
-    let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) else { return };
+    let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) else {
+        return;
+    };
     for (k, v) in labels {
         let name = k.rsplit('/').next().unwrap_or_default();
         let name_ok = !name.is_empty()
             && name.len() <= 63
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            && name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
-            && name.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric);
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && name
+                .as_bytes()
+                .first()
+                .is_some_and(u8::is_ascii_alphanumeric)
+            && name
+                .as_bytes()
+                .last()
+                .is_some_and(u8::is_ascii_alphanumeric);
         let prefix_ok = match k.rsplit_once('/') {
             Some((p, _)) => is_dns_subdomain(p),
             None => true,
@@ -60,8 +85,13 @@ fn validate_labels(obj: &Value, causes: &mut Vec<Cause>) {
         let val = v.as_str().unwrap_or_default();
         let val_ok = val.is_empty()
             || (val.len() <= 63
-                && val.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-                && val.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+                && val
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && val
+                    .as_bytes()
+                    .first()
+                    .is_some_and(u8::is_ascii_alphanumeric)
                 && val.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric));
         if !val_ok {
             causes.push(Cause::invalid(
@@ -82,17 +112,29 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>, causes: &mu
             {
                 causes.push(Cause::invalid("type", t, "field is immutable"));
             }
-            if let (Some(old), Some(true)) = (old, old.and_then(|o| o.get("immutable")).and_then(Value::as_bool))
-                && (old.get("data") != obj.get("data"))
+            if let (Some(old), Some(true)) = (
+                old,
+                old.and_then(|o| o.get("immutable"))
+                    .and_then(Value::as_bool),
+            ) && (old.get("data") != obj.get("data"))
             {
-                causes.push(Cause::forbidden("data", "field is immutable when `immutable` is set"));
+                causes.push(Cause::forbidden(
+                    "data",
+                    "field is immutable when `immutable` is set",
+                ));
             }
         }
         "Lease" => {
-            if let Some(d) = obj.pointer("/spec/leaseDurationSeconds").and_then(Value::as_i64)
+            if let Some(d) = obj
+                .pointer("/spec/leaseDurationSeconds")
+                .and_then(Value::as_i64)
                 && d <= 0
             {
-                causes.push(Cause::invalid("spec.leaseDurationSeconds", &json!(d), "must be greater than 0"));
+                causes.push(Cause::invalid(
+                    "spec.leaseDurationSeconds",
+                    &json!(d),
+                    "must be greater than 0",
+                ));
             }
         }
         "Deployment" | "StatefulSet" | "DaemonSet" => {
@@ -100,8 +142,12 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>, causes: &mu
             if sel.is_none() {
                 causes.push(Cause::required("spec.selector", ""));
             }
-            let want = sel.and_then(|s| s.get("matchLabels")).and_then(Value::as_object);
-            let have = obj.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
+            let want = sel
+                .and_then(|s| s.get("matchLabels"))
+                .and_then(Value::as_object);
+            let have = obj
+                .pointer("/spec/template/metadata/labels")
+                .and_then(Value::as_object);
             if let Some(want) = want {
                 let ok = have.is_some_and(|h| want.iter().all(|(k, v)| h.get(k) == Some(v)));
                 if !ok {
@@ -112,7 +158,9 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>, causes: &mu
                     ));
                 }
             }
-            let containers = obj.pointer("/spec/template/spec/containers").and_then(Value::as_array);
+            let containers = obj
+                .pointer("/spec/template/spec/containers")
+                .and_then(Value::as_array);
             if containers.is_none_or(|c| c.is_empty()) {
                 causes.push(Cause::required("spec.template.spec.containers", ""));
             }
@@ -179,17 +227,30 @@ fn default_pod_template(t: &mut Value) {
     set_default(t, "/spec/securityContext", json!({}));
     set_default(t, "/spec/schedulerName", json!("default-scheduler"));
     for list in ["containers", "initContainers"] {
-        let Some(cs) = t.pointer_mut(&format!("/spec/{list}")).and_then(Value::as_array_mut) else { continue };
+        let Some(cs) = t
+            .pointer_mut(&format!("/spec/{list}"))
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
         for c in cs {
             set_default(c, "/terminationMessagePath", json!("/dev/termination-log"));
             set_default(c, "/terminationMessagePolicy", json!("File"));
             set_default(c, "/resources", json!({}));
-            let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
+            let image = c
+                .get("image")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let tag_latest = {
                 let last = image.rsplit('/').next().unwrap_or_default();
                 !image.contains('@') && (!last.contains(':') || last.ends_with(":latest"))
             };
-            set_default(c, "/imagePullPolicy", json!(if tag_latest { "Always" } else { "IfNotPresent" }));
+            set_default(
+                c,
+                "/imagePullPolicy",
+                json!(if tag_latest { "Always" } else { "IfNotPresent" }),
+            );
             if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
                 for p in ports {
                     set_default(p, "/protocol", json!("TCP"));
@@ -203,23 +264,35 @@ fn default_pod_template(t: &mut Value) {
 pub fn normalize(def: &ResourceDef, obj: &mut Value) {
     match def.kind.as_str() {
         "Secret" => {
-            if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
+            if let Some(Value::Object(sd)) =
+                obj.as_object_mut().and_then(|o| o.remove("stringData"))
+            {
                 let data = obj
                     .as_object_mut()
                     .map(|o| o.entry("data").or_insert_with(|| json!({})));
                 if let Some(Value::Object(data)) = data {
                     for (k, v) in sd {
                         let s = v.as_str().unwrap_or_default();
-                        data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
+                        data.insert(
+                            k,
+                            json!(base64::engine::general_purpose::STANDARD.encode(s)),
+                        );
                     }
                 }
             }
             set_default(obj, "/type", json!("Opaque"));
         }
         "Namespace" => {
-            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             set_default(obj, "/metadata/labels", json!({}));
-            if let Some(l) = obj.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+            if let Some(l) = obj
+                .pointer_mut("/metadata/labels")
+                .and_then(Value::as_object_mut)
+            {
                 l.insert("kubernetes.io/metadata.name".into(), json!(name));
             }
             set_default(obj, "/spec/finalizers", json!(["kubernetes"]));
@@ -247,7 +320,11 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value) {
             set_default(obj, "/spec/strategy/type", json!("RollingUpdate"));
             if obj.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
                 set_default(obj, "/spec/strategy/rollingUpdate/maxSurge", json!("25%"));
-                set_default(obj, "/spec/strategy/rollingUpdate/maxUnavailable", json!("25%"));
+                set_default(
+                    obj,
+                    "/spec/strategy/rollingUpdate/maxUnavailable",
+                    json!("25%"),
+                );
             }
             if let Some(t) = obj.pointer_mut("/spec/template") {
                 default_pod_template(t);
@@ -258,11 +335,27 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value) {
             set_default(obj, "/spec/revisionHistoryLimit", json!(10));
             set_default(obj, "/spec/podManagementPolicy", json!("OrderedReady"));
             set_default(obj, "/spec/updateStrategy/type", json!("RollingUpdate"));
-            if obj.pointer("/spec/updateStrategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
-                set_default(obj, "/spec/updateStrategy/rollingUpdate/partition", json!(0));
+            if obj
+                .pointer("/spec/updateStrategy/type")
+                .and_then(Value::as_str)
+                == Some("RollingUpdate")
+            {
+                set_default(
+                    obj,
+                    "/spec/updateStrategy/rollingUpdate/partition",
+                    json!(0),
+                );
             }
-            set_default(obj, "/spec/persistentVolumeClaimRetentionPolicy/whenDeleted", json!("Retain"));
-            set_default(obj, "/spec/persistentVolumeClaimRetentionPolicy/whenScaled", json!("Retain"));
+            set_default(
+                obj,
+                "/spec/persistentVolumeClaimRetentionPolicy/whenDeleted",
+                json!("Retain"),
+            );
+            set_default(
+                obj,
+                "/spec/persistentVolumeClaimRetentionPolicy/whenScaled",
+                json!("Retain"),
+            );
             if let Some(t) = obj.pointer_mut("/spec/template") {
                 default_pod_template(t);
             }
@@ -270,8 +363,16 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value) {
         "DaemonSet" => {
             set_default(obj, "/spec/revisionHistoryLimit", json!(10));
             set_default(obj, "/spec/updateStrategy/type", json!("RollingUpdate"));
-            if obj.pointer("/spec/updateStrategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
-                set_default(obj, "/spec/updateStrategy/rollingUpdate/maxUnavailable", json!(1));
+            if obj
+                .pointer("/spec/updateStrategy/type")
+                .and_then(Value::as_str)
+                == Some("RollingUpdate")
+            {
+                set_default(
+                    obj,
+                    "/spec/updateStrategy/rollingUpdate/maxUnavailable",
+                    json!(1),
+                );
                 set_default(obj, "/spec/updateStrategy/rollingUpdate/maxSurge", json!(0));
             }
             if let Some(t) = obj.pointer_mut("/spec/template") {
@@ -280,7 +381,11 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value) {
         }
         "CustomResourceDefinition" => {
             set_default(obj, "/spec/conversion/strategy", json!("None"));
-            let kind = obj.pointer("/spec/names/kind").and_then(Value::as_str).unwrap_or_default().to_string();
+            let kind = obj
+                .pointer("/spec/names/kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             set_default(obj, "/spec/names/listKind", json!(format!("{kind}List")));
             set_default(obj, "/spec/names/singular", json!(kind.to_lowercase()));
             let storage: Vec<Value> = obj
@@ -293,7 +398,11 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value) {
                         .collect()
                 })
                 .unwrap_or_default();
-            set_default(obj, "/status/acceptedNames", json!({"kind": "", "plural": ""}));
+            set_default(
+                obj,
+                "/status/acceptedNames",
+                json!({"kind": "", "plural": ""}),
+            );
             set_default(obj, "/status/conditions", Value::Null);
             set_default(obj, "/status/storedVersions", Value::Array(storage));
         }
@@ -329,7 +438,8 @@ pub fn to_version(def: &ResourceDef, obj: &Value) -> Value {
             }
         }
         if to_new {
-            m.remove("reportingInstance").map(|v| m.insert("reportingInstance".into(), v));
+            m.remove("reportingInstance")
+                .map(|v| m.insert("reportingInstance".into(), v));
         }
         normalize(def, &mut out);
     }

@@ -7,7 +7,16 @@ use super::handler::Reply;
 use super::resources::ResourceDef;
 use super::store::State;
 
-const DISCOVERY_VERBS: [&str; 8] = ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"];
+const DISCOVERY_VERBS: [&str; 8] = [
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "create",
+    "update",
+    "watch",
+];
 
 fn resource_entries(defs: &[&ResourceDef]) -> Vec<Value> {
     let mut out = Vec::new();
@@ -64,7 +73,11 @@ fn group_json(group: &str, versions: &[String]) -> Value {
 
 fn aggregated(state: &State, core: bool) -> Value {
     let mut items = Vec::new();
-    let mut names: Vec<(String, Vec<String>)> = if core { vec![(String::new(), vec!["v1".into()])] } else { groups(state) };
+    let mut names: Vec<(String, Vec<String>)> = if core {
+        vec![(String::new(), vec!["v1".into()])]
+    } else {
+        groups(state)
+    };
     names.retain(|(g, _)| g.is_empty() == core);
     for (g, versions) in names {
         let mut vs = Vec::new();
@@ -96,7 +109,11 @@ fn aggregated(state: &State, core: bool) -> Value {
                 .collect();
             vs.push(json!({"version": v, "resources": rs, "freshness": "Current"}));
         }
-        let meta = if g.is_empty() { json!({}) } else { json!({"name": g}) };
+        let meta = if g.is_empty() {
+            json!({})
+        } else {
+            json!({"name": g})
+        };
         items.push(json!({"metadata": meta, "versions": vs}));
     }
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
@@ -109,17 +126,27 @@ pub fn serve(state: &State, method: &str, path: &str, port: u16, accept: &str) -
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let wants_aggregated = accept.contains("apidiscovery.k8s.io") && accept.contains("v=v2");
     let reply = match segs.as_slice() {
-        [] => json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]}),
+        [] => {
+            json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]})
+        }
         ["version"] => json!({
             "major": "1", "minor": "36", "gitVersion": "v1.36.2", "gitCommit": "fake", "gitTreeState": "clean",
             "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.25", "compiler": "gc", "platform": "linux/amd64",
         }),
         ["healthz"] | ["livez"] | ["readyz"] => return Some(Reply::Text(200, "ok".into())),
         ["api"] if wants_aggregated => {
-            return Some(Reply::Json(200, aggregated(state, true), vec![("Content-Type".into(), AGGREGATED_CT.into())]));
+            return Some(Reply::Json(
+                200,
+                aggregated(state, true),
+                vec![("Content-Type".into(), AGGREGATED_CT.into())],
+            ));
         }
         ["apis"] if wants_aggregated => {
-            return Some(Reply::Json(200, aggregated(state, false), vec![("Content-Type".into(), AGGREGATED_CT.into())]));
+            return Some(Reply::Json(
+                200,
+                aggregated(state, false),
+                vec![("Content-Type".into(), AGGREGATED_CT.into())],
+            ));
         }
         ["api"] => json!({
             "kind": "APIVersions",
@@ -127,11 +154,15 @@ pub fn serve(state: &State, method: &str, path: &str, port: u16, accept: &str) -
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": format!("127.0.0.1:{port}")}],
         }),
         ["api", "v1"] => {
-            let defs: Vec<&ResourceDef> = state.defs.iter().filter(|d| d.group.is_empty()).collect();
+            let defs: Vec<&ResourceDef> =
+                state.defs.iter().filter(|d| d.group.is_empty()).collect();
             json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resource_entries(&defs)})
         }
         ["apis"] => {
-            let gs: Vec<Value> = groups(state).iter().map(|(g, vs)| group_json(g, vs)).collect();
+            let gs: Vec<Value> = groups(state)
+                .iter()
+                .map(|(g, vs)| group_json(g, vs))
+                .collect();
             json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": gs})
         }
         ["apis", g] => {
@@ -142,7 +173,11 @@ pub fn serve(state: &State, method: &str, path: &str, port: u16, accept: &str) -
             v
         }
         ["apis", g, v] => {
-            let defs: Vec<&ResourceDef> = state.defs.iter().filter(|d| d.group == *g && d.version == *v).collect();
+            let defs: Vec<&ResourceDef> = state
+                .defs
+                .iter()
+                .filter(|d| d.group == *g && d.version == *v)
+                .collect();
             if defs.is_empty() {
                 return None;
             }
@@ -153,7 +188,12 @@ pub fn serve(state: &State, method: &str, path: &str, port: u16, accept: &str) -
     if method != "GET" {
         return Some(Reply::Json(
             405,
-            super::errors::status_body(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", None),
+            super::errors::status_body(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+                None,
+            ),
             Vec::new(),
         ));
     }

@@ -26,14 +26,26 @@ pub struct Cause {
 
 impl Cause {
     pub fn new(reason: &str, field: &str, message: impl Into<String>) -> Cause {
-        Cause { reason: reason.to_string(), message: message.into(), field: field.to_string() }
+        Cause {
+            reason: reason.to_string(),
+            message: message.into(),
+            field: field.to_string(),
+        }
     }
     /// `field.Invalid(path, value, detail)`: "Invalid value: <value>: <detail>".
     pub fn invalid(field: &str, value: &Value, detail: &str) -> Cause {
-        Cause::new("FieldValueInvalid", field, format!("Invalid value: {}: {detail}", go_value(value)))
+        Cause::new(
+            "FieldValueInvalid",
+            field,
+            format!("Invalid value: {}: {detail}", go_value(value)),
+        )
     }
     pub fn required(field: &str, detail: &str) -> Cause {
-        let msg = if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
+        let msg = if detail.is_empty() {
+            "Required value".to_string()
+        } else {
+            format!("Required value: {detail}")
+        };
         Cause::new("FieldValueRequired", field, msg)
     }
     pub fn forbidden(field: &str, detail: &str) -> Cause {
@@ -109,23 +121,36 @@ pub fn details(name: &str, group: &str, kind: &str, causes: &[Cause]) -> Value {
         d.insert("kind".into(), json!(kind));
     }
     if !causes.is_empty() {
-        d.insert("causes".into(), Value::Array(causes.iter().map(Cause::to_json).collect()));
+        d.insert(
+            "causes".into(),
+            Value::Array(causes.iter().map(Cause::to_json).collect()),
+        );
     }
     Value::Object(d)
 }
 
 /// `resource.group` the way `schema.GroupResource.String()` prints it.
 pub fn group_resource(group: &str, resource: &str) -> String {
-    if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") }
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
 }
 
 impl ApiError {
     pub fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> ApiError {
-        ApiError { code, body: ErrorBody::Status(status_body(code, reason, message, details)) }
+        ApiError {
+            code,
+            body: ErrorBody::Status(status_body(code, reason, message, details)),
+        }
     }
 
     pub fn text(code: u16, text: &str) -> ApiError {
-        ApiError { code, body: ErrorBody::Text(text.to_string()) }
+        ApiError {
+            code,
+            body: ErrorBody::Text(text.to_string()),
+        }
     }
 
     /// `404 page not found` (plain text), what the real server answers for unknown paths/resources.
@@ -146,7 +171,10 @@ impl ApiError {
         ApiError::status(
             409,
             "AlreadyExists",
-            &format!("{} {name:?} already exists", group_resource(group, resource)),
+            &format!(
+                "{} {name:?} already exists",
+                group_resource(group, resource)
+            ),
             Some(details(name, group, resource, &[])),
         )
     }
@@ -155,7 +183,10 @@ impl ApiError {
         ApiError::status(
             409,
             "Conflict",
-            &format!("Operation cannot be fulfilled on {} {name:?}: {detail}", group_resource(group, resource)),
+            &format!(
+                "Operation cannot be fulfilled on {} {name:?}: {detail}",
+                group_resource(group, resource)
+            ),
             Some(details(name, group, resource, &[])),
         )
     }
@@ -171,8 +202,15 @@ impl ApiError {
 
     /// 422 Invalid: `Kind.group "name" is invalid: ...` with one cause per field error.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: &[Cause]) -> ApiError {
-        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        let rendered: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let rendered: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
         // The real server de-duplicates identical errors in the message but not in causes.
         let mut unique: Vec<String> = Vec::new();
         for r in rendered {
@@ -218,7 +256,12 @@ impl ApiError {
     }
 
     pub fn internal(message: &str) -> ApiError {
-        ApiError::status(500, "InternalError", &format!("Internal error occurred: {message}"), None)
+        ApiError::status(
+            500,
+            "InternalError",
+            &format!("Internal error occurred: {message}"),
+            None,
+        )
     }
 
     pub fn not_implemented(message: &str) -> ApiError {

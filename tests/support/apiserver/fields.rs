@@ -38,14 +38,20 @@ impl Hints {
         }
         match self {
             Hints::Schema(schema) => {
-                let Some(s) = schema_at(schema, &p) else { return ListType::Atomic };
+                let Some(s) = schema_at(schema, &p) else {
+                    return ListType::Atomic;
+                };
                 match s.get("x-kubernetes-list-type").and_then(Value::as_str) {
                     Some("set") => ListType::Set,
                     Some("map") => {
                         let keys = s
                             .get("x-kubernetes-list-map-keys")
                             .and_then(Value::as_array)
-                            .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|k| k.as_str().map(str::to_string))
+                                    .collect()
+                            })
                             .unwrap_or_default();
                         ListType::Map(keys)
                     }
@@ -57,7 +63,11 @@ impl Hints {
                 let in_pod = p.contains(&"template") || p.first() == Some(&"spec");
                 match last {
                     "conditions" => ListType::Map(vec!["type".into()]),
-                    "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "imagePullSecrets"
+                    "containers"
+                    | "initContainers"
+                    | "ephemeralContainers"
+                    | "volumes"
+                    | "imagePullSecrets"
                     | "env"
                         if in_pod =>
                     {
@@ -88,7 +98,11 @@ impl Hints {
                     == Some("atomic")
             }
             Hints::Builtin(storage) => {
-                storage == "/events" && matches!(p.as_slice(), ["regarding"] | ["related"] | ["involvedObject"])
+                storage == "/events"
+                    && matches!(
+                        p.as_slice(),
+                        ["regarding"] | ["related"] | ["involvedObject"]
+                    )
                     || matches!(p.as_slice(), ["spec", "selector"] if storage.starts_with("apps/"))
             }
         }
@@ -164,7 +178,10 @@ impl FieldSet {
     }
 
     pub fn difference(&self, other: &FieldSet) -> FieldSet {
-        let mut out = FieldSet { member: self.member && !other.member, children: BTreeMap::new() };
+        let mut out = FieldSet {
+            member: self.member && !other.member,
+            children: BTreeMap::new(),
+        };
         for (k, v) in &self.children {
             let d = match other.children.get(k) {
                 Some(o) => v.difference(o),
@@ -177,7 +194,10 @@ impl FieldSet {
     }
 
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
-        let mut out = FieldSet { member: self.member && other.member, children: BTreeMap::new() };
+        let mut out = FieldSet {
+            member: self.member && other.member,
+            children: BTreeMap::new(),
+        };
         for (k, v) in &self.children {
             if let Some(o) = other.children.get(k) {
                 out.children.insert(k.clone(), v.intersection(o));
@@ -336,7 +356,8 @@ impl Walker<'_> {
                             out.insert(path);
                             if matches!(lt, ListType::Map(_)) {
                                 hp.push("[]".into());
-                                if let (false, Value::Object(m)) = (self.hints.atomic_map(hp), item) {
+                                if let (false, Value::Object(m)) = (self.hints.atomic_map(hp), item)
+                                {
                                     for (k, child) in m {
                                         path.push(field_el(k));
                                         hp.push(k.clone());
@@ -362,7 +383,13 @@ impl Walker<'_> {
     }
 
     /// Every node (intermediate ones included) of a value.
-    fn full_set(&self, v: &Value, path: &mut Vec<String>, hp: &mut Vec<String>, out: &mut FieldSet) {
+    fn full_set(
+        &self,
+        v: &Value,
+        path: &mut Vec<String>,
+        hp: &mut Vec<String>,
+        out: &mut FieldSet,
+    ) {
         if !path.is_empty() {
             out.insert(path);
         }
@@ -378,7 +405,11 @@ impl Walker<'_> {
             }
             Value::Array(items) => {
                 let lt = self.hints.list_type(hp);
-                if let Some(els) = items.iter().map(|i| item_el(&lt, i)).collect::<Option<Vec<String>>>() {
+                if let Some(els) = items
+                    .iter()
+                    .map(|i| item_el(&lt, i))
+                    .collect::<Option<Vec<String>>>()
+                {
                     for (el, item) in els.into_iter().zip(items) {
                         path.push(el);
                         hp.push("[]".into());
@@ -410,18 +441,27 @@ impl Walker<'_> {
             (None, Some(n)) => self.full_set(n, path, hp, changed),
             (Some(o), None) => self.full_set(o, path, hp, removed),
             (Some(Value::Null), Some(n)) if n.is_object() || n.is_array() => {
-                let empty = if n.is_object() { Value::Object(Map::new()) } else { Value::Array(Vec::new()) };
+                let empty = if n.is_object() {
+                    Value::Object(Map::new())
+                } else {
+                    Value::Array(Vec::new())
+                };
                 self.compare(Some(&empty), Some(n), path, hp, changed, removed);
             }
             (Some(o), Some(n)) => {
-                let both_obj = is_structured_obj(self.hints, hp, o) && is_structured_obj(self.hints, hp, n);
+                let both_obj =
+                    is_structured_obj(self.hints, hp, o) && is_structured_obj(self.hints, hp, n);
                 let lt = self.hints.list_type(hp);
                 let keyed = |v: &Value| -> Option<Vec<(String, Value)>> {
                     let arr = v.as_array()?;
-                    arr.iter().map(|i| item_el(&lt, i).map(|e| (e, i.clone()))).collect()
+                    arr.iter()
+                        .map(|i| item_el(&lt, i).map(|e| (e, i.clone())))
+                        .collect()
                 };
                 if both_obj {
-                    let (Some(om), Some(nm)) = (o.as_object(), n.as_object()) else { return };
+                    let (Some(om), Some(nm)) = (o.as_object(), n.as_object()) else {
+                        return;
+                    };
                     let mut keys: Vec<&String> = om.keys().chain(nm.keys()).collect();
                     keys.sort();
                     keys.dedup();
@@ -460,7 +500,9 @@ impl Walker<'_> {
                         changed.insert(path);
                     }
                     // A structured old value replaced by something else loses its children.
-                    if is_structured_obj(self.hints, hp, o) || (o.is_array() && lt != ListType::Atomic) {
+                    if is_structured_obj(self.hints, hp, o)
+                        || (o.is_array() && lt != ListType::Atomic)
+                    {
                         let mut sub = FieldSet::default();
                         self.full_set(o, path, hp, &mut sub);
                         let mut now = FieldSet::default();
@@ -497,8 +539,12 @@ impl Walker<'_> {
                 }
                 let mut out: Vec<Value> = l.clone();
                 for ci in c {
-                    let Some(cel) = item_el(&lt, ci) else { return config.clone() };
-                    let pos = out.iter().position(|li| item_el(&lt, li).as_ref() == Some(&cel));
+                    let Some(cel) = item_el(&lt, ci) else {
+                        return config.clone();
+                    };
+                    let pos = out
+                        .iter()
+                        .position(|li| item_el(&lt, li).as_ref() == Some(&cel));
                     match pos {
                         Some(p) => {
                             hp.push("[]".into());
@@ -551,7 +597,14 @@ pub fn to_field_set(hints: &Hints, v: &Value) -> FieldSet {
 pub fn compare(hints: &Hints, old: &Value, new: &Value) -> (FieldSet, FieldSet) {
     let mut changed = FieldSet::default();
     let mut removed = FieldSet::default();
-    Walker { hints }.compare(Some(old), Some(new), &mut Vec::new(), &mut Vec::new(), &mut changed, &mut removed);
+    Walker { hints }.compare(
+        Some(old),
+        Some(new),
+        &mut Vec::new(),
+        &mut Vec::new(),
+        &mut changed,
+        &mut removed,
+    );
     (changed, removed)
 }
 
@@ -562,7 +615,9 @@ pub fn merge(hints: &Hints, live: &Value, config: &Value) -> Value {
 
 /// Removes one path (as FieldsV1 elements) from a value.
 pub fn remove_path(v: &mut Value, path: &[String]) {
-    let Some((first, rest)) = path.split_first() else { return };
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
     if let Some(f) = first.strip_prefix("f:") {
         let Some(obj) = v.as_object_mut() else { return };
         if rest.is_empty() {
@@ -575,7 +630,9 @@ pub fn remove_path(v: &mut Value, path: &[String]) {
     let Some(arr) = v.as_array_mut() else { return };
     let matches = |item: &Value| -> bool {
         if let Some(k) = first.strip_prefix("k:") {
-            let Ok(keys) = serde_json::from_str::<Map<String, Value>>(k) else { return false };
+            let Ok(keys) = serde_json::from_str::<Map<String, Value>>(k) else {
+                return false;
+            };
             keys.iter().all(|(kk, kv)| item.get(kk) == Some(kv))
         } else if let Some(val) = first.strip_prefix("v:") {
             serde_json::from_str::<Value>(val).is_ok_and(|x| &x == item)
@@ -604,7 +661,13 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn same_key(&self, manager: &str, operation: &str, api_version: &str, subresource: &str) -> bool {
+    fn same_key(
+        &self,
+        manager: &str,
+        operation: &str,
+        api_version: &str,
+        subresource: &str,
+    ) -> bool {
         self.manager == manager
             && self.operation == operation
             && self.subresource == subresource
@@ -629,7 +692,11 @@ impl Entry {
 
 pub fn decode_entries(obj: &Value) -> Vec<Entry> {
     let mut out = Vec::new();
-    for e in obj["metadata"]["managedFields"].as_array().into_iter().flatten() {
+    for e in obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         out.push(Entry {
             manager: e["manager"].as_str().unwrap_or_default().to_string(),
             operation: e["operation"].as_str().unwrap_or_default().to_string(),
@@ -646,14 +713,30 @@ pub fn decode_entries(obj: &Value) -> Vec<Entry> {
 pub fn encode_entries(mut entries: Vec<Entry>) -> Value {
     entries.retain(|e| !e.set.is_empty());
     entries.sort_by(|a, b| {
-        let ta = a.time.as_ref().and_then(Value::as_str).unwrap_or_default().to_string();
-        let tb = b.time.as_ref().and_then(Value::as_str).unwrap_or_default().to_string();
-        (a.operation.as_str(), ta, a.manager.as_str(), a.subresource.as_str()).cmp(&(
-            b.operation.as_str(),
-            tb,
-            b.manager.as_str(),
-            b.subresource.as_str(),
-        ))
+        let ta = a
+            .time
+            .as_ref()
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let tb = b
+            .time
+            .as_ref()
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        (
+            a.operation.as_str(),
+            ta,
+            a.manager.as_str(),
+            a.subresource.as_str(),
+        )
+            .cmp(&(
+                b.operation.as_str(),
+                tb,
+                b.manager.as_str(),
+                b.subresource.as_str(),
+            ))
     });
     Value::Array(
         entries
@@ -680,7 +763,11 @@ pub fn encode_entries(mut entries: Vec<Entry>) -> Value {
 /// Encoded entries, or null (field omitted) when there are none.
 pub fn encode_or_null(mut entries: Vec<Entry>) -> Value {
     entries.retain(|e| !e.set.is_empty());
-    if entries.is_empty() { Value::Null } else { encode_entries(entries) }
+    if entries.is_empty() {
+        Value::Null
+    } else {
+        encode_entries(entries)
+    }
 }
 
 /// Restricts a set to what a write through the given subresource may own.
@@ -717,7 +804,9 @@ pub fn record_update(
         }
         e.set = e.set.difference(&changed).difference(&removed);
     }
-    let pos = entries.iter().position(|e| e.same_key(manager, "Update", api_version, subresource));
+    let pos = entries
+        .iter()
+        .position(|e| e.same_key(manager, "Update", api_version, subresource));
     let idx = match pos {
         Some(i) => i,
         None => {
@@ -766,7 +855,9 @@ pub fn apply(
 ) -> Applied {
     let config_set = scope_set(&to_field_set(hints, config), subresource, status_split);
     let mut merged = merge(hints, live, config);
-    let mine = entries.iter().position(|e| e.same_key(manager, "Apply", api_version, subresource));
+    let mine = entries
+        .iter()
+        .position(|e| e.same_key(manager, "Apply", api_version, subresource));
     let last = mine.map(|i| entries[i].set.clone()).unwrap_or_default();
     let mut others = FieldSet::default();
     for (i, e) in entries.iter().enumerate() {
@@ -794,9 +885,14 @@ pub fn apply(
         }
     }
     if !conflicts.is_empty() && !force {
-        return Applied { object: merged, entries, conflicts };
+        return Applied {
+            object: merged,
+            entries,
+            conflicts,
+        };
     }
-    let unchanged = changed.is_empty() && removed.is_empty() && last == config_set && mine.is_some();
+    let unchanged =
+        changed.is_empty() && removed.is_empty() && last == config_set && mine.is_some();
     for (i, e) in entries.iter_mut().enumerate() {
         if Some(i) != mine {
             e.set = e.set.difference(&changed).difference(&removed);
@@ -819,5 +915,9 @@ pub fn apply(
         }),
     }
     entries.retain(|e| !e.set.is_empty());
-    Applied { object: merged, entries, conflicts: Vec::new() }
+    Applied {
+        object: merged,
+        entries,
+        conflicts: Vec::new(),
+    }
 }

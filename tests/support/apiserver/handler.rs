@@ -11,10 +11,12 @@ use super::discovery;
 use super::errors::{ApiError, ApiResult, Cause, details, group_resource};
 use super::fields::{self, Hints};
 use super::patch;
+use super::resources::ResourceDef;
 use super::schema;
 use super::selectors::{FieldSelector, LabelSelector};
-use super::store::{DeleteOpts, Deleted, State, finalizers, key_of, meta_str, new_uid, now_rfc3339, set_meta};
-use super::resources::ResourceDef;
+use super::store::{
+    DeleteOpts, Deleted, State, finalizers, key_of, meta_str, new_uid, now_rfc3339, set_meta,
+};
 
 /// A parsed HTTP request.
 #[derive(Debug, Clone)]
@@ -31,7 +33,10 @@ pub struct Req {
 
 impl Req {
     fn q(&self, k: &str) -> Option<&str> {
-        self.query.get(k).map(String::as_str).filter(|s| !s.is_empty())
+        self.query
+            .get(k)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
     fn flag(&self, k: &str) -> bool {
         matches!(self.q(k), Some("true") | Some("1"))
@@ -89,7 +94,9 @@ pub fn resolve(state: &State, path: &str) -> Result<Option<Target>, ApiError> {
         _ => return Ok(None),
     };
     let (namespace, plural, tail): (Option<&str>, &str, &[&str]) = match rest {
-        ["namespaces", ns, plural, tail @ ..] if !(group.is_empty() && matches!(*plural, "status" | "finalize")) => {
+        ["namespaces", ns, plural, tail @ ..]
+            if !(group.is_empty() && matches!(*plural, "status" | "finalize")) =>
+        {
             (Some(*ns), *plural, tail)
         }
         [plural, tail @ ..] => (None, *plural, tail),
@@ -121,7 +128,13 @@ pub fn handle(state: &mut State, req: &Req, port: u16) -> Reply {
 }
 
 fn route(state: &mut State, req: &Req, port: u16) -> ApiResult<Reply> {
-    if let Some(r) = discovery::serve(state, &req.method, &req.path, port, req.accept.as_deref().unwrap_or_default()) {
+    if let Some(r) = discovery::serve(
+        state,
+        &req.method,
+        &req.path,
+        port,
+        req.accept.as_deref().unwrap_or_default(),
+    ) {
         return Ok(r);
     }
     let Some(t) = resolve(state, &req.path)? else {
@@ -130,7 +143,12 @@ fn route(state: &mut State, req: &Req, port: u16) -> ApiResult<Reply> {
     if let Some(sub) = &t.subresource
         && !(sub == "status" && t.def.status_subresource)
     {
-        return Err(ApiError::status(404, "NotFound", "the server could not find the requested resource", None));
+        return Err(ApiError::status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            None,
+        ));
     }
     let m = req.method.as_str();
     match (&t.name, m) {
@@ -162,14 +180,18 @@ fn hints_for(def: &ResourceDef) -> Hints {
 }
 
 fn parse_body(req: &Req) -> ApiResult<Value> {
-    let text = std::str::from_utf8(&req.body).map_err(|_| ApiError::bad_request("request body is not valid UTF-8"))?;
+    let text = std::str::from_utf8(&req.body)
+        .map_err(|_| ApiError::bad_request("request body is not valid UTF-8"))?;
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     match serde_json::from_str::<Value>(text) {
         Ok(v) => Ok(v),
         Err(e) => {
-            let yaml = req.content_type.as_deref().is_some_and(|c| c.contains("yaml"));
+            let yaml = req
+                .content_type
+                .as_deref()
+                .is_some_and(|c| c.contains("yaml"));
             if yaml {
                 serde_saphyr::from_str::<Value>(text)
                     .map_err(|e| ApiError::bad_request(&format!("error decoding YAML: {e}")))
@@ -185,12 +207,19 @@ fn parse_body(req: &Req) -> ApiResult<Value> {
 /// Checks apiVersion/kind of a body against the endpoint.
 fn check_type(def: &ResourceDef, body: &Value) -> ApiResult<()> {
     if !body.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
     }
     let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let av = body.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let av = body
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if kind.is_empty() {
-        return Err(ApiError::bad_request(&format!("Object 'Kind' is missing in '{body}'")));
+        return Err(ApiError::bad_request(&format!(
+            "Object 'Kind' is missing in '{body}'"
+        )));
     }
     if kind != def.kind {
         return Err(ApiError::bad_request(&format!(
@@ -216,8 +245,19 @@ fn manager_name(req: &Req) -> String {
         return m.to_string();
     }
     let ua = req.user_agent.as_deref().unwrap_or_default();
-    let prefix: String = ua.split('/').next().unwrap_or_default().chars().filter(|c| !c.is_control()).take(128).collect();
-    if prefix.is_empty() { "unknown".to_string() } else { prefix }
+    let prefix: String = ua
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(128)
+        .collect();
+    if prefix.is_empty() {
+        "unknown".to_string()
+    } else {
+        prefix
+    }
 }
 
 fn invalid(def: &ResourceDef, name: &str, causes: &[Cause]) -> ApiError {
@@ -234,14 +274,19 @@ fn get(state: &State, t: &Target) -> ApiResult<Reply> {
 }
 
 fn selectors(t: &Target, req: &Req) -> ApiResult<(LabelSelector, FieldSelector)> {
-    let labels = LabelSelector::parse(req.q("labelSelector").unwrap_or_default()).map_err(|e| ApiError::bad_request(&e))?;
+    let labels = LabelSelector::parse(req.q("labelSelector").unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(&e))?;
     let fields = FieldSelector::parse(req.q("fieldSelector").unwrap_or_default(), &t.def.kind)
         .map_err(|e| ApiError::bad_request(&e))?;
     Ok((labels, fields))
 }
 
 fn continue_key(t: &Target, ns: &str, name: &str) -> String {
-    if t.namespace.is_some() || !t.def.namespaced { format!("/{name}") } else { format!("/{ns}/{name}") }
+    if t.namespace.is_some() || !t.def.namespaced {
+        format!("/{name}")
+    } else {
+        format!("/{ns}/{name}")
+    }
 }
 
 fn list(state: &State, t: &Target, req: &Req) -> ApiResult<Reply> {
@@ -250,7 +295,11 @@ fn list(state: &State, t: &Target, req: &Req) -> ApiResult<Reply> {
     let mut list_rv = state.rv;
     let mut start: Option<String> = None;
     if let Some(c) = req.q("continue") {
-        let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+        let bad = || {
+            ApiError::bad_request(
+                "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+            )
+        };
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(c.trim_end_matches('='))
             .map_err(|_| bad())?;
@@ -265,15 +314,28 @@ fn list(state: &State, t: &Target, req: &Req) -> ApiResult<Reply> {
         }
     }
     let exact = req.q("resourceVersionMatch") == Some("Exact");
-    let requested_rv = req.q("resourceVersion").map(|s| s.parse::<u64>()).transpose().map_err(|_| {
-        ApiError::invalid("meta.k8s.io", "ListOptions", "", &[Cause::invalid("resourceVersion", &json!(req.q("resourceVersion")), "must be a valid resource version")])
-    })?;
+    let requested_rv = req
+        .q("resourceVersion")
+        .map(|s| s.parse::<u64>())
+        .transpose()
+        .map_err(|_| {
+            ApiError::invalid(
+                "meta.k8s.io",
+                "ListOptions",
+                "",
+                &[Cause::invalid(
+                    "resourceVersion",
+                    &json!(req.q("resourceVersion")),
+                    "must be a valid resource version",
+                )],
+            )
+        })?;
     let objects = match (exact, requested_rv) {
         (true, Some(rv)) => {
             list_rv = rv;
-            state
-                .snapshot_at(&def.storage, rv)
-                .ok_or_else(|| ApiError::expired("The resourceVersion for the provided list is too old."))?
+            state.snapshot_at(&def.storage, rv).ok_or_else(|| {
+                ApiError::expired("The resourceVersion for the provided list is too old.")
+            })?
         }
         _ => state.objects.get(&def.storage).cloned().unwrap_or_default(),
     };
@@ -296,7 +358,10 @@ fn list(state: &State, t: &Target, req: &Req) -> ApiResult<Reply> {
         items.push((key, builtin::to_version(def, obj)));
     }
     items.sort_by(|a, b| a.0.cmp(&b.0));
-    let limit = req.q("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let limit = req
+        .q("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
     let mut meta = Map::new();
     meta.insert("resourceVersion".into(), json!(list_rv.to_string()));
     let mut cont = String::new();
@@ -306,7 +371,8 @@ fn list(state: &State, t: &Target, req: &Req) -> ApiResult<Reply> {
         let remaining = items.len() - limit;
         items.truncate(limit);
         if let Some((last, _)) = items.last() {
-            let tok = json!({"v": "meta.k8s.io/v1", "rv": list_rv, "start": format!("{last}\u{0}")});
+            let tok =
+                json!({"v": "meta.k8s.io/v1", "rv": list_rv, "start": format!("{last}\u{0}")});
             cont = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tok.to_string());
         }
         meta.insert("remainingItemCount".into(), json!(remaining));
@@ -327,9 +393,10 @@ fn watch_request(state: &State, t: &Target, req: &Req) -> ApiResult<Reply> {
     let (labels, fields) = selectors(t, req)?;
     let rv = match req.q("resourceVersion") {
         None => None,
-        Some(s) => Some(s.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(&format!("invalid resource version {s:?}"))
-        })?),
+        Some(s) => Some(
+            s.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(&format!("invalid resource version {s:?}")))?,
+        ),
     };
     let _ = state;
     Ok(Reply::Watch(Box::new(WatchReq {
@@ -368,7 +435,16 @@ struct WriteCtx {
 fn write_ctx(t: &Target, req: &Req) -> ApiResult<WriteCtx> {
     let manager = manager_name(req);
     if manager.len() > 128 {
-        return Err(ApiError::invalid("meta.k8s.io", "PatchOptions", "", &[Cause::invalid("fieldManager", &json!(manager), "must be no more than 128 characters")]));
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            &[Cause::invalid(
+                "fieldManager",
+                &json!(manager),
+                "must be no more than 128 characters",
+            )],
+        ));
     }
     Ok(WriteCtx {
         manager,
@@ -384,8 +460,14 @@ fn decode_defaults(def: &ResourceDef, obj: &mut Value, warnings: &mut Vec<String
     // ObjectMeta is typed: empty lists and maps are omitted (omitempty).
     if let Some(Value::Object(meta)) = obj.get_mut("metadata") {
         meta.retain(|k, v| {
-            let empty = v.is_null() || v.as_array().is_some_and(Vec::is_empty) || v.as_object().is_some_and(Map::is_empty);
-            !(empty && matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences" | "managedFields"))
+            let empty = v.is_null()
+                || v.as_array().is_some_and(Vec::is_empty)
+                || v.as_object().is_some_and(Map::is_empty);
+            !(empty
+                && matches!(
+                    k.as_str(),
+                    "labels" | "annotations" | "finalizers" | "ownerReferences" | "managedFields"
+                ))
         });
     }
     if def.custom {
@@ -393,13 +475,18 @@ fn decode_defaults(def: &ResourceDef, obj: &mut Value, warnings: &mut Vec<String
             schema::prune(s, obj, "", true, warnings);
             schema::apply_defaults(s, obj);
         }
-    } else if matches!(def.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet" | "CustomResourceDefinition") {
+    } else if matches!(
+        def.kind.as_str(),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "CustomResourceDefinition"
+    ) {
         builtin::normalize(def, obj);
         if def.kind == "CustomResourceDefinition"
             && let Value::Object(m) = obj
         {
             // Status defaults belong to the strategy, not to decoding.
-            if m.get("status").is_some_and(|s| s.get("acceptedNames").is_some() && s.get("conditions").is_some_and(Value::is_null)) {
+            if m.get("status").is_some_and(|s| {
+                s.get("acceptedNames").is_some() && s.get("conditions").is_some_and(Value::is_null)
+            }) {
                 m.remove("status");
             }
         }
@@ -443,7 +530,10 @@ fn commit(
         && old.pointer("/metadata/deletionTimestamp").is_some()
     {
         let old_f = finalizers(old);
-        let added: Vec<String> = finalizers(&new).into_iter().filter(|f| !old_f.contains(f)).collect();
+        let added: Vec<String> = finalizers(&new)
+            .into_iter()
+            .filter(|f| !old_f.contains(f))
+            .collect();
         if !added.is_empty() {
             let list: Vec<String> = added.iter().map(|f| format!("{f:?}")).collect();
             let msg = format!(
@@ -458,7 +548,14 @@ fn commit(
         && let Some(s) = &def.schema
     {
         let old_ext = old.map(|o| builtin::to_version(def, o));
-        causes.extend(schema::validate_custom(s, &new, old_ext.as_ref(), &def.group, &def.version, &def.kind));
+        causes.extend(schema::validate_custom(
+            s,
+            &new,
+            old_ext.as_ref(),
+            &def.group,
+            &def.version,
+            &def.kind,
+        ));
     }
     builtin::validate(def, &new, old, &mut causes);
     if !causes.is_empty() {
@@ -469,10 +566,16 @@ fn commit(
         match old {
             None => set_meta(&mut new, "generation", json!(1)),
             Some(o) => {
-                let g = o.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+                let g = o
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1);
                 let drop_status = def.status_subresource || !def.custom;
-                let mut bump = without_meta_status(o, drop_status) != without_meta_status(&new, drop_status);
-                if def.kind == "Deployment" && o.pointer("/metadata/annotations") != new.pointer("/metadata/annotations") {
+                let mut bump =
+                    without_meta_status(o, drop_status) != without_meta_status(&new, drop_status);
+                if def.kind == "Deployment"
+                    && o.pointer("/metadata/annotations") != new.pointer("/metadata/annotations")
+                {
                     bump = true;
                 }
                 set_meta(&mut new, "generation", json!(if bump { g + 1 } else { g }));
@@ -481,7 +584,12 @@ fn commit(
     }
     let headers: Vec<(String, String)> = warnings
         .iter()
-        .map(|w| ("Warning".to_string(), format!("299 - \"unknown field \\\"{w}\\\"\"")))
+        .map(|w| {
+            (
+                "Warning".to_string(),
+                format!("299 - \"unknown field \\\"{w}\\\"\""),
+            )
+        })
         .collect();
     // No-op writes do not touch storage (same resourceVersion, no watch event).
     if let Some(o) = old
@@ -490,13 +598,20 @@ fn commit(
         return Ok(Reply::Json(200, builtin::to_version(def, o), headers));
     }
     if ctx.dry_run {
-        return Ok(Reply::Json(if old.is_some() { 200 } else { 201 }, builtin::to_version(def, &new), headers));
+        return Ok(Reply::Json(
+            if old.is_some() { 200 } else { 201 },
+            builtin::to_version(def, &new),
+            headers,
+        ));
     }
     let (ns, _) = key_of(&new);
     // The last finalizer removed from a terminating object deletes it.
     let terminating = new.pointer("/metadata/deletionTimestamp").is_some();
     let ns_pending = def.kind == "Namespace"
-        && new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        && new
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
     if old.is_some() && terminating && finalizers(&new).is_empty() && !ns_pending {
         if let Some(Value::Object(m)) = new.get_mut("metadata") {
             m.remove("finalizers");
@@ -509,14 +624,21 @@ fn commit(
     if def.kind == "CustomResourceDefinition" && old.is_none() {
         establish_crd(state, &stored, &ctx.now);
     }
-    Ok(Reply::Json(if old.is_some() { 200 } else { 201 }, builtin::to_version(def, &stored), headers))
+    Ok(Reply::Json(
+        if old.is_some() { 200 } else { 201 },
+        builtin::to_version(def, &stored),
+        headers,
+    ))
 }
 
 /// What the apiextensions controllers do right after a CRD is created: accept names, mark it
 /// Established, and start serving the resource.
 fn establish_crd(state: &mut State, crd: &Value, now: &str) {
     let mut o = crd.clone();
-    let names = o.pointer("/spec/names").cloned().unwrap_or_else(|| json!({}));
+    let names = o
+        .pointer("/spec/names")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     let before = o.clone();
     if let Value::Object(m) = &mut o {
         let status = m.entry("status").or_insert_with(|| json!({}));
@@ -531,9 +653,25 @@ fn establish_crd(state: &mut State, crd: &Value, now: &str) {
             );
         }
     }
-    let def = ResourceDef::builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false);
+    let def = ResourceDef::builtin(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+    );
     let mut entries = fields::decode_entries(&before);
-    fields::record_update(&Hints::Builtin(def.storage.clone()), &before, &o, &mut entries, "kube-apiserver", "apiextensions.k8s.io/v1", "status", true, now);
+    fields::record_update(
+        &Hints::Builtin(def.storage.clone()),
+        &before,
+        &o,
+        &mut entries,
+        "kube-apiserver",
+        "apiextensions.k8s.io/v1",
+        "status",
+        true,
+        now,
+    );
     set_meta(&mut o, "managedFields", fields::encode_entries(entries));
     let stored = state.put(&def.storage, o);
     state.register_crd(&stored);
@@ -542,7 +680,9 @@ fn establish_crd(state: &mut State, crd: &Value, now: &str) {
 fn create(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
     let def = &t.def;
     if def.namespaced && t.namespace.is_none() {
-        return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
     }
     let mut body = parse_body(req)?;
     check_type(def, &body)?;
@@ -560,12 +700,23 @@ fn create(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
         name = format!("{generate}{}", generate_suffix());
         set_meta(&mut body, "name", json!(name));
         if def.group == "events.k8s.io" && !builtin::is_dns_subdomain(&generate) {
-            let c = Cause::invalid("metadata.generateName", &json!(generate), builtin::DNS1123_SUBDOMAIN_MSG);
+            let c = Cause::invalid(
+                "metadata.generateName",
+                &json!(generate),
+                builtin::DNS1123_SUBDOMAIN_MSG,
+            );
             return Err(ApiError::invalid("", &def.kind, &name, &[c]));
         }
     }
     if name.is_empty() {
-        return Err(invalid(def, "", &[Cause::required("metadata.name", "name or generateName is required")]));
+        return Err(invalid(
+            def,
+            "",
+            &[Cause::required(
+                "metadata.name",
+                "name or generateName is required",
+            )],
+        ));
     }
     if def.namespaced {
         match state.namespace(&ns) {
@@ -578,7 +729,16 @@ fn create(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
                         "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                         group_resource(&def.group, &def.plural)
                     ),
-                    Some(details(&name, &def.group, &def.plural, &[Cause::new("NamespaceTerminating", "metadata.namespace", format!("namespace {ns} is being terminated"))])),
+                    Some(details(
+                        &name,
+                        &def.group,
+                        &def.plural,
+                        &[Cause::new(
+                            "NamespaceTerminating",
+                            "metadata.namespace",
+                            format!("namespace {ns} is being terminated"),
+                        )],
+                    )),
                 ));
             }
             Some(_) => {}
@@ -588,16 +748,28 @@ fn create(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
     if state.get(&def.storage, &ns, &name).is_some() {
         return Err(ApiError::already_exists(&def.group, &def.plural, &name));
     }
-    for f in ["uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "managedFields", "selfLink"] {
+    for f in [
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "managedFields",
+        "selfLink",
+    ] {
         set_meta(&mut body, f, Value::Null);
     }
-    if def.custom && def.status_subresource
+    if def.custom
+        && def.status_subresource
         && let Value::Object(m) = &mut body
     {
         m.remove("status");
     }
-    if matches!(def.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet")
-        && let Value::Object(m) = &mut body
+    if matches!(
+        def.kind.as_str(),
+        "Deployment" | "StatefulSet" | "DaemonSet"
+    ) && let Value::Object(m) = &mut body
     {
         m.insert("status".into(), json!({}));
     }
@@ -605,7 +777,17 @@ fn create(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
     decode_defaults(def, &mut body, &mut warnings);
     let mut entries = Vec::new();
     let zero = builtin::zero_object(def);
-    fields::record_update(&hints_for(def), &zero, &body, &mut entries, &ctx.manager, &ctx.api_version, "", def.status_subresource, &ctx.now);
+    fields::record_update(
+        &hints_for(def),
+        &zero,
+        &body,
+        &mut entries,
+        &ctx.manager,
+        &ctx.api_version,
+        "",
+        def.status_subresource,
+        &ctx.now,
+    );
     set_meta(&mut body, "managedFields", fields::encode_or_null(entries));
     set_meta(&mut body, "uid", json!(new_uid()));
     set_meta(&mut body, "creationTimestamp", json!(ctx.now));
@@ -632,18 +814,45 @@ fn carry_over(def: &ResourceDef, sub: &str, old: &Value, mut new: Value) -> Valu
             };
         }
     }
-    for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name", "managedFields"] {
-        set_meta(&mut new, f, old.pointer(&format!("/metadata/{f}")).cloned().unwrap_or(Value::Null));
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "name",
+        "managedFields",
+    ] {
+        set_meta(
+            &mut new,
+            f,
+            old.pointer(&format!("/metadata/{f}"))
+                .cloned()
+                .unwrap_or(Value::Null),
+        );
     }
     if let Value::Object(m) = &mut new {
-        m.insert("apiVersion".into(), old.get("apiVersion").cloned().unwrap_or(Value::Null));
-        m.insert("kind".into(), old.get("kind").cloned().unwrap_or(Value::Null));
+        m.insert(
+            "apiVersion".into(),
+            old.get("apiVersion").cloned().unwrap_or(Value::Null),
+        );
+        m.insert(
+            "kind".into(),
+            old.get("kind").cloned().unwrap_or(Value::Null),
+        );
     }
     new
 }
 
 /// Update-style write (PUT, merge/json/strategic patch) of `candidate` over `old`.
-fn write_update(state: &mut State, t: &Target, req: &Req, old: &Value, mut candidate: Value) -> ApiResult<Reply> {
+fn write_update(
+    state: &mut State,
+    t: &Target,
+    req: &Req,
+    old: &Value,
+    mut candidate: Value,
+) -> ApiResult<Reply> {
     let def = &t.def;
     let ctx = write_ctx(t, req)?;
     let name = meta_str(old, "name").to_string();
@@ -655,13 +864,27 @@ fn write_update(state: &mut State, t: &Target, req: &Req, old: &Value, mut candi
     decode_defaults(def, &mut candidate, &mut warnings);
     let old_ext = builtin::to_version(def, old);
     let mut new = carry_over(def, &ctx.subresource, &old_ext, candidate);
-    set_meta(&mut new, "resourceVersion", json!(meta_str(old, "resourceVersion")));
+    set_meta(
+        &mut new,
+        "resourceVersion",
+        json!(meta_str(old, "resourceVersion")),
+    );
     let mut entries = fields::decode_entries(old);
     let mut cmp_old = old_ext.clone();
     set_meta(&mut cmp_old, "managedFields", Value::Null);
     let mut cmp_new = new.clone();
     set_meta(&mut cmp_new, "managedFields", Value::Null);
-    fields::record_update(&hints_for(def), &cmp_old, &cmp_new, &mut entries, &ctx.manager, &ctx.api_version, &ctx.subresource, def.status_subresource, &ctx.now);
+    fields::record_update(
+        &hints_for(def),
+        &cmp_old,
+        &cmp_new,
+        &mut entries,
+        &ctx.manager,
+        &ctx.api_version,
+        &ctx.subresource,
+        def.status_subresource,
+        &ctx.now,
+    );
     set_meta(&mut new, "managedFields", fields::encode_or_null(entries));
     commit(state, t, &ctx, Some(&old_ext), new, warnings)
 }
@@ -701,7 +924,10 @@ fn patch_request(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
     let def = &t.def;
     let ct = req.content_type.clone().unwrap_or_default();
     let ct = ct.split(';').next().unwrap_or_default().trim().to_string();
-    let mut accepted = vec!["application/json-patch+json", "application/merge-patch+json"];
+    let mut accepted = vec![
+        "application/json-patch+json",
+        "application/merge-patch+json",
+    ];
     if !def.custom {
         accepted.push("application/strategic-merge-patch+json");
     }
@@ -714,7 +940,10 @@ fn patch_request(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             "meta.k8s.io",
             "PatchOptions",
             "",
-            &[Cause::forbidden("force", "may not be specified for non-apply patch")],
+            &[Cause::forbidden(
+                "force",
+                "may not be specified for non-apply patch",
+            )],
         ));
     }
     if ct == "application/apply-patch+yaml" {
@@ -732,7 +961,9 @@ fn patch_request(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
         }
         "application/strategic-merge-patch+json" => {
             if !body.is_object() {
-                return Err(ApiError::bad_request("strategic merge patch must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "strategic merge patch must be a JSON object",
+                ));
             }
             patch::strategic_merge_patch(&mut doc, &body, &hints_for(def), &mut Vec::new());
         }
@@ -748,7 +979,9 @@ fn patch_request(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
         }
     }
     if !doc.is_object() {
-        return Err(ApiError::bad_request("the patched object is not a JSON object"));
+        return Err(ApiError::bad_request(
+            "the patched object is not a JSON object",
+        ));
     }
     write_update(state, t, req, &old, doc)
 }
@@ -761,7 +994,10 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             "meta.k8s.io",
             "PatchOptions",
             "",
-            &[Cause::required("fieldManager", "is required for apply patch")],
+            &[Cause::required(
+                "fieldManager",
+                "is required for apply patch",
+            )],
         ));
     }
     let ctx = write_ctx(t, req)?;
@@ -785,7 +1021,14 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             _ => return Err(ApiError::stale_rv(&def.group, &def.plural, &name)),
         }
     }
-    for f in ["resourceVersion", "uid", "creationTimestamp", "managedFields", "generation", "deletionTimestamp"] {
+    for f in [
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "managedFields",
+        "generation",
+        "deletionTimestamp",
+    ] {
         set_meta(&mut config, f, Value::Null);
     }
     if def.namespaced {
@@ -811,11 +1054,26 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
                 return Err(ApiError::not_found("", "namespaces", &ns));
             }
             let zero = json!({"apiVersion": def.api_version(), "kind": def.kind, "metadata": {}});
-            let applied = fields::apply(&hints, &zero, &config, Vec::new(), &ctx.manager, &ctx.api_version, "", def.status_subresource, true, &ctx.now);
+            let applied = fields::apply(
+                &hints,
+                &zero,
+                &config,
+                Vec::new(),
+                &ctx.manager,
+                &ctx.api_version,
+                "",
+                def.status_subresource,
+                true,
+                &ctx.now,
+            );
             let mut obj = applied.object;
             let mut warnings = Vec::new();
             decode_defaults(def, &mut obj, &mut warnings);
-            set_meta(&mut obj, "managedFields", fields::encode_or_null(applied.entries));
+            set_meta(
+                &mut obj,
+                "managedFields",
+                fields::encode_or_null(applied.entries),
+            );
             set_meta(&mut obj, "uid", json!(new_uid()));
             set_meta(&mut obj, "creationTimestamp", json!(ctx.now));
             set_meta(&mut obj, "name", json!(name));
@@ -827,15 +1085,31 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             set_meta(&mut live, "managedFields", Value::Null);
             let entries = fields::decode_entries(&old_ext);
             let force = req.flag("force");
-            let applied = fields::apply(&hints, &live, &config, entries, &ctx.manager, &ctx.api_version, &ctx.subresource, def.status_subresource, force, &ctx.now);
+            let applied = fields::apply(
+                &hints,
+                &live,
+                &config,
+                entries,
+                &ctx.manager,
+                &ctx.api_version,
+                &ctx.subresource,
+                def.status_subresource,
+                force,
+                &ctx.now,
+            );
             if !applied.conflicts.is_empty() {
                 let causes: Vec<Cause> = applied
                     .conflicts
                     .iter()
-                    .map(|(m, p)| Cause::new("FieldManagerConflict", p, format!("conflict with {m}")))
+                    .map(|(m, p)| {
+                        Cause::new("FieldManagerConflict", p, format!("conflict with {m}"))
+                    })
                     .collect();
                 let msg = if applied.conflicts.len() == 1 {
-                    format!("Apply failed with 1 conflict: conflict with {}: {}", applied.conflicts[0].0, applied.conflicts[0].1)
+                    format!(
+                        "Apply failed with 1 conflict: conflict with {}: {}",
+                        applied.conflicts[0].0, applied.conflicts[0].1
+                    )
                 } else {
                     let mut by: Vec<(String, Vec<String>)> = Vec::new();
                     for (m, p) in &applied.conflicts {
@@ -850,7 +1124,11 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
                         lines.push(format!("conflicts with {m}:"));
                         lines.extend(ps.into_iter().map(|p| format!("- {p}")));
                     }
-                    format!("Apply failed with {} conflicts: {}", applied.conflicts.len(), lines.join("\n"))
+                    format!(
+                        "Apply failed with {} conflicts: {}",
+                        applied.conflicts.len(),
+                        lines.join("\n")
+                    )
                 };
                 let d = details("", "", "", &causes);
                 return Err(ApiError::status(409, "Conflict", &msg, Some(d)));
@@ -859,15 +1137,26 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             let mut warnings = Vec::new();
             decode_defaults(def, &mut new, &mut warnings);
             let mut new = carry_over(def, &ctx.subresource, &old_ext, new);
-            set_meta(&mut new, "resourceVersion", json!(meta_str(&old, "resourceVersion")));
-            set_meta(&mut new, "managedFields", fields::encode_or_null(applied.entries));
+            set_meta(
+                &mut new,
+                "resourceVersion",
+                json!(meta_str(&old, "resourceVersion")),
+            );
+            set_meta(
+                &mut new,
+                "managedFields",
+                fields::encode_or_null(applied.entries),
+            );
             commit(state, t, &ctx, Some(&old_ext), new, warnings)
         }
     }
 }
 
 fn delete_opts(req: &Req) -> ApiResult<DeleteOpts> {
-    let mut opts = DeleteOpts { propagation: req.q("propagationPolicy").map(str::to_string), ..Default::default() };
+    let mut opts = DeleteOpts {
+        propagation: req.q("propagationPolicy").map(str::to_string),
+        ..Default::default()
+    };
     if let Some(true) = req.q("orphanDependents").map(|v| v == "true") {
         opts.propagation = Some("Orphan".into());
     }
@@ -880,8 +1169,14 @@ fn delete_opts(req: &Req) -> ApiResult<DeleteOpts> {
         if body.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
             opts.propagation = Some("Orphan".into());
         }
-        opts.precondition_uid = body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-        opts.precondition_rv = body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        opts.precondition_uid = body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        opts.precondition_rv = body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
     }
     if let Some(p) = &opts.propagation
         && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
@@ -893,7 +1188,9 @@ fn delete_opts(req: &Req) -> ApiResult<DeleteOpts> {
             &[Cause::new(
                 "FieldValueNotSupported",
                 "propagationPolicy",
-                format!("Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""),
+                format!(
+                    "Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+                ),
             )],
         ));
     }
@@ -918,7 +1215,10 @@ fn delete(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
                 if let Value::Object(m) = &mut d {
                     m.insert("uid".into(), json!(meta_str(&o, "uid")));
                 }
-                ok(200, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": d}))
+                ok(
+                    200,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": d}),
+                )
             } else {
                 ok(200, builtin::to_version(def, &o))
             }
@@ -935,7 +1235,11 @@ fn delete_collection(state: &mut State, t: &Target, req: &Req) -> ApiResult<Repl
         .get(&def.storage)
         .map(|m| {
             m.iter()
-                .filter(|((ns, _), o)| t.namespace.as_ref().is_none_or(|w| w == ns) && labels.matches(o) && fields.matches(o))
+                .filter(|((ns, _), o)| {
+                    t.namespace.as_ref().is_none_or(|w| w == ns)
+                        && labels.matches(o)
+                        && fields.matches(o)
+                })
                 .map(|(k, _)| k.clone())
                 .collect()
         })

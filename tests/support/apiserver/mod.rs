@@ -57,6 +57,7 @@ pub(crate) struct Shared {
     /// Bumped by `expire_watches`: live watches end with a 410 ERROR event.
     pub(crate) expire: tokio::sync::watch::Sender<u64>,
     gc_wake: tokio::sync::Notify,
+    gc_paused: std::sync::atomic::AtomicBool,
     bookmark_ms: AtomicU64,
     port: u16,
 }
@@ -101,10 +102,13 @@ impl FakeApiServer {
             shutdown,
             expire: tokio::sync::watch::channel(0u64).0,
             gc_wake: tokio::sync::Notify::new(),
+            gc_paused: std::sync::atomic::AtomicBool::new(false),
             bookmark_ms: AtomicU64::new(60_000),
             port: addr.port(),
         });
-        let router = axum::Router::new().fallback(serve_request).with_state(shared.clone());
+        let router = axum::Router::new()
+            .fallback(serve_request)
+            .with_state(shared.clone());
         let mut stop = shared.shutdown.subscribe();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router)
@@ -114,7 +118,12 @@ impl FakeApiServer {
                 .await;
         });
         let gc = tokio::spawn(gc_loop(shared.clone()));
-        FakeApiServer { shared, addr, server: Some(server), gc: Some(gc) }
+        FakeApiServer {
+            shared,
+            addr,
+            server: Some(server),
+            gc: Some(gc),
+        }
     }
 
     pub fn base_url(&self) -> String {
@@ -142,7 +151,11 @@ impl FakeApiServer {
 
     /// Every request served, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.shared.state.lock().map(|s| s.requests.clone()).unwrap_or_default()
+        self.shared
+            .state
+            .lock()
+            .map(|s| s.requests.clone())
+            .unwrap_or_default()
     }
 
     pub fn clear_requests(&self) {
@@ -153,7 +166,13 @@ impl FakeApiServer {
 
     /// The next `times` requests matching `method` (None = any) whose path (with query) contains
     /// `path_contains` get `status` with a metav1 Status body.
-    pub fn inject_fault(&self, method: Option<&str>, path_contains: &str, status: u16, times: usize) {
+    pub fn inject_fault(
+        &self,
+        method: Option<&str>,
+        path_contains: &str,
+        status: u16,
+        times: usize,
+    ) {
         if let Ok(mut s) = self.shared.state.lock() {
             s.faults.push(Fault {
                 method: method.map(|m| m.to_ascii_uppercase()),
@@ -167,7 +186,9 @@ impl FakeApiServer {
     /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK (real server: ~1 minute;
     /// one is also always sent 2s before a watch's `timeoutSeconds` deadline).
     pub fn set_bookmark_interval(&self, every: Duration) {
-        self.shared.bookmark_ms.store(every.as_millis().max(1) as u64, Ordering::Relaxed);
+        self.shared
+            .bookmark_ms
+            .store(every.as_millis().max(1) as u64, Ordering::Relaxed);
     }
 
     /// How many events the watch history keeps (default 1000); older resourceVersions get 410.
@@ -200,6 +221,13 @@ impl FakeApiServer {
             s.evicted_upto = s.rv;
         }
         self.shared.expire.send_modify(|e| *e += 1);
+    }
+
+    /// Holds (true) or releases (false) the garbage collector and namespace controller, to observe
+    /// intermediate states (e.g. an owner waiting on `foregroundDeletion`) deterministically.
+    pub fn set_gc_paused(&self, paused: bool) {
+        self.shared.gc_paused.store(paused, Ordering::SeqCst);
+        self.shared.gc_wake.notify_one();
     }
 
     /// The current global resourceVersion.
@@ -236,20 +264,21 @@ async fn gc_loop(shared: Arc<Shared>) {
             _ = stop.wait_for(|s| *s) => return,
             _ = shared.gc_wake.notified() => {}
         }
-        // The garbage collector acts shortly after, asynchronously.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The garbage collector acts shortly after, asynchronously, one step per cycle (delete
+        // dependents, then release the owner, ...).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if shared.gc_paused.load(Ordering::SeqCst) {
+            continue;
+        }
         let rv = {
-            let Ok(mut s) = shared.state.lock() else { return };
-            let before = s.rv;
-            for _ in 0..50 {
-                if !s.gc_pass() {
-                    break;
-                }
-            }
-            (s.rv != before).then_some(s.rv)
+            let Ok(mut s) = shared.state.lock() else {
+                return;
+            };
+            s.gc_pass().then_some(s.rv)
         };
         if let Some(rv) = rv {
             shared.rv_tx.send_replace(rv);
+            shared.gc_wake.notify_one();
         }
     }
 }
@@ -257,7 +286,14 @@ async fn gc_loop(shared: Arc<Shared>) {
 fn verb(req: &Req, has_name: bool) -> &'static str {
     match (req.method.as_str(), has_name) {
         ("GET", true) => "get",
-        ("GET", false) if matches!(req.query.get("watch").map(String::as_str), Some("true") | Some("1")) => "watch",
+        ("GET", false)
+            if matches!(
+                req.query.get("watch").map(String::as_str),
+                Some("true") | Some("1")
+            ) =>
+        {
+            "watch"
+        }
         ("GET", false) => "list",
         ("POST", _) => "create",
         ("PUT", _) => "update",
@@ -273,7 +309,12 @@ fn fault_error(state: &State, req: &Req, code: u16) -> ApiError {
     let target = handler::resolve(state, &req.path).ok().flatten();
     let reason = reason_for_code(code);
     let (group, plural, name, ns) = match &target {
-        Some(t) => (t.def.group.clone(), t.def.plural.clone(), t.name.clone().unwrap_or_default(), t.namespace.clone()),
+        Some(t) => (
+            t.def.group.clone(),
+            t.def.plural.clone(),
+            t.name.clone().unwrap_or_default(),
+            t.namespace.clone(),
+        ),
         None => (String::new(), String::new(), String::new(), None),
     };
     let gr = group_resource(&group, &plural);
@@ -284,7 +325,11 @@ fn fault_error(state: &State, req: &Req, code: u16) -> ApiError {
                 Some(ns) => format!("in the namespace {ns:?}"),
                 None => "at the cluster scope".to_string(),
             };
-            let subject = if name.is_empty() { gr.clone() } else { format!("{gr} {name:?}") };
+            let subject = if name.is_empty() {
+                gr.clone()
+            } else {
+                format!("{gr} {name:?}")
+            };
             ApiError::status(
                 403,
                 reason,
@@ -297,10 +342,30 @@ fn fault_error(state: &State, req: &Req, code: u16) -> ApiError {
         }
         404 => ApiError::not_found(&group, &plural, &name),
         409 => ApiError::conflict(&group, &plural, &name, "injected conflict"),
-        429 => ApiError::status(429, reason, "Too many requests, please try again later.", Some(json!({"retryAfterSeconds": 1}))),
-        500 => ApiError::status(500, reason, "Internal error occurred: injected fault", Some(json!({"causes": [{"message": "injected fault"}]}))),
-        503 => ApiError::status(503, reason, "the server is currently unable to handle the request", Some(details(&name, &group, &plural, &[]))),
-        504 => ApiError::status(504, reason, "the server was unable to return a response in the time allotted, but may still be processing the request", Some(details(&name, &group, &plural, &[]))),
+        429 => ApiError::status(
+            429,
+            reason,
+            "Too many requests, please try again later.",
+            Some(json!({"retryAfterSeconds": 1})),
+        ),
+        500 => ApiError::status(
+            500,
+            reason,
+            "Internal error occurred: injected fault",
+            Some(json!({"causes": [{"message": "injected fault"}]})),
+        ),
+        503 => ApiError::status(
+            503,
+            reason,
+            "the server is currently unable to handle the request",
+            Some(details(&name, &group, &plural, &[])),
+        ),
+        504 => ApiError::status(
+            504,
+            reason,
+            "the server was unable to return a response in the time allotted, but may still be processing the request",
+            Some(details(&name, &group, &plural, &[])),
+        ),
         _ => ApiError::status(code, reason, &format!("injected fault ({code})"), None),
     }
 }
@@ -308,9 +373,15 @@ fn fault_error(state: &State, req: &Req, code: u16) -> ApiError {
 fn json_response(code: u16, body: &serde_json::Value, headers: &[(String, String)]) -> Response {
     let mut resp = Response::new(Body::from(body.to_string()));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     for (k, v) in headers {
-        if let (Ok(name), Ok(val)) = (axum::http::HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+        if let (Ok(name), Ok(val)) = (
+            axum::http::HeaderName::try_from(k.as_str()),
+            HeaderValue::from_str(v),
+        ) {
             if name == header::CONTENT_TYPE {
                 resp.headers_mut().insert(name, val);
             } else {
@@ -324,18 +395,32 @@ fn json_response(code: u16, body: &serde_json::Value, headers: &[(String, String
 fn text_response(code: u16, text: String) -> Response {
     let mut resp = Response::new(Body::from(text));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
-async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::extract::Request) -> Response {
+async fn serve_request(
+    AxState(shared): AxState<Arc<Shared>>,
+    request: axum::extract::Request,
+) -> Response {
     let (parts, body) = request.into_parts();
-    let hdr = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let hdr = |name: header::HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let raw_query = parts.uri.query().unwrap_or_default().to_string();
     let mut req = Req {
         method: parts.method.as_str().to_ascii_uppercase(),
         path: parts.uri.path().to_string(),
-        query: url::form_urlencoded::parse(raw_query.as_bytes()).into_owned().collect::<HashMap<String, String>>(),
+        query: url::form_urlencoded::parse(raw_query.as_bytes())
+            .into_owned()
+            .collect::<HashMap<String, String>>(),
         raw_query,
         content_type: hdr(header::CONTENT_TYPE),
         user_agent: hdr(header::USER_AGENT),
@@ -348,7 +433,12 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
             return text_response(500, "fake apiserver state poisoned".into());
         };
         let reply = match body_result {
-            Err(e) => Reply::from(ApiError::status(413, "RequestEntityTooLarge", &format!("request body: {e}"), None)),
+            Err(e) => Reply::from(ApiError::status(
+                413,
+                "RequestEntityTooLarge",
+                &format!("request body: {e}"),
+                None,
+            )),
             Ok(bytes) => {
                 req.body = bytes.to_vec();
                 let with_query = format!("{}?{}", req.path, req.raw_query);
@@ -394,7 +484,10 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
         Reply::Text(code, t) => text_response(code, t),
         Reply::Watch(w) => {
             let mut resp = Response::new(watch::start(shared.clone(), *w));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             resp
         }
     }

@@ -26,7 +26,12 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// Strategic merge patch for built-in kinds: like a merge patch, but lists with merge keys are
 /// merged by key and `$patch`/`$retainKeys`/`$setElementOrder` directives are honoured or dropped.
-pub fn strategic_merge_patch(target: &mut Value, patch: &Value, hints: &Hints, hp: &mut Vec<String>) {
+pub fn strategic_merge_patch(
+    target: &mut Value,
+    patch: &Value,
+    hints: &Hints,
+    hp: &mut Vec<String>,
+) {
     let Value::Object(p) = patch else {
         *target = patch.clone();
         return;
@@ -60,8 +65,12 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value, hints: &Hints, h
             (Some(Value::Array(cur)), Value::Array(items)) if matches!(lt, ListType::Map(_)) => {
                 for item in items {
                     let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
-                    let Some(el) = item_el(&lt, item) else { continue };
-                    let pos = cur.iter().position(|c| item_el(&lt, c).as_ref() == Some(&el));
+                    let Some(el) = item_el(&lt, item) else {
+                        continue;
+                    };
+                    let pos = cur
+                        .iter()
+                        .position(|c| item_el(&lt, c).as_ref() == Some(&el));
                     match (pos, delete) {
                         (Some(i), true) => {
                             cur.remove(i);
@@ -80,7 +89,9 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value, hints: &Hints, h
                     }
                 }
             }
-            (Some(existing @ Value::Object(_)), Value::Object(_)) => strategic_merge_patch(existing, v, hints, hp),
+            (Some(existing @ Value::Object(_)), Value::Object(_)) => {
+                strategic_merge_patch(existing, v, hints, hp)
+            }
             _ => {
                 let mut clean = v.clone();
                 strip_directives(&mut clean);
@@ -161,7 +172,9 @@ fn add(doc: &mut Value, toks: &[String], val: Value) -> Result<(), String> {
                 a.push(val);
                 return Ok(());
             }
-            let i = last.parse::<usize>().map_err(|_| format!("invalid array index {last:?}"))?;
+            let i = last
+                .parse::<usize>()
+                .map_err(|_| format!("invalid array index {last:?}"))?;
             if i > a.len() {
                 return Err(format!("array index {i} out of bounds"));
             }
@@ -180,7 +193,9 @@ fn remove(doc: &mut Value, toks: &[String]) -> Result<Value, String> {
     match p {
         Value::Object(m) => m.remove(last).ok_or_else(|| "missing path".to_string()),
         Value::Array(a) => {
-            let i = last.parse::<usize>().map_err(|_| "missing path".to_string())?;
+            let i = last
+                .parse::<usize>()
+                .map_err(|_| "missing path".to_string())?;
             if i >= a.len() {
                 return Err("missing path".into());
             }
@@ -193,19 +208,45 @@ fn remove(doc: &mut Value, toks: &[String]) -> Result<Value, String> {
 /// RFC 6902. Errors carry a message for a 422 like the real server's
 /// ("the server rejected our request due to an error in our request").
 pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), String> {
-    let ops = patch.as_array().ok_or_else(|| "json patch must be an array".to_string())?;
+    let ops = patch
+        .as_array()
+        .ok_or_else(|| "json patch must be an array".to_string())?;
     for op in ops {
-        let name = op.get("op").and_then(Value::as_str).ok_or("json patch operation without op")?;
-        let path = split_pointer(op.get("path").and_then(Value::as_str).ok_or("json patch operation without path")?)?;
+        let name = op
+            .get("op")
+            .and_then(Value::as_str)
+            .ok_or("json patch operation without op")?;
+        let path = split_pointer(
+            op.get("path")
+                .and_then(Value::as_str)
+                .ok_or("json patch operation without path")?,
+        )?;
         match name {
-            "add" => add(doc, &path, op.get("value").cloned().ok_or("add operation does not have a value")?)?,
+            "add" => add(
+                doc,
+                &path,
+                op.get("value")
+                    .cloned()
+                    .ok_or("add operation does not have a value")?,
+            )?,
             "remove" => {
-                remove(doc, &path).map_err(|_| format!("remove operation does not apply: doc is missing path: {}", ptr(&path)))?;
+                remove(doc, &path).map_err(|_| {
+                    format!(
+                        "remove operation does not apply: doc is missing path: {}",
+                        ptr(&path)
+                    )
+                })?;
             }
             "replace" => {
-                let val = op.get("value").cloned().ok_or("replace operation does not have a value")?;
+                let val = op
+                    .get("value")
+                    .cloned()
+                    .ok_or("replace operation does not have a value")?;
                 if pointer_get(doc, &path).is_none() {
-                    return Err(format!("replace operation does not apply: doc is missing key: {}", ptr(&path)));
+                    return Err(format!(
+                        "replace operation does not apply: doc is missing key: {}",
+                        ptr(&path)
+                    ));
                 }
                 if path.is_empty() {
                     *doc = val;
@@ -215,15 +256,26 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), String> {
                 }
             }
             "move" | "copy" => {
-                let from = split_pointer(op.get("from").and_then(Value::as_str).ok_or("missing from")?)?;
-                let val = pointer_get(doc, &from).cloned().ok_or_else(|| format!("{name} operation does not apply: doc is missing from path: {}", ptr(&from)))?;
+                let from = split_pointer(
+                    op.get("from")
+                        .and_then(Value::as_str)
+                        .ok_or("missing from")?,
+                )?;
+                let val = pointer_get(doc, &from).cloned().ok_or_else(|| {
+                    format!(
+                        "{name} operation does not apply: doc is missing from path: {}",
+                        ptr(&from)
+                    )
+                })?;
                 if name == "move" {
                     remove(doc, &from)?;
                 }
                 add(doc, &path, val)?;
             }
             "test" => {
-                let val = op.get("value").ok_or("test operation does not have a value")?;
+                let val = op
+                    .get("value")
+                    .ok_or("test operation does not have a value")?;
                 if pointer_get(doc, &path) != Some(val) {
                     return Err(format!("testing value {} failed: test failed", ptr(&path)));
                 }

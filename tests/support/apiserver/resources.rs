@@ -25,10 +25,20 @@ pub struct ResourceDef {
 
 impl ResourceDef {
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
-    pub fn builtin(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool) -> ResourceDef {
+    pub fn builtin(
+        group: &str,
+        version: &str,
+        plural: &str,
+        kind: &str,
+        namespaced: bool,
+    ) -> ResourceDef {
         ResourceDef {
             group: group.to_string(),
             version: version.to_string(),
@@ -65,19 +75,35 @@ impl ResourceDef {
 
     /// `details.group` / messages use the group; core is "".
     pub fn verbs(&self) -> Vec<&'static str> {
-        vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        vec![
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
     }
 }
 
 /// The built-in resources this fake serves.
 pub fn builtins() -> Vec<ResourceDef> {
     vec![
-        ResourceDef::builtin("", "v1", "namespaces", "Namespace", false).with_status().with_short(&["ns"]),
+        ResourceDef::builtin("", "v1", "namespaces", "Namespace", false)
+            .with_status()
+            .with_short(&["ns"]),
         ResourceDef::builtin("", "v1", "secrets", "Secret", true),
         ResourceDef::builtin("", "v1", "configmaps", "ConfigMap", true).with_short(&["cm"]),
-        ResourceDef::builtin("", "v1", "serviceaccounts", "ServiceAccount", true).with_short(&["sa"]),
-        ResourceDef::builtin("", "v1", "events", "Event", true).with_short(&["ev"]).with_storage("/events"),
-        ResourceDef::builtin("events.k8s.io", "v1", "events", "Event", true).with_short(&["ev"]).with_storage("/events"),
+        ResourceDef::builtin("", "v1", "serviceaccounts", "ServiceAccount", true)
+            .with_short(&["sa"]),
+        ResourceDef::builtin("", "v1", "events", "Event", true)
+            .with_short(&["ev"])
+            .with_storage("/events"),
+        ResourceDef::builtin("events.k8s.io", "v1", "events", "Event", true)
+            .with_short(&["ev"])
+            .with_storage("/events"),
         ResourceDef::builtin("coordination.k8s.io", "v1", "leases", "Lease", true),
         ResourceDef::builtin("apps", "v1", "deployments", "Deployment", true)
             .with_status()
@@ -91,10 +117,16 @@ pub fn builtins() -> Vec<ResourceDef> {
             .with_status()
             .with_generation()
             .with_short(&["ds"]),
-        ResourceDef::builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false)
-            .with_status()
-            .with_generation()
-            .with_short(&["crd", "crds"]),
+        ResourceDef::builtin(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            false,
+        )
+        .with_status()
+        .with_generation()
+        .with_short(&["crd", "crds"]),
     ]
 }
 
@@ -105,11 +137,21 @@ pub fn defs_from_crd(crd: &Value) -> Vec<ResourceDef> {
     let names = &spec["names"];
     let plural = names["plural"].as_str().unwrap_or_default().to_string();
     let kind = names["kind"].as_str().unwrap_or_default().to_string();
-    let singular = names["singular"].as_str().map(str::to_string).unwrap_or_else(|| kind.to_lowercase());
-    let list_kind = names["listKind"].as_str().map(str::to_string).unwrap_or_else(|| format!("{kind}List"));
+    let singular = names["singular"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| kind.to_lowercase());
+    let list_kind = names["listKind"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{kind}List"));
     let short_names: Vec<String> = names["shortNames"]
         .as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let namespaced = spec["scope"].as_str() != Some("Cluster");
     let mut out = Vec::new();
@@ -117,7 +159,9 @@ pub fn defs_from_crd(crd: &Value) -> Vec<ResourceDef> {
         if v["served"].as_bool() == Some(false) {
             continue;
         }
-        let Some(version) = v["name"].as_str() else { continue };
+        let Some(version) = v["name"].as_str() else {
+            continue;
+        };
         out.push(ResourceDef {
             group: group.clone(),
             version: version.to_string(),

@@ -6,7 +6,11 @@ use serde_json::{Map, Value};
 use super::errors::{Cause, go_value};
 
 fn prop_path(base: &str, name: &str) -> String {
-    if base.is_empty() { name.to_string() } else { format!("{base}.{name}") }
+    if base.is_empty() {
+        name.to_string()
+    } else {
+        format!("{base}.{name}")
+    }
 }
 
 fn nullable(schema: &Value) -> bool {
@@ -14,7 +18,10 @@ fn nullable(schema: &Value) -> bool {
 }
 
 fn preserves_unknown(schema: &Value) -> bool {
-    schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+    schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
 }
 
 /// Applies `default`s (also replacing nulls in non-nullable defaulted fields).
@@ -67,7 +74,11 @@ pub fn apply_defaults(schema: &Value, value: &mut Value) {
 pub fn prune(schema: &Value, value: &mut Value, path: &str, root: bool, dropped: &mut Vec<String>) {
     match value {
         Value::Object(obj) => {
-            let embedded = root || schema.get("x-kubernetes-embedded-resource").and_then(Value::as_bool) == Some(true);
+            let embedded = root
+                || schema
+                    .get("x-kubernetes-embedded-resource")
+                    .and_then(Value::as_bool)
+                    == Some(true);
             let props = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
             let preserve = preserves_unknown(schema);
@@ -154,7 +165,10 @@ pub fn validate(schema: &Value, v: &Value, path: &str, root: bool, errs: &mut Ve
         }
         return;
     }
-    let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
+    let int_or_string = schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        == Some(true);
     if int_or_string {
         if !(v.is_string() || type_ok("integer", v)) {
             errs.push(Cause::new(
@@ -186,7 +200,11 @@ pub fn validate(schema: &Value, v: &Value, path: &str, root: bool, errs: &mut Ve
         errs.push(Cause::new(
             "FieldValueNotSupported",
             path,
-            format!("Unsupported value: {}: supported values: {}", go_value(v), list.join(", ")),
+            format!(
+                "Unsupported value: {}: supported values: {}",
+                go_value(v),
+                list.join(", ")
+            ),
         ));
     }
     match v {
@@ -202,17 +220,29 @@ fn validate_string(schema: &Value, s: &str, v: &Value, path: &str, errs: &mut Ve
     if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
         && s.len() as u64 > max
     {
-        errs.push(Cause::new("FieldValueTooLong", path, format!("Too long: may not be more than {max} bytes")));
+        errs.push(Cause::new(
+            "FieldValueTooLong",
+            path,
+            format!("Too long: may not be more than {max} bytes"),
+        ));
     }
     if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
         && (s.chars().count() as u64) < min
     {
-        errs.push(Cause::invalid(path, v, &format!("{path} in body should be at least {min} chars long")));
+        errs.push(Cause::invalid(
+            path,
+            v,
+            &format!("{path} in body should be at least {min} chars long"),
+        ));
     }
     if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
         match regex::Regex::new(p) {
             Ok(re) if !re.is_match(s) => {
-                errs.push(Cause::invalid(path, v, &format!("{path} in body should match '{p}'")));
+                errs.push(Cause::invalid(
+                    path,
+                    v,
+                    &format!("{path} in body should match '{p}'"),
+                ));
             }
             _ => {}
         }
@@ -229,7 +259,11 @@ fn validate_string(schema: &Value, s: &str, v: &Value, path: &str, errs: &mut Ve
             _ => true,
         };
         if !ok {
-            errs.push(Cause::invalid(path, v, &format!("{path} in body must be of type {f}: {s:?}")));
+            errs.push(Cause::invalid(
+                path,
+                v,
+                &format!("{path} in body must be of type {f}: {s:?}"),
+            ));
         }
     }
 }
@@ -240,12 +274,19 @@ fn validate_number(schema: &Value, v: &Value, path: &str, errs: &mut Vec<Cause>)
         let excl = schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
         if let Some(m) = min.as_f64() {
             if excl && x <= m {
-                errs.push(Cause::invalid(path, v, &format!("{path} in body should be greater than {}", fmt_num(min))));
+                errs.push(Cause::invalid(
+                    path,
+                    v,
+                    &format!("{path} in body should be greater than {}", fmt_num(min)),
+                ));
             } else if !excl && x < m {
                 errs.push(Cause::invalid(
                     path,
                     v,
-                    &format!("{path} in body should be greater than or equal to {}", fmt_num(min)),
+                    &format!(
+                        "{path} in body should be greater than or equal to {}",
+                        fmt_num(min)
+                    ),
                 ));
             }
         }
@@ -254,12 +295,19 @@ fn validate_number(schema: &Value, v: &Value, path: &str, errs: &mut Vec<Cause>)
         let excl = schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
         if let Some(m) = max.as_f64() {
             if excl && x >= m {
-                errs.push(Cause::invalid(path, v, &format!("{path} in body should be less than {}", fmt_num(max))));
+                errs.push(Cause::invalid(
+                    path,
+                    v,
+                    &format!("{path} in body should be less than {}", fmt_num(max)),
+                ));
             } else if !excl && x > m {
                 errs.push(Cause::invalid(
                     path,
                     v,
-                    &format!("{path} in body should be less than or equal to {}", fmt_num(max)),
+                    &format!(
+                        "{path} in body should be less than or equal to {}",
+                        fmt_num(max)
+                    ),
                 ));
             }
         }
@@ -268,7 +316,11 @@ fn validate_number(schema: &Value, v: &Value, path: &str, errs: &mut Vec<Cause>)
         && mo != 0.0
         && (x / mo).fract() != 0.0
     {
-        errs.push(Cause::invalid(path, v, &format!("{path} in body should be a multiple of {mo}")));
+        errs.push(Cause::invalid(
+            path,
+            v,
+            &format!("{path} in body should be a multiple of {mo}"),
+        ));
     }
 }
 
@@ -277,19 +329,31 @@ fn validate_array(schema: &Value, items: &[Value], v: &Value, path: &str, errs: 
     if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
         && n > max
     {
-        errs.push(Cause::new("FieldValueTooMany", path, format!("Too many: {n}: must have at most {max} items")));
+        errs.push(Cause::new(
+            "FieldValueTooMany",
+            path,
+            format!("Too many: {n}: must have at most {max} items"),
+        ));
     }
     if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
         && n < min
     {
-        errs.push(Cause::invalid(path, &Value::from(n), &format!("{path} in body should have at least {min} items")));
+        errs.push(Cause::invalid(
+            path,
+            &Value::from(n),
+            &format!("{path} in body should have at least {min} items"),
+        ));
     }
     let _ = v;
     match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
         Some("set") => {
             for (i, it) in items.iter().enumerate() {
                 if items[..i].contains(it) {
-                    errs.push(Cause::new("FieldValueDuplicate", &format!("{path}[{i}]"), format!("Duplicate value: {}", go_value(it))));
+                    errs.push(Cause::new(
+                        "FieldValueDuplicate",
+                        &format!("{path}[{i}]"),
+                        format!("Duplicate value: {}", go_value(it)),
+                    ));
                 }
             }
         }
@@ -299,7 +363,11 @@ fn validate_array(schema: &Value, items: &[Value], v: &Value, path: &str, errs: 
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            let key_of = |it: &Value| -> Vec<Value> { keys.iter().map(|k| it.get(*k).cloned().unwrap_or(Value::Null)).collect() };
+            let key_of = |it: &Value| -> Vec<Value> {
+                keys.iter()
+                    .map(|k| it.get(*k).cloned().unwrap_or(Value::Null))
+                    .collect()
+            };
             for (i, it) in items.iter().enumerate() {
                 let k = key_of(it);
                 if items[..i].iter().any(|o| key_of(o) == k) {
@@ -324,20 +392,40 @@ fn validate_array(schema: &Value, items: &[Value], v: &Value, path: &str, errs: 
     }
 }
 
-fn validate_object(schema: &Value, obj: &Map<String, Value>, v: &Value, path: &str, root: bool, errs: &mut Vec<Cause>) {
+fn validate_object(
+    schema: &Value,
+    obj: &Map<String, Value>,
+    v: &Value,
+    path: &str,
+    root: bool,
+    errs: &mut Vec<Cause>,
+) {
     let _ = v;
     let n = obj.len() as u64;
     if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
         && n > max
     {
-        errs.push(Cause::new("FieldValueTooMany", path, format!("Too many: {n}: must have at most {max} items")));
+        errs.push(Cause::new(
+            "FieldValueTooMany",
+            path,
+            format!("Too many: {n}: must have at most {max} items"),
+        ));
     }
     if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
         && n < min
     {
-        errs.push(Cause::invalid(path, &Value::from(n), &format!("{path} in body should have at least {min} properties")));
+        errs.push(Cause::invalid(
+            path,
+            &Value::from(n),
+            &format!("{path} in body should have at least {min} properties"),
+        ));
     }
-    for r in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+    for r in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(name) = r.as_str()
             && !obj.contains_key(name)
         {
@@ -358,7 +446,9 @@ fn validate_object(schema: &Value, obj: &Map<String, Value>, v: &Value, path: &s
 
 fn has_cel_rules(schema: &Value) -> bool {
     match schema {
-        Value::Object(m) => m.contains_key("x-kubernetes-validations") || m.values().any(has_cel_rules),
+        Value::Object(m) => {
+            m.contains_key("x-kubernetes-validations") || m.values().any(has_cel_rules)
+        }
         Value::Array(a) => a.iter().any(has_cel_rules),
         _ => false,
     }
@@ -366,7 +456,14 @@ fn has_cel_rules(schema: &Value) -> bool {
 
 /// Full custom resource validation: structural first; CEL rules only when that passes (as the real
 /// server, which then reports that some rules were not checked).
-pub fn validate_custom(schema: &Value, obj: &Value, old: Option<&Value>, group: &str, version: &str, kind: &str) -> Vec<Cause> {
+pub fn validate_custom(
+    schema: &Value,
+    obj: &Value,
+    old: Option<&Value>,
+    group: &str,
+    version: &str,
+    kind: &str,
+) -> Vec<Cause> {
     let mut errs = Vec::new();
     validate(schema, obj, "", true, &mut errs);
     if !errs.is_empty() {
@@ -390,15 +487,26 @@ pub fn validate_custom(schema: &Value, obj: &Value, old: Option<&Value>, group: 
     let validator = kube_cel::Validator::new();
     if let Err(failures) = validator.validate_with_context(schema, obj, old, Some(&ctx)) {
         for f in failures.iter() {
-            let field = if f.field_path.is_empty() { "<nil>".to_string() } else { f.field_path.clone() };
-            let reason = f.reason.clone().unwrap_or_else(|| "FieldValueInvalid".to_string());
+            let field = if f.field_path.is_empty() {
+                "<nil>".to_string()
+            } else {
+                f.field_path.clone()
+            };
+            let reason = f
+                .reason
+                .clone()
+                .unwrap_or_else(|| "FieldValueInvalid".to_string());
             let prefix = match reason.as_str() {
                 "FieldValueForbidden" => "Forbidden",
                 "FieldValueRequired" => "Required value",
                 "FieldValueDuplicate" => "Duplicate value",
                 _ => "Invalid value",
             };
-            errs.push(Cause::new(&reason, &field, format!("{prefix}: {}", f.message)));
+            errs.push(Cause::new(
+                &reason,
+                &field,
+                format!("{prefix}: {}", f.message),
+            ));
         }
     }
     errs

@@ -45,27 +45,46 @@ pub struct State {
 }
 
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 pub fn new_uid() -> String {
     let b: [u8; 16] = rand::random();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
-    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or_default()
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 pub fn key_of(obj: &Value) -> Key {
-    (meta_str(obj, "namespace").to_string(), meta_str(obj, "name").to_string())
+    (
+        meta_str(obj, "namespace").to_string(),
+        meta_str(obj, "name").to_string(),
+    )
 }
 
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -117,7 +136,8 @@ impl State {
         }
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let def = ResourceDef::builtin("", "v1", "namespaces", "Namespace", false);
-            let mut obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let mut obj =
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             super::builtin::normalize(&def, &mut obj);
             set_meta(&mut obj, "uid", json!(new_uid()));
             set_meta(&mut obj, "creationTimestamp", json!(now_rfc3339()));
@@ -127,7 +147,10 @@ impl State {
     }
 
     pub fn find_def(&self, group: &str, version: &str, plural: &str) -> Option<ResourceDef> {
-        self.defs.iter().find(|d| d.group == group && d.version == version && d.plural == plural).cloned()
+        self.defs
+            .iter()
+            .find(|d| d.group == group && d.version == version && d.plural == plural)
+            .cloned()
     }
 
     pub fn def_for_storage(&self, storage: &str) -> Option<ResourceDef> {
@@ -135,7 +158,9 @@ impl State {
     }
 
     pub fn get(&self, storage: &str, ns: &str, name: &str) -> Option<&Value> {
-        self.objects.get(storage)?.get(&(ns.to_string(), name.to_string()))
+        self.objects
+            .get(storage)?
+            .get(&(ns.to_string(), name.to_string()))
     }
 
     pub fn namespace(&self, name: &str) -> Option<&Value> {
@@ -144,11 +169,21 @@ impl State {
 
     /// Oldest resourceVersion a watch on this storage may start from.
     pub fn oldest_rv(&self, storage: &str) -> u64 {
-        self.window_start.get(storage).copied().unwrap_or(1).max(self.evicted_upto)
+        self.window_start
+            .get(storage)
+            .copied()
+            .unwrap_or(1)
+            .max(self.evicted_upto)
     }
 
     fn record(&mut self, storage: &str, etype: &'static str, object: Value, prev: Option<Value>) {
-        self.history.push_back(HistEvent { rv: self.rv, storage: storage.to_string(), etype, object, prev });
+        self.history.push_back(HistEvent {
+            rv: self.rv,
+            storage: storage.to_string(),
+            etype,
+            object,
+            prev,
+        });
         while self.history.len() > self.history_limit {
             if let Some(e) = self.history.pop_front() {
                 self.evicted_upto = e.rv;
@@ -161,7 +196,11 @@ impl State {
         self.rv += 1;
         set_meta(&mut obj, "resourceVersion", json!(self.rv.to_string()));
         let key = key_of(&obj);
-        let prev = self.objects.entry(storage.to_string()).or_default().insert(key, obj.clone());
+        let prev = self
+            .objects
+            .entry(storage.to_string())
+            .or_default()
+            .insert(key, obj.clone());
         let etype = if prev.is_some() { "MODIFIED" } else { "ADDED" };
         self.record(storage, etype, obj.clone(), prev);
         obj
@@ -169,7 +208,10 @@ impl State {
 
     /// Removes an object, recording DELETED (carrying a new resourceVersion, like etcd).
     pub fn remove(&mut self, storage: &str, ns: &str, name: &str) -> Option<Value> {
-        let prev = self.objects.get_mut(storage)?.remove(&(ns.to_string(), name.to_string()))?;
+        let prev = self
+            .objects
+            .get_mut(storage)?
+            .remove(&(ns.to_string(), name.to_string()))?;
         self.rv += 1;
         let mut gone = prev.clone();
         set_meta(&mut gone, "resourceVersion", json!(self.rv.to_string()));
@@ -192,8 +234,14 @@ impl State {
 
     fn unregister_crd(&mut self, crd: &Value) {
         let defs = defs_from_crd(crd);
-        let Some(storage) = defs.first().map(|d| d.storage.clone()) else { return };
-        let keys: Vec<Key> = self.objects.get(&storage).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let Some(storage) = defs.first().map(|d| d.storage.clone()) else {
+            return;
+        };
+        let keys: Vec<Key> = self
+            .objects
+            .get(&storage)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
         for (ns, name) in keys {
             self.remove(&storage, &ns, &name);
         }
@@ -227,7 +275,13 @@ impl State {
     }
 
     /// DELETE semantics: preconditions, propagation finalizers, deletionTimestamp, removal.
-    pub fn delete_object(&mut self, def: &ResourceDef, ns: &str, name: &str, opts: &DeleteOpts) -> ApiResult<Deleted> {
+    pub fn delete_object(
+        &mut self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> ApiResult<Deleted> {
         let Some(obj) = self.get(&def.storage, ns, name).cloned() else {
             return Err(ApiError::not_found(&def.group, &def.plural, name));
         };
@@ -238,7 +292,10 @@ impl State {
                 &def.group,
                 &def.plural,
                 name,
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(&obj, "uid")),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&obj, "uid")
+                ),
             ));
         }
         if let Some(rv) = &opts.precondition_rv
@@ -268,7 +325,10 @@ impl State {
             fins.push(f.to_string());
         }
         let ns_pending = def.kind == "Namespace"
-            && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            && obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
         if terminating {
             if fins != finalizers(&obj) {
                 let mut o = obj.clone();
@@ -278,7 +338,10 @@ impl State {
             return Ok(Deleted::Pending(obj));
         }
         if fins.is_empty() && !ns_pending {
-            return self.remove(&def.storage, ns, name).map(Deleted::Removed).ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name));
+            return self
+                .remove(&def.storage, ns, name)
+                .map(Deleted::Removed)
+                .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name));
         }
         let mut o = obj.clone();
         set_meta(&mut o, "deletionTimestamp", json!(now_rfc3339()));
@@ -301,14 +364,24 @@ impl State {
 
     /// Removes one finalizer (as a controller would), deleting the object once none remain.
     fn drop_finalizer(&mut self, storage: &str, key: &Key, fin: &str) {
-        let Some(mut o) = self.get(storage, &key.0, &key.1).cloned() else { return };
+        let Some(mut o) = self.get(storage, &key.0, &key.1).cloned() else {
+            return;
+        };
         let fins: Vec<String> = finalizers(&o).into_iter().filter(|f| f != fin).collect();
         let terminating = o.pointer("/metadata/deletionTimestamp").is_some();
         if fins.is_empty() && terminating {
             self.remove(storage, &key.0, &key.1);
             return;
         }
-        set_meta(&mut o, "finalizers", if fins.is_empty() { Value::Null } else { json!(fins) });
+        set_meta(
+            &mut o,
+            "finalizers",
+            if fins.is_empty() {
+                Value::Null
+            } else {
+                json!(fins)
+            },
+        );
         self.put(storage, o);
     }
 
@@ -327,12 +400,21 @@ impl State {
         let all = self.all();
         let uids: HashMap<String, (String, Key, Value)> = all
             .iter()
-            .map(|(s, k, v)| (meta_str(v, "uid").to_string(), (s.clone(), k.clone(), v.clone())))
+            .map(|(s, k, v)| {
+                (
+                    meta_str(v, "uid").to_string(),
+                    (s.clone(), k.clone(), v.clone()),
+                )
+            })
             .collect();
         let mut changed = false;
         let mut has_dependents: HashMap<String, bool> = HashMap::new();
         for (storage, key, obj) in &all {
-            let refs: Vec<Value> = obj.pointer("/metadata/ownerReferences").and_then(Value::as_array).cloned().unwrap_or_default();
+            let refs: Vec<Value> = obj
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             if refs.is_empty() {
                 continue;
             }
@@ -345,7 +427,8 @@ impl State {
                     None => {}
                     Some((_, _, owner)) => {
                         let fins = finalizers(owner);
-                        let owner_terminating = owner.pointer("/metadata/deletionTimestamp").is_some();
+                        let owner_terminating =
+                            owner.pointer("/metadata/deletionTimestamp").is_some();
                         if owner_terminating && fins.iter().any(|f| f == "orphan") {
                             continue;
                         }
@@ -361,7 +444,10 @@ impl State {
             let terminating = obj.pointer("/metadata/deletionTimestamp").is_some();
             if (!any_alive || delete_now) && !terminating {
                 if let Some(def) = self.def_for_storage(storage) {
-                    let opts = DeleteOpts { propagation: Some("Background".into()), ..Default::default() };
+                    let opts = DeleteOpts {
+                        propagation: Some("Background".into()),
+                        ..Default::default()
+                    };
                     let _ = self.delete_object(&def, &key.0, &key.1, &opts);
                     changed = true;
                 }
@@ -373,7 +459,9 @@ impl State {
             }
         }
         for (storage, key, obj) in &all {
-            if obj.pointer("/metadata/deletionTimestamp").is_none() || self.get(storage, &key.0, &key.1).is_none() {
+            if obj.pointer("/metadata/deletionTimestamp").is_none()
+                || self.get(storage, &key.0, &key.1).is_none()
+            {
                 continue;
             }
             let uid = meta_str(obj, "uid");
@@ -393,8 +481,11 @@ impl State {
             }
             let ns = key.1.clone();
             let mut remaining = 0;
-            let contents: Vec<(String, Key, Value)> =
-                self.all().into_iter().filter(|(s, k, _)| s != "/namespaces" && k.0 == ns).collect();
+            let contents: Vec<(String, Key, Value)> = self
+                .all()
+                .into_iter()
+                .filter(|(s, k, _)| s != "/namespaces" && k.0 == ns)
+                .collect();
             for (s, k, o) in contents {
                 remaining += 1;
                 if o.pointer("/metadata/deletionTimestamp").is_none()
@@ -407,7 +498,11 @@ impl State {
             if remaining == 0
                 && let Some(mut cur) = self.get(storage, &key.0, &key.1).cloned()
             {
-                if cur.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+                if cur
+                    .pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty())
+                {
                     if let Some(Value::Object(spec)) = cur.get_mut("spec") {
                         spec.remove("finalizers");
                     }

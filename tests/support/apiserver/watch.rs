@@ -33,7 +33,10 @@ fn bookmark(w: &WatchReq, rv: u64, initial_end: bool) -> Bytes {
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    line("BOOKMARK", json!({"kind": w.def.kind, "apiVersion": w.def.api_version(), "metadata": meta}))
+    line(
+        "BOOKMARK",
+        json!({"kind": w.def.kind, "apiVersion": w.def.api_version(), "metadata": meta}),
+    )
 }
 
 /// Like the watch cache: a bookmark every `freq`, and one 2s before the watch's deadline.
@@ -49,7 +52,9 @@ fn next_bookmark(now: Instant, deadline: Instant, freq: Duration) -> Option<Inst
 pub fn start(shared: Arc<Shared>, w: WatchReq) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1024);
     tokio::spawn(run(shared, w, tx));
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx)) });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx))
+    });
     Body::from_stream(stream)
 }
 
@@ -64,22 +69,41 @@ async fn run(shared: Arc<Shared>, w: WatchReq, tx: tokio::sync::mpsc::Sender<Byt
     let start = Instant::now();
     let deadline = start + Duration::from_secs(w.timeout_seconds.unwrap_or(1800));
     let freq = shared.bookmark_interval();
-    let mut next_bm = if w.bookmarks { next_bookmark(start, deadline, freq) } else { None };
+    let mut next_bm = if w.bookmarks {
+        next_bookmark(start, deadline, freq)
+    } else {
+        None
+    };
     let storage = w.def.storage.clone();
     let mut initial = Vec::new();
     let start_rv: Result<u64, Bytes> = {
-        let Ok(state) = shared.state.lock() else { return };
+        let Ok(state) = shared.state.lock() else {
+            return;
+        };
         match w.resource_version {
             Some(rv) => {
                 let oldest = state.oldest_rv(&storage);
                 if rv < oldest {
-                    Err(line("ERROR", status_body(410, "Expired", &format!("too old resource version: {rv} ({oldest})"), None)))
+                    Err(line(
+                        "ERROR",
+                        status_body(
+                            410,
+                            "Expired",
+                            &format!("too old resource version: {rv} ({oldest})"),
+                            None,
+                        ),
+                    ))
                 } else {
                     Ok(rv)
                 }
             }
             None => {
-                for obj in state.objects.get(&storage).map(|m| m.values().cloned().collect::<Vec<_>>()).unwrap_or_default() {
+                for obj in state
+                    .objects
+                    .get(&storage)
+                    .map(|m| m.values().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default()
+                {
                     if matches(&w, &obj) {
                         initial.push(line("ADDED", builtin::to_version(&w.def, &obj)));
                     }
@@ -105,18 +129,27 @@ async fn run(shared: Arc<Shared>, w: WatchReq, tx: tokio::sync::mpsc::Sender<Byt
     }
     loop {
         let (batch, ended): (Vec<Bytes>, bool) = {
-            let Ok(state) = shared.state.lock() else { return };
+            let Ok(state) = shared.state.lock() else {
+                return;
+            };
             if last < state.evicted_upto {
                 let st = status_body(
                     410,
                     "Expired",
-                    &format!("too old resource version: {last} ({})", state.oldest_rv(&storage)),
+                    &format!(
+                        "too old resource version: {last} ({})",
+                        state.oldest_rv(&storage)
+                    ),
                     None,
                 );
                 (vec![line("ERROR", st)], true)
             } else {
                 let mut out = Vec::new();
-                for e in state.history.iter().filter(|e| e.rv > last && e.storage == storage) {
+                for e in state
+                    .history
+                    .iter()
+                    .filter(|e| e.rv > last && e.storage == storage)
+                {
                     let now = matches(&w, &e.object);
                     let before = e.prev.as_ref().is_some_and(|p| matches(&w, p));
                     let etype = match (e.etype, before, now) {
