@@ -21,7 +21,7 @@ async fn secrets_manager_errors_degrade_keep_ready_and_recover() {
     let status = first.status.clone().unwrap();
     let secret_name = status.secret_name.clone().unwrap();
 
-    env.aws.inject_error("secretsmanager.PutSecretValue", AwsError::Throttling, 2);
+    env.aws.inject_error("secretsmanager.PutSecretValue", AwsError::ThrottlingException, 2);
     env.clock.advance_to(status.next_rotation_time.clone().unwrap().0);
     let degraded = env
         .wait_for("orders", Duration::from_secs(20), "Degraded", |c| condition(c, "Degraded").is_some_and(|d| d.status == "True"))
@@ -63,7 +63,7 @@ async fn a_token_that_expires_while_rotation_keeps_failing_turns_ready_false() {
     let operator = env.start_operator();
     env.create_credential("orders", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "token": {"lifetime": "15m"}, "rotation": {"renewBefore": "5m"}})).await.unwrap();
     let first = env.wait_ready("orders", 1).await;
-    env.aws.inject_error("secretsmanager.PutSecretValue", AwsError::AccessDenied, 1000);
+    env.aws.inject_error("secretsmanager.PutSecretValue", AwsError::AccessDeniedException, 1000);
     env.clock.advance_to(first.status.as_ref().unwrap().token_expiration_time.clone().unwrap().0);
     let expired = env
         .wait_for("orders", Duration::from_secs(20), "expired", |c| condition(c, "Ready").is_some_and(|r| r.reason == "TokenExpired"))

@@ -250,6 +250,7 @@ async fn write_status(api: &Api<DsqlCredential>, name: &str, current: &DsqlCrede
     let patch = json!({
         "apiVersion": "dsql.credentials.dev/v1alpha1",
         "kind": "DsqlCredential",
+        "metadata": {"name": name},
         "status": next,
     });
     api.patch_status(name, &PatchParams::apply(MANAGER_NAME).force(), &Patch::Apply(&patch))

@@ -167,16 +167,20 @@ impl TestEnv {
         Api::namespaced(self.kube.clone(), &self.namespace)
     }
 
-    /// Creates a DsqlCredential from a spec given as JSON.
+    /// Creates a DsqlCredential from a spec given as raw JSON (which may be invalid: it is sent
+    /// as is, so admission validation is what judges it).
     pub async fn create_credential(&self, name: &str, spec: serde_json::Value) -> Result<DsqlCredential, kube::Error> {
-        let object: DsqlCredential = serde_json::from_value(serde_json::json!({
+        let resource = kube::api::ApiResource::erase::<DsqlCredential>(&());
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(self.kube.clone(), &self.namespace, &resource);
+        let object: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
             "apiVersion": "dsql.credentials.dev/v1alpha1",
             "kind": "DsqlCredential",
             "metadata": {"name": name, "namespace": self.namespace},
             "spec": spec,
         }))
-        .expect("a well-formed DsqlCredential");
-        self.credentials().create(&PostParams::default(), &object).await
+        .expect("a DynamicObject");
+        let created = api.create(&PostParams::default(), &object).await?;
+        Ok(serde_json::from_value(serde_json::to_value(created).expect("serializes")).expect("the API returns a valid DsqlCredential"))
     }
 
     /// Polls the credential until `done` holds (bounded by `timeout`).
@@ -193,7 +197,11 @@ impl TestEnv {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("timed out after {timeout:?} waiting for {name} to be {what}; last seen status: {:#?}", last.and_then(|o| o.status));
+        panic!(
+            "timed out after {timeout:?} waiting for {name} to be {what}; last seen status: {:#?}\nlast operator log lines:\n{}",
+            last.and_then(|o| o.status),
+            super::logs::tail(80)
+        );
     }
 
     /// Waits until the credential is Ready=True with the given rotation count.

@@ -142,7 +142,7 @@ impl FakeApiServer {
         };
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".to_string();
-        config.read_timeout = Some(Duration::from_secs(30));
+        config.read_timeout = Some(Duration::from_secs(295));
         match kube::Client::try_from(config) {
             Ok(c) => c,
             Err(e) => panic!("fake apiserver: cannot build client: {e}"),

@@ -276,7 +276,13 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), String> {
                 let val = op
                     .get("value")
                     .ok_or("test operation does not have a value")?;
-                if pointer_get(doc, &path) != Some(val) {
+                // Like evanphx/json-patch (used by the API server): a missing path equals null,
+                // which kube-runtime's finalizer helper relies on.
+                let matches = match pointer_get(doc, &path) {
+                    None => val.is_null(),
+                    Some(current) => current == val,
+                };
+                if !matches {
                     return Err(format!("testing value {} failed: test failed", ptr(&path)));
                 }
             }
