@@ -30,6 +30,10 @@ impl OperatorConfig {
     /// The secret name used when the spec does not name one.
     pub fn default_secret_name(&self, namespace: &str, name: &str) -> String {
         let prefix = self.secret_name_prefix.trim_end_matches('/');
-        if prefix.is_empty() { format!("{namespace}/{name}") } else { format!("{prefix}/{namespace}/{name}") }
+        if prefix.is_empty() {
+            format!("{namespace}/{name}")
+        } else {
+            format!("{prefix}/{namespace}/{name}")
+        }
     }
 }

@@ -21,8 +21,11 @@ where
     R: Stream<Item = ()> + Send + 'static,
     S: Future<Output = ()> + Send + Sync + 'static,
 {
-    let namespaces: Vec<Option<String>> =
-        if ctx.config.namespaces.is_empty() { vec![None] } else { ctx.config.namespaces.iter().cloned().map(Some).collect() };
+    let namespaces: Vec<Option<String>> = if ctx.config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        ctx.config.namespaces.iter().cloned().map(Some).collect()
+    };
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let resync = Broadcast::new(resync, namespaces.len());
     let controllers = namespaces.into_iter().zip(resync.receivers).map(|(namespace, resync)| {

@@ -202,20 +202,14 @@ impl FromStr for RotationSchedule {
         let kind = kind.trim_end();
         if kind != "rate" && kind != "cron" {
             let hint = if kind.eq_ignore_ascii_case("rate") || kind.eq_ignore_ascii_case("cron") {
-                format!(
-                    "write '{}' in lower case; {USAGE}",
-                    kind.to_ascii_lowercase()
-                )
+                format!("write '{}' in lower case; {USAGE}", kind.to_ascii_lowercase())
             } else {
                 USAGE.to_owned()
             };
             return Err(ScheduleError::invalid(input, hint));
         }
         let Some(body) = body.strip_suffix(')') else {
-            return Err(ScheduleError::invalid(
-                input,
-                format!("missing closing ')'; {USAGE}"),
-            ));
+            return Err(ScheduleError::invalid(input, format!("missing closing ')'; {USAGE}")));
         };
         if body.contains(['(', ')']) {
             return Err(ScheduleError::invalid(
@@ -290,9 +284,7 @@ fn parse_rate(input: &str, body: &str) -> Result<Duration, ScheduleError> {
     let Some(number) = value.parse::<u64>().ok().filter(|n| *n <= max_value) else {
         return Err(ScheduleError::invalid(
             input,
-            format!(
-                "the rate may be at most 1000 days; use at most 'rate({max_value} {singular}s)'"
-            ),
+            format!("the rate may be at most 1000 days; use at most 'rate({max_value} {singular}s)'"),
         ));
     };
     if number == 0 {
@@ -421,15 +413,9 @@ impl Field {
     /// Parses one value (number or name) and checks its range.
     fn value(self, token: &str) -> Result<u32, String> {
         let (lo, hi) = self.range();
-        if let Some(index) = self
-            .names()
-            .iter()
-            .position(|name| name.eq_ignore_ascii_case(token))
-        {
+        if let Some(index) = self.names().iter().position(|name| name.eq_ignore_ascii_case(token)) {
             // Names count from the start of the range (JAN = 1, SUN = 1).
-            return u32::try_from(index)
-                .map(|i| i + lo)
-                .map_err(|e| e.to_string());
+            return u32::try_from(index).map(|i| i + lo).map_err(|e| e.to_string());
         }
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!(
@@ -491,8 +477,7 @@ impl CronSchedule {
 
         let mut translated = Vec::with_capacity(FIELDS.len());
         for (field, part) in FIELDS.iter().zip(&parts) {
-            let croner_field = translate_field(*field, part)
-                .map_err(|reason| ScheduleError::invalid(input, reason))?;
+            let croner_field = translate_field(*field, part).map_err(|reason| ScheduleError::invalid(input, reason))?;
             translated.push(croner_field);
         }
 
@@ -504,9 +489,7 @@ impl CronSchedule {
             .alternative_weekdays(true)
             .build()
             .parse(&pattern)
-            .map_err(|e| {
-                ScheduleError::invalid(input, format!("the expression cannot be evaluated: {e}"))
-            })?;
+            .map_err(|e| ScheduleError::invalid(input, format!("the expression cannot be evaluated: {e}")))?;
 
         Ok(Self {
             fields: parts.iter().map(|p| p.to_ascii_uppercase()).collect(),
@@ -552,8 +535,7 @@ impl CronSchedule {
         // whole minutes, so one at `from`'s own minute is at or before it.
         let mut first_day_times: Vec<u32> = times.clone();
         if day == from_civil.date() {
-            let from_minute = u32::try_from(from_civil.hour()).ok()? * 60
-                + u32::try_from(from_civil.minute()).ok()?;
+            let from_minute = u32::try_from(from_civil.hour()).ok()? * 60 + u32::try_from(from_civil.minute()).ok()?;
             first_day_times.retain(|m| *m > from_minute);
         }
 
@@ -562,11 +544,7 @@ impl CronSchedule {
         let mut best: Option<u64> = None;
         while day <= last_day {
             if self.day_matches(day) {
-                let todays = if day_index == 0 {
-                    &first_day_times
-                } else {
-                    &times
-                };
+                let todays = if day_index == 0 { &first_day_times } else { &times };
                 if let (Some(&day_first), Some(&day_last)) = (todays.first(), todays.last()) {
                     let base = day_index * 1440;
                     let across = previous_last.map(|prev| base + u64::from(day_first) - prev);
@@ -597,14 +575,10 @@ impl CronSchedule {
         let (Ok(month), Ok(dom)) = (u32::try_from(day.month()), u32::try_from(day.day())) else {
             return false;
         };
-        let weekday = Weekday::from_days_from_sunday(u32::from(
-            day.weekday().to_sunday_zero_offset().unsigned_abs(),
-        ));
+        let weekday = Weekday::from_days_from_sunday(u32::from(day.weekday().to_sunday_zero_offset().unsigned_abs()));
         pattern.year_match(year).unwrap_or(false)
             && pattern.month_match(month).unwrap_or(false)
-            && pattern
-                .day_match(year, month, dom, weekday)
-                .unwrap_or(false)
+            && pattern.day_match(year, month, dom, weekday).unwrap_or(false)
     }
 }
 
@@ -642,10 +616,7 @@ fn translate_field(field: Field, part: &str) -> Result<String, String> {
     match field {
         Field::DayOfMonth if upper.contains(['L', 'W']) => {
             if upper.contains(',') {
-                return Err(
-                    "'L' and 'W' must be used alone in day-of-month, e.g. 'L', 'LW' or '15W'"
-                        .to_owned(),
-                );
+                return Err("'L' and 'W' must be used alone in day-of-month, e.g. 'L', 'LW' or '15W'".to_owned());
             }
             if upper == "L" || upper == "LW" {
                 return Ok(upper);
@@ -662,10 +633,7 @@ fn translate_field(field: Field, part: &str) -> Result<String, String> {
         }
         Field::DayOfWeek if upper.contains(['L', '#']) => {
             if upper.contains(',') {
-                return Err(
-                    "'L' and '#' must be used alone in day-of-week, e.g. 'L', '6L' or '2#1'"
-                        .to_owned(),
-                );
+                return Err("'L' and '#' must be used alone in day-of-week, e.g. 'L', '6L' or '2#1'".to_owned());
             }
             if upper == "L" {
                 // AWS: 'L' alone in day-of-week is the last day of the week.
@@ -674,9 +642,7 @@ fn translate_field(field: Field, part: &str) -> Result<String, String> {
             if let Some((day, nth)) = upper.split_once('#') {
                 let day = field.value(day)?;
                 return match nth.parse::<u8>() {
-                    Ok(n @ 1..=5) if nth.bytes().all(|b| b.is_ascii_digit()) => {
-                        Ok(format!("{day}#{n}"))
-                    }
+                    Ok(n @ 1..=5) if nth.bytes().all(|b| b.is_ascii_digit()) => Ok(format!("{day}#{n}")),
                     _ => Err(format!(
                         "the number after '#' in day-of-week '{}' must be 1-5 (e.g. '2#1' is \
                          the first Monday)",
@@ -700,10 +666,7 @@ fn translate_field(field: Field, part: &str) -> Result<String, String> {
     let mut out = Vec::new();
     for item in upper.split(',') {
         if item.is_empty() {
-            return Err(format!(
-                "{name} field '{}' has an empty list entry",
-                echo(part)
-            ));
+            return Err(format!("{name} field '{}' has an empty list entry", echo(part)));
         }
         out.push(translate_item(field, item)?);
     }
@@ -791,9 +754,7 @@ impl CronDateTime for UtcWallClock {
     }
 
     fn civil_weekday(&self) -> Weekday {
-        Weekday::from_days_from_sunday(u32::from(
-            self.0.weekday().to_sunday_zero_offset().unsigned_abs(),
-        ))
+        Weekday::from_days_from_sunday(u32::from(self.0.weekday().to_sunday_zero_offset().unsigned_abs()))
     }
 
     fn resolve_civil(&self, c: CivilDateTime) -> Result<Resolution<Self>, CronError> {
@@ -813,10 +774,7 @@ impl CronDateTime for UtcWallClock {
     }
 
     fn checked_add_seconds(&self, seconds: i64) -> Option<Self> {
-        self.0
-            .checked_add(SignedDuration::from_secs(seconds))
-            .ok()
-            .map(Self)
+        self.0.checked_add(SignedDuration::from_secs(seconds)).ok().map(Self)
     }
 
     fn cmp_instant(&self, other: &Self) -> Ordering {
@@ -1007,8 +965,7 @@ mod tests {
     }
 
     fn sched(s: &str) -> RotationSchedule {
-        s.parse()
-            .unwrap_or_else(|e| panic!("{s} should parse: {e}"))
+        s.parse().unwrap_or_else(|e| panic!("{s} should parse: {e}"))
     }
 
     fn err(s: &str) -> String {
@@ -1038,20 +995,14 @@ mod tests {
         assert_eq!(sched("rate(1 hour)"), RotationSchedule::Rate(mins(60)));
         assert_eq!(sched("rate(12 hours)"), RotationSchedule::Rate(mins(720)));
         assert_eq!(sched("rate(1 day)"), RotationSchedule::Rate(mins(1440)));
-        assert_eq!(
-            sched("rate(7 days)"),
-            RotationSchedule::Rate(mins(7 * 1440))
-        );
+        assert_eq!(sched("rate(7 days)"), RotationSchedule::Rate(mins(7 * 1440)));
         assert_eq!(sched("rate(1000 days)"), RotationSchedule::Rate(MAX_RATE));
     }
 
     #[test]
     fn rate_tolerates_whitespace() {
         assert_eq!(sched("rate( 2  hours )"), RotationSchedule::Rate(mins(120)));
-        assert_eq!(
-            sched("  rate(2 hours)\n"),
-            RotationSchedule::Rate(mins(120))
-        );
+        assert_eq!(sched("  rate(2 hours)\n"), RotationSchedule::Rate(mins(120)));
         assert_eq!(sched("rate\t(2\thours)"), RotationSchedule::Rate(mins(120)));
     }
 
@@ -1121,11 +1072,7 @@ mod tests {
         ] {
             let parsed = sched(input);
             assert_eq!(parsed.to_string(), shown);
-            assert_eq!(
-                sched(shown),
-                parsed,
-                "display must parse back to the same schedule"
-            );
+            assert_eq!(sched(shown), parsed, "display must parse back to the same schedule");
         }
     }
 
@@ -1155,22 +1102,14 @@ mod tests {
                 "2026-11-23T17:15:00Z",
             ),
             // Every 10 minutes on weekdays; Friday night rolls to Monday.
-            (
-                "cron(0/10 * ? * MON-FRI *)",
-                MON_1700,
-                "2026-11-23T17:10:00Z",
-            ),
+            ("cron(0/10 * ? * MON-FRI *)", MON_1700, "2026-11-23T17:10:00Z"),
             (
                 "cron(0/10 * ? * MON-FRI *)",
                 "2026-11-27T23:55:00Z",
                 "2026-11-30T00:00:00Z",
             ),
             // Every 5 minutes 08:00-17:55 on weekdays.
-            (
-                "cron(0/5 8-17 ? * MON-FRI *)",
-                MON_1700,
-                "2026-11-23T17:05:00Z",
-            ),
+            ("cron(0/5 8-17 ? * MON-FRI *)", MON_1700, "2026-11-23T17:05:00Z"),
             (
                 "cron(0/5 8-17 ? * MON-FRI *)",
                 "2026-11-23T17:55:00Z",
@@ -1182,11 +1121,7 @@ mod tests {
             ("cron(0 0 L * ? *)", MON_1700, "2026-11-30T00:00:00Z"),
         ];
         for (expr, after, expected) in cases {
-            assert_eq!(
-                next(expr, after),
-                Some(ts(expected)),
-                "{expr} after {after}"
-            );
+            assert_eq!(next(expr, after), Some(ts(expected)), "{expr} after {after}");
         }
     }
 
@@ -1210,32 +1145,20 @@ mod tests {
     #[test]
     fn leap_day_only_fires_in_leap_years() {
         let leap = sched("cron(0 0 29 2 ? *)");
-        assert_eq!(
-            leap.next_after(ts(MON_1700)),
-            Some(ts("2028-02-29T00:00:00Z"))
-        );
+        assert_eq!(leap.next_after(ts(MON_1700)), Some(ts("2028-02-29T00:00:00Z")));
         assert_eq!(
             leap.next_after(ts("2028-02-29T00:00:00Z")),
             Some(ts("2032-02-29T00:00:00Z"))
         );
-        assert_eq!(
-            leap.shortest_interval(ts(MON_1700)),
-            Some(mins(4 * 365 * 1440 + 1440))
-        );
+        assert_eq!(leap.shortest_interval(ts(MON_1700)), Some(mins(4 * 365 * 1440 + 1440)));
         assert_eq!(leap.validate(ts(MON_1700)), Ok(()));
     }
 
     #[test]
     fn weekday_numbering_is_aws_quartz() {
         // 1 = Sunday ... 7 = Saturday.
-        assert_eq!(
-            next("cron(0 12 ? * 1 *)", MON_1700),
-            Some(ts("2026-11-29T12:00:00Z"))
-        );
-        assert_eq!(
-            next("cron(0 12 ? * 7 *)", MON_1700),
-            Some(ts("2026-11-28T12:00:00Z"))
-        );
+        assert_eq!(next("cron(0 12 ? * 1 *)", MON_1700), Some(ts("2026-11-29T12:00:00Z")));
+        assert_eq!(next("cron(0 12 ? * 7 *)", MON_1700), Some(ts("2026-11-28T12:00:00Z")));
         assert_eq!(
             next("cron(0 12 ? * SUN *)", MON_1700),
             next("cron(0 12 ? * 1 *)", MON_1700)
@@ -1251,24 +1174,12 @@ mod tests {
     #[test]
     fn special_day_forms() {
         // 'L' alone in day-of-week is Saturday.
-        assert_eq!(
-            next("cron(0 0 ? * L *)", MON_1700),
-            Some(ts("2026-11-28T00:00:00Z"))
-        );
+        assert_eq!(next("cron(0 0 ? * L *)", MON_1700), Some(ts("2026-11-28T00:00:00Z")));
         // Last Friday of the month.
-        assert_eq!(
-            next("cron(0 0 ? * 6L *)", MON_1700),
-            Some(ts("2026-11-27T00:00:00Z"))
-        );
-        assert_eq!(
-            next("cron(0 0 ? * FRIL *)", MON_1700),
-            Some(ts("2026-11-27T00:00:00Z"))
-        );
+        assert_eq!(next("cron(0 0 ? * 6L *)", MON_1700), Some(ts("2026-11-27T00:00:00Z")));
+        assert_eq!(next("cron(0 0 ? * FRIL *)", MON_1700), Some(ts("2026-11-27T00:00:00Z")));
         // Second Tuesday.
-        assert_eq!(
-            next("cron(0 0 ? * 3#2 *)", MON_1700),
-            Some(ts("2026-12-08T00:00:00Z"))
-        );
+        assert_eq!(next("cron(0 0 ? * 3#2 *)", MON_1700), Some(ts("2026-12-08T00:00:00Z")));
         // 2026-11-15 is a Sunday: the nearest weekday is Monday the 16th.
         assert_eq!(
             next("cron(0 0 15W * ? *)", "2026-11-01T00:00:00Z"),
@@ -1296,14 +1207,8 @@ mod tests {
             next("cron(0 0 1 JAN,jul ? *)", MON_1700),
             Some(ts("2027-01-01T00:00:00Z"))
         );
-        assert_eq!(
-            next("cron(0 0 1 */6 ? *)", MON_1700),
-            Some(ts("2027-01-01T00:00:00Z"))
-        );
-        assert_eq!(
-            next("cron(0 0 */10 * ? *)", MON_1700),
-            Some(ts("2026-12-01T00:00:00Z"))
-        );
+        assert_eq!(next("cron(0 0 1 */6 ? *)", MON_1700), Some(ts("2027-01-01T00:00:00Z")));
+        assert_eq!(next("cron(0 0 */10 * ? *)", MON_1700), Some(ts("2026-12-01T00:00:00Z")));
         assert_eq!(
             next("cron(0 0 ? * MON,WED,FRI *)", MON_1700),
             Some(ts("2026-11-25T00:00:00Z"))
@@ -1347,10 +1252,7 @@ mod tests {
         assert_eq!(ended.next_after(ts(MON_1700)), None);
         let e = ended.validate(ts(MON_1700)).unwrap_err();
         assert!(matches!(e, ScheduleError::NeverFires { .. }));
-        assert!(
-            e.to_string()
-                .contains("never fires after 2026-11-23T17:00:00Z")
-        );
+        assert!(e.to_string().contains("never fires after 2026-11-23T17:00:00Z"));
         assert!(e.to_string().contains("year field"));
     }
 
@@ -1366,9 +1268,7 @@ mod tests {
 
     #[test]
     fn cron_day_field_rules() {
-        assert!(
-            err("cron(0 10 * * * *)").contains("one of day-of-month or day-of-week must be '?'")
-        );
+        assert!(err("cron(0 10 * * * *)").contains("one of day-of-month or day-of-week must be '?'"));
         assert!(err("cron(0 10 1 * MON *)").contains("must be '?'"));
         assert!(err("cron(0 10 ? * ? *)").contains("only one of day-of-month or day-of-week"));
         assert!(err("cron(0 10 1? * ? *)").contains("'?' must be the whole day-of-month field"));
@@ -1385,19 +1285,13 @@ mod tests {
     #[test]
     fn cron_rejects_bad_fields_with_hints() {
         for (expr, needle) in [
-            (
-                "cron(60 10 * * ? *)",
-                "minutes value '60' is out of range; use 0-59",
-            ),
+            ("cron(60 10 * * ? *)", "minutes value '60' is out of range; use 0-59"),
             ("cron(0 24 * * ? *)", "hours value '24' is out of range"),
             ("cron(0 0 32 * ? *)", "day-of-month value '32'"),
             ("cron(0 0 0 * ? *)", "day-of-month value '0'"),
             ("cron(0 0 1 13 ? *)", "month value '13'"),
             ("cron(0 0 1 FOO ? *)", "month value 'FOO' is not valid"),
-            (
-                "cron(0 0 ? * MON-FRI/2 *)",
-                "'/' is not supported in day-of-week",
-            ),
+            ("cron(0 0 ? * MON-FRI/2 *)", "'/' is not supported in day-of-week"),
             ("cron(0 0 ? * 3#1,6#3 *)", "'L' and '#' must be used alone"),
             ("cron(0 0 ? * 3#6 *)", "must be 1-5"),
             ("cron(0 0 ? * 3#0 *)", "must be 1-5"),
@@ -1422,10 +1316,7 @@ mod tests {
             ),
         ] {
             let message = err(expr);
-            assert!(
-                message.contains(needle),
-                "{expr}: {message:?} lacks {needle:?}"
-            );
+            assert!(message.contains(needle), "{expr}: {message:?} lacks {needle:?}");
         }
     }
 
@@ -1547,16 +1438,9 @@ mod tests {
             ("cron(0,59 0,23 1,29 2,3 ? *)", mins(1)),
             ("cron(0 8 1 * ? *)", mins(28 * 1440)),
         ] {
-            assert_eq!(
-                sched(expr).shortest_interval(from),
-                Some(expected),
-                "{expr}"
-            );
+            assert_eq!(sched(expr).shortest_interval(from), Some(expected), "{expr}");
         }
-        assert_eq!(
-            sched("rate(3 hours)").shortest_interval(from),
-            Some(mins(180))
-        );
+        assert_eq!(sched("rate(3 hours)").shortest_interval(from), Some(mins(180)));
         assert_eq!(sched("cron(0 0 1 1 ? 2027)").shortest_interval(from), None);
         // Firings before `from` on the same day do not count.
         assert_eq!(
@@ -1600,11 +1484,7 @@ mod tests {
         assert!(sched("cron(0,59 0,23 * * ? *)").validate(from).is_err());
         assert_eq!(sched("cron(0/10 * * * ? *)").validate(from), Ok(()));
         assert_eq!(sched("cron(0/10 * ? * MON-FRI *)").validate(from), Ok(()));
-        assert!(
-            sched("cron(0/5 8-17 ? * MON-FRI *)")
-                .validate(from)
-                .is_err()
-        );
+        assert!(sched("cron(0/5 8-17 ? * MON-FRI *)").validate(from).is_err());
         assert_eq!(sched("cron(0 0 L * ? *)").validate(from), Ok(()));
         assert_eq!(sched("cron(0 0 1 1 ? 2027)").validate(from), Ok(()));
     }
@@ -1628,10 +1508,7 @@ mod tests {
     #[test]
     fn renewal_by_expiry() {
         let p = plan("2026-11-23T17:00:00Z", "2026-11-23T18:00:00Z", 15, None);
-        assert_eq!(
-            next_rotation_time(&p, Duration::ZERO),
-            ts("2026-11-23T17:45:00Z")
-        );
+        assert_eq!(next_rotation_time(&p, Duration::ZERO), ts("2026-11-23T17:45:00Z"));
         assert_eq!(
             next_rotation_time(&p, Duration::from_secs(90)),
             ts("2026-11-23T17:43:30Z")
@@ -1641,35 +1518,17 @@ mod tests {
     #[test]
     fn renewal_by_schedule_when_earlier() {
         let hourly = sched("cron(0 * * * ? *)");
-        let p = plan(
-            "2026-11-23T17:20:00Z",
-            "2026-11-24T17:20:00Z",
-            60,
-            Some(&hourly),
-        );
+        let p = plan("2026-11-23T17:20:00Z", "2026-11-24T17:20:00Z", 60, Some(&hourly));
         assert_eq!(next_rotation_time(&p, mins(1)), ts("2026-11-23T18:00:00Z"));
 
         let rate = sched("rate(6 hours)");
-        let p = plan(
-            "2026-11-23T17:20:00Z",
-            "2026-11-24T17:20:00Z",
-            60,
-            Some(&rate),
-        );
+        let p = plan("2026-11-23T17:20:00Z", "2026-11-24T17:20:00Z", 60, Some(&rate));
         assert_eq!(next_rotation_time(&p, mins(1)), ts("2026-11-23T23:20:00Z"));
 
         // The expiry still wins when it comes first.
         let daily = sched("cron(0 10 * * ? *)");
-        let p = plan(
-            "2026-11-23T17:00:00Z",
-            "2026-11-23T20:00:00Z",
-            30,
-            Some(&daily),
-        );
-        assert_eq!(
-            next_rotation_time(&p, Duration::ZERO),
-            ts("2026-11-23T19:30:00Z")
-        );
+        let p = plan("2026-11-23T17:00:00Z", "2026-11-23T20:00:00Z", 30, Some(&daily));
+        assert_eq!(next_rotation_time(&p, Duration::ZERO), ts("2026-11-23T19:30:00Z"));
     }
 
     #[test]
@@ -1677,10 +1536,7 @@ mod tests {
         // The cron fires 2 minutes after the last rotation; the floor pushes it to +10m.
         let s = sched("cron(0/30 * * * ? *)");
         let p = plan("2026-11-23T17:28:00Z", "2026-11-24T17:28:00Z", 60, Some(&s));
-        assert_eq!(
-            next_rotation_time(&p, Duration::ZERO),
-            ts("2026-11-23T17:38:00Z")
-        );
+        assert_eq!(next_rotation_time(&p, Duration::ZERO), ts("2026-11-23T17:38:00Z"));
     }
 
     #[test]
@@ -1690,39 +1546,22 @@ mod tests {
         assert_eq!(next_rotation_time(&p, mins(2)), ts("2026-11-23T17:10:00Z"));
         // Deadline before the floor (short-lived token): expiry wins, jitter applies.
         let p = plan("2026-11-23T17:00:00Z", "2026-11-23T17:20:00Z", 15, None);
-        assert_eq!(
-            next_rotation_time(&p, Duration::ZERO),
-            ts("2026-11-23T17:05:00Z")
-        );
+        assert_eq!(next_rotation_time(&p, Duration::ZERO), ts("2026-11-23T17:05:00Z"));
         assert_eq!(next_rotation_time(&p, mins(1)), ts("2026-11-23T17:04:00Z"));
         // Even with a schedule that is later.
         let s = sched("rate(1 day)");
         let p = plan("2026-11-23T17:00:00Z", "2026-11-23T17:20:00Z", 15, Some(&s));
-        assert_eq!(
-            next_rotation_time(&p, Duration::ZERO),
-            ts("2026-11-23T17:05:00Z")
-        );
+        assert_eq!(next_rotation_time(&p, Duration::ZERO), ts("2026-11-23T17:05:00Z"));
         // Already past the deadline: the answer is in the past (rotate now).
         let p = plan("2026-11-23T17:00:00Z", "2026-11-23T17:01:00Z", 15, None);
-        assert_eq!(
-            next_rotation_time(&p, Duration::ZERO),
-            ts("2026-11-23T16:46:00Z")
-        );
+        assert_eq!(next_rotation_time(&p, Duration::ZERO), ts("2026-11-23T16:46:00Z"));
     }
 
     #[test]
     fn renewal_with_never_firing_schedule_falls_back_to_expiry() {
         let ended = sched("cron(0 0 1 1 ? 2020)");
-        let p = plan(
-            "2026-11-23T17:00:00Z",
-            "2026-11-23T18:00:00Z",
-            15,
-            Some(&ended),
-        );
-        assert_eq!(
-            next_rotation_time(&p, Duration::ZERO),
-            ts("2026-11-23T17:45:00Z")
-        );
+        let p = plan("2026-11-23T17:00:00Z", "2026-11-23T18:00:00Z", 15, Some(&ended));
+        assert_eq!(next_rotation_time(&p, Duration::ZERO), ts("2026-11-23T17:45:00Z"));
     }
 
     #[test]
@@ -1759,10 +1598,7 @@ mod tests {
     #[test]
     fn jitter_is_deterministic() {
         for seed in [0, 1, 42, u64::MAX] {
-            assert_eq!(
-                renewal_jitter(mins(30), seed),
-                renewal_jitter(mins(30), seed)
-            );
+            assert_eq!(renewal_jitter(mins(30), seed), renewal_jitter(mins(30), seed));
         }
         // Pinned so an accidental change of the mixing function is noticed:
         // it would move every object's renewal time after an upgrade.
@@ -1793,10 +1629,7 @@ mod tests {
             .map(|n| failure_backoff(n, almost_one).as_secs_f64().round() as u64)
             .collect();
         assert_eq!(ceilings, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
-        assert_eq!(
-            failure_backoff(0, almost_one).as_secs_f64().round() as u64,
-            5
-        );
+        assert_eq!(failure_backoff(0, almost_one).as_secs_f64().round() as u64, 5);
         assert_eq!(failure_backoff(u32::MAX, 0.5), Duration::from_secs(150));
         assert_eq!(failure_backoff(3, 0.5), Duration::from_secs(10));
     }
@@ -1860,11 +1693,7 @@ mod tests {
         ] {
             assert_eq!(format_duration(d), s);
             let parsed: kube::core::Duration = s.parse().unwrap();
-            assert_eq!(
-                Duration::from(parsed),
-                d,
-                "{s} must parse back as a Go duration"
-            );
+            assert_eq!(Duration::from(parsed), d, "{s} must parse back as a Go duration");
         }
         assert!(!format_duration(Duration::MAX).is_empty());
     }

@@ -85,7 +85,10 @@ pub struct TokenMinter {
 impl TokenMinter {
     /// A minter signing with `sdk_config`'s credentials at `clock`'s time.
     pub fn new(sdk_config: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
-        let sdk_config = sdk_config.to_builder().time_source(ClockTimeSource(clock.clone())).build();
+        let sdk_config = sdk_config
+            .to_builder()
+            .time_source(ClockTimeSource(clock.clone()))
+            .build();
         Self { sdk_config, clock }
     }
 
@@ -129,7 +132,12 @@ impl TokenMinter {
             Some(expiry) if expiry < by_lifetime => (expiry, true),
             _ => (by_lifetime, false),
         };
-        Ok(MintedToken { token, issued_at, expires_at, clamped_by_credentials })
+        Ok(MintedToken {
+            token,
+            issued_at,
+            expires_at,
+            clamped_by_credentials,
+        })
     }
 }
 
@@ -151,7 +159,9 @@ mod tests {
 
     fn minter(expiry: Option<SystemTime>) -> TokenMinter {
         let creds = Credentials::new("AKIDEXAMPLE", "secret", Some("session".into()), expiry, "test");
-        let sdk = SdkConfig::builder().credentials_provider(SharedCredentialsProvider::new(creds)).build();
+        let sdk = SdkConfig::builder()
+            .credentials_provider(SharedCredentialsProvider::new(creds))
+            .build();
         TokenMinter::new(&sdk, Arc::new(FixedClock("2024-08-27T00:00:00.750Z".parse().unwrap())))
     }
 

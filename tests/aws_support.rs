@@ -35,20 +35,14 @@ fn secrets_client(endpoint_url: &str) -> aws_sdk_secretsmanager::Client {
     aws_sdk_secretsmanager::Client::new(&test_sdk_config(endpoint_url, test_credentials()))
 }
 
-async fn create_secret(
-    client: &aws_sdk_secretsmanager::Client,
-    name: &str,
-) -> Result<String, Box<dyn Error>> {
+async fn create_secret(client: &aws_sdk_secretsmanager::Client, name: &str) -> Result<String, Box<dyn Error>> {
     let created = client
         .create_secret()
         .name(name)
         .secret_string(r#"{"password":"initial"}"#)
         .send()
         .await?;
-    Ok(created
-        .arn()
-        .ok_or("CreateSecret returned no ARN")?
-        .to_owned())
+    Ok(created.arn().ok_or("CreateSecret returned no ARN")?.to_owned())
 }
 
 async fn put_value(
@@ -57,10 +51,7 @@ async fn put_value(
     value: &str,
 ) -> Result<
     aws_sdk_secretsmanager::operation::put_secret_value::PutSecretValueOutput,
-    aws_sdk_secretsmanager::error::SdkError<
-        PutSecretValueError,
-        aws_sdk_secretsmanager::config::http::HttpResponse,
-    >,
+    aws_sdk_secretsmanager::error::SdkError<PutSecretValueError, aws_sdk_secretsmanager::config::http::HttpResponse>,
 > {
     client
         .put_secret_value()
@@ -76,19 +67,10 @@ async fn moto_round_trip_through_proxy_counts_calls() -> TestResult {
     let client = secrets_client(&proxy.endpoint_url());
 
     let arn = create_secret(&client, "dsql/round-trip").await?;
-    assert!(
-        arn.contains(":secretsmanager:us-east-1:"),
-        "unexpected ARN {arn}"
-    );
+    assert!(arn.contains(":secretsmanager:us-east-1:"), "unexpected ARN {arn}");
     let put = put_value(&client, "dsql/round-trip", r#"{"password":"second"}"#).await?;
-    let version = put
-        .version_id()
-        .ok_or("PutSecretValue returned no version")?;
-    let described = client
-        .describe_secret()
-        .secret_id("dsql/round-trip")
-        .send()
-        .await?;
+    let version = put.version_id().ok_or("PutSecretValue returned no version")?;
+    let described = client.describe_secret().secret_id("dsql/round-trip").send().await?;
     assert_eq!(described.name(), Some("dsql/round-trip"));
     let stages = described
         .version_ids_to_stages()
@@ -131,11 +113,7 @@ async fn moto_is_reachable_directly() -> TestResult {
     let client = secrets_client(&moto.endpoint_url());
     create_secret(&client, "dsql/direct").await?;
     let listed = client.list_secrets().send().await?;
-    let names: Vec<_> = listed
-        .secret_list()
-        .iter()
-        .filter_map(|s| s.name())
-        .collect();
+    let names: Vec<_> = listed.secret_list().iter().filter_map(|s| s.name()).collect();
     assert_eq!(names, vec!["dsql/direct"]);
     Ok(())
 }
@@ -162,11 +140,7 @@ async fn injected_errors_map_to_sdk_error_codes_and_then_clear() -> TestResult {
                 .ok_or_else(|| format!("{error:?}: no raw response: {sdk_err:?}"))?;
             assert_eq!(status, error.status(), "{error:?}: HTTP status");
             let service_err = sdk_err.into_service_error();
-            assert_eq!(
-                service_err.meta().code(),
-                error.code(),
-                "{error:?}: {service_err:?}"
-            );
+            assert_eq!(service_err.meta().code(), error.code(), "{error:?}: {service_err:?}");
             match error {
                 AwsError::ThrottlingException => {
                     assert_eq!(service_err.meta().message(), Some("Rate exceeded"));
@@ -174,8 +148,7 @@ async fn injected_errors_map_to_sdk_error_codes_and_then_clear() -> TestResult {
                 AwsError::AccessDeniedException => {
                     let message = service_err.meta().message().unwrap_or_default();
                     assert!(
-                        message
-                            .contains("not authorized to perform: secretsmanager:PutSecretValue"),
+                        message.contains("not authorized to perform: secretsmanager:PutSecretValue"),
                         "{message}"
                     );
                 }
@@ -183,10 +156,9 @@ async fn injected_errors_map_to_sdk_error_codes_and_then_clear() -> TestResult {
                     matches!(service_err, PutSecretValueError::InternalServiceError(_)),
                     "{service_err:?}"
                 ),
-                AwsError::ResourceNotFoundException => assert!(
-                    service_err.is_resource_not_found_exception(),
-                    "{service_err:?}"
-                ),
+                AwsError::ResourceNotFoundException => {
+                    assert!(service_err.is_resource_not_found_exception(), "{service_err:?}")
+                }
                 AwsError::MalformedInternalError => assert!(
                     service_err.meta().code().is_none() && !service_err.is_internal_service_error(),
                     "an unparseable 500 is an unhandled error: {service_err:?}"
@@ -194,11 +166,7 @@ async fn injected_errors_map_to_sdk_error_codes_and_then_clear() -> TestResult {
                 AwsError::Custom { .. } => {}
             }
             // Other operations are untouched while PutSecretValue is failing.
-            client
-                .describe_secret()
-                .secret_id("dsql/faults")
-                .send()
-                .await?;
+            client.describe_secret().secret_id("dsql/faults").send().await?;
         }
 
         assert_eq!(proxy.pending_errors(PUT), 0, "{error:?}: faults used up");
@@ -212,11 +180,7 @@ async fn injected_errors_map_to_sdk_error_codes_and_then_clear() -> TestResult {
     }
 
     // The last successful put really reached moto.
-    let value = client
-        .get_secret_value()
-        .secret_id("dsql/faults")
-        .send()
-        .await?;
+    let value = client.get_secret_value().secret_id("dsql/faults").send().await?;
     assert_eq!(
         value.secret_string().map(str::to_owned),
         Some(format!("value-{}", AwsError::all().len() - 1))
@@ -265,11 +229,7 @@ async fn faults_queue_in_order_and_clear_errors_drops_them() -> TestResult {
     proxy.clear_errors();
     assert_eq!(proxy.pending_errors(PUT), 0);
     put_value(&client, "dsql/queue", "d").await?;
-    client
-        .describe_secret()
-        .secret_id("dsql/queue")
-        .send()
-        .await?;
+    client.describe_secret().secret_id("dsql/queue").send().await?;
 
     // A wildcard fault hits whichever operation comes next.
     proxy.inject_error(
@@ -291,11 +251,7 @@ async fn faults_queue_in_order_and_clear_errors_drops_them() -> TestResult {
         .into_service_error();
     assert_eq!(err.meta().code(), Some("ValidationException"));
     assert_eq!(err.meta().message(), Some("nope"));
-    client
-        .describe_secret()
-        .secret_id("dsql/queue")
-        .send()
-        .await?;
+    client.describe_secret().secret_id("dsql/queue").send().await?;
     Ok(())
 }
 
@@ -322,10 +278,7 @@ async fn sdk_retries_injected_throttling_but_not_access_denied() -> TestResult {
         .await
         .err()
         .ok_or("AccessDenied must not be retried into success")?;
-    assert_eq!(
-        err.into_service_error().meta().code(),
-        Some("AccessDeniedException")
-    );
+    assert_eq!(err.into_service_error().meta().code(), Some("AccessDeniedException"));
     assert_eq!(proxy.count(PUT), 1, "AccessDenied is not retried");
     Ok(())
 }
@@ -343,9 +296,7 @@ fn token_sdk_config(creds: &Credentials) -> SdkConfig {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(SharedCredentialsProvider::new(creds.clone()))
-        .time_source(StaticTimeSource::new(
-            UNIX_EPOCH + Duration::from_secs(SIGNING_TIME),
-        ))
+        .time_source(StaticTimeSource::new(UNIX_EPOCH + Duration::from_secs(SIGNING_TIME)))
         .build()
 }
 
@@ -390,14 +341,8 @@ async fn sdk_tokens_verify_with_botocore() -> TestResult {
             verify_dsql_token(&format!("https://{token}"), &expected)
                 .map_err(|e| format!("{case} with https://: {e}"))?;
 
-            assert!(
-                token.starts_with(&format!("{HOST}/?Action=DbConnect")),
-                "{case}"
-            );
-            assert_eq!(
-                token_query_param(&token, "X-Amz-Expires").as_deref(),
-                Some("3600")
-            );
+            assert!(token.starts_with(&format!("{HOST}/?Action=DbConnect")), "{case}");
+            assert_eq!(token_query_param(&token, "X-Amz-Expires").as_deref(), Some("3600"));
             assert_eq!(
                 token_query_param(&token, "X-Amz-Date").as_deref(),
                 Some("20260101T000405Z")
@@ -429,10 +374,7 @@ fn assert_rejected(result: Result<(), String>, must_mention: &str, secret: &str)
         message.contains(must_mention),
         "expected \"{must_mention}\" in: {message}"
     );
-    assert!(
-        !message.contains(secret),
-        "the report leaks the signature: {message}"
-    );
+    assert!(!message.contains(secret), "the report leaks the signature: {message}");
     Ok(())
 }
 
@@ -450,29 +392,18 @@ async fn tampered_tokens_fail_verification() -> TestResult {
     let forged = String::from_utf8(forged)?;
     let tampered = token.replace(&signature, &forged);
     let result = verify_dsql_token(&tampered, &admin);
-    assert_eq!(
-        result.as_ref().err().map(String::as_str),
-        Some("signature differs")
-    );
+    assert_eq!(result.as_ref().err().map(String::as_str), Some("signature differs"));
     assert_rejected(result, "signature differs", &signature)?;
 
     // A different lifetime with the original signature.
     let tampered = token.replace("X-Amz-Expires=3600", "X-Amz-Expires=900");
     assert_ne!(tampered, token);
-    assert_rejected(
-        verify_dsql_token(&tampered, &admin),
-        "signature differs",
-        &signature,
-    )?;
+    assert_rejected(verify_dsql_token(&tampered, &admin), "signature differs", &signature)?;
 
     // A different signing time with the original signature.
     let tampered = token.replace("X-Amz-Date=20260101T000405Z", "X-Amz-Date=20260101T000406Z");
     assert_ne!(tampered, token);
-    assert_rejected(
-        verify_dsql_token(&tampered, &admin),
-        "signature differs",
-        &signature,
-    )?;
+    assert_rejected(verify_dsql_token(&tampered, &admin), "signature differs", &signature)?;
 
     // Admin token checked as a non-admin one, and the action rewritten.
     let not_admin = ExpectedToken {
@@ -504,10 +435,7 @@ async fn tampered_tokens_fail_verification() -> TestResult {
         ..admin.clone()
     };
     let result = verify_dsql_token(&token, &other_secret);
-    assert_eq!(
-        result.as_ref().err().map(String::as_str),
-        Some("signature differs")
-    );
+    assert_eq!(result.as_ref().err().map(String::as_str), Some("signature differs"));
     let other_key = ExpectedToken {
         access_key_id: "ASIAOTHER".to_owned(),
         ..admin.clone()
@@ -530,11 +458,7 @@ async fn tampered_tokens_fail_verification() -> TestResult {
         hostname: "zyxwvutsrqponmlkjihgfedcba.dsql.us-east-1.on.aws".to_owned(),
         ..admin.clone()
     };
-    assert_rejected(
-        verify_dsql_token(&token, &other_host),
-        "hostname differs",
-        &signature,
-    )?;
+    assert_rejected(verify_dsql_token(&token, &other_host), "hostname differs", &signature)?;
     let other_region = ExpectedToken {
         region: "us-west-2".to_owned(),
         ..admin.clone()
@@ -560,10 +484,6 @@ async fn tampered_tokens_fail_verification() -> TestResult {
     )?;
 
     // Not a token at all.
-    assert_rejected(
-        verify_dsql_token("not-a-token", &admin),
-        "X-Amz-Date",
-        &signature,
-    )?;
+    assert_rejected(verify_dsql_token("not-a-token", &admin), "X-Amz-Date", &signature)?;
     Ok(())
 }

@@ -28,8 +28,14 @@ async fn delete_policy_schedules_the_secret_for_deletion_and_retain_keeps_it() {
         env.wait_deleted(name).await;
     }
     let described = env.describe_secret(&doomed).await.expect("still recoverable");
-    assert!(described.deleted_date().is_some(), "Delete with a recovery window schedules deletion");
-    assert!(env.describe_secret(&forced).await.is_none(), "recoveryWindowDays 0 deletes at once");
+    assert!(
+        described.deleted_date().is_some(),
+        "Delete with a recovery window schedules deletion"
+    );
+    assert!(
+        env.describe_secret(&forced).await.is_none(),
+        "recoveryWindowDays 0 deletes at once"
+    );
     let kept_desc = env.describe_secret(&kept).await.expect("Retain keeps the secret");
     assert!(kept_desc.deleted_date().is_none());
     let events = env.events_for("kept").await;

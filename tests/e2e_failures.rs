@@ -16,22 +16,43 @@ const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 async fn secrets_manager_errors_degrade_keep_ready_and_recover() {
     let env = TestEnv::new("degraded").await;
     let operator = env.start_operator();
-    env.create_credential("orders", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"})).await.unwrap();
+    env.create_credential(
+        "orders",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
+    )
+    .await
+    .unwrap();
     let first = env.wait_ready("orders", 1).await;
     let status = first.status.clone().unwrap();
     let secret_name = status.secret_name.clone().unwrap();
 
-    env.aws.inject_error("secretsmanager.PutSecretValue", AwsError::ThrottlingException, 2);
+    env.aws
+        .inject_error("secretsmanager.PutSecretValue", AwsError::ThrottlingException, 2);
     env.clock.advance_to(status.next_rotation_time.clone().unwrap().0);
     let degraded = env
-        .wait_for("orders", Duration::from_secs(20), "Degraded", |c| condition(c, "Degraded").is_some_and(|d| d.status == "True"))
+        .wait_for("orders", Duration::from_secs(20), "Degraded", |c| {
+            condition(c, "Degraded").is_some_and(|d| d.status == "True")
+        })
         .await;
     let d = condition(&degraded, "Degraded").unwrap();
     assert_eq!(d.reason, "Throttled");
-    assert!(d.message.contains("PutSecretValue") && d.message.contains("retrying at"), "{}", d.message);
-    assert_eq!(condition(&degraded, "Ready").unwrap().status, "True", "the published token is still valid");
+    assert!(
+        d.message.contains("PutSecretValue") && d.message.contains("retrying at"),
+        "{}",
+        d.message
+    );
+    assert_eq!(
+        condition(&degraded, "Ready").unwrap().status,
+        "True",
+        "the published token is still valid"
+    );
     assert!(degraded.status.as_ref().unwrap().consecutive_failures >= 1);
-    assert!(env.events_for("orders").await.iter().any(|e| e.starts_with("RotationFailed: Throttled")));
+    assert!(
+        env.events_for("orders")
+            .await
+            .iter()
+            .any(|e| e.starts_with("RotationFailed: Throttled"))
+    );
 
     // Retries come on the backoff schedule recorded in status; move time to them until it heals.
     let mut recovered = None;
@@ -47,10 +68,16 @@ async fn secrets_manager_errors_degrade_keep_ready_and_recover() {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     let recovered = recovered.expect("recovered after the injected errors ran out");
-    let recovered = env.wait_ready("orders", recovered.status.unwrap().rotation_count.unwrap()).await;
+    let recovered = env
+        .wait_ready("orders", recovered.status.unwrap().rotation_count.unwrap())
+        .await;
     assert_eq!(condition(&recovered, "Degraded").unwrap().status, "False");
     assert_eq!(recovered.status.as_ref().unwrap().consecutive_failures, 0);
-    assert_eq!(env.secret_versions(&secret_name).await.len(), 2, "failed attempts wrote no version");
+    assert_eq!(
+        env.secret_versions(&secret_name).await.len(),
+        2,
+        "failed attempts wrote no version"
+    );
     assert_eq!(env.aws.pending_errors("secretsmanager.PutSecretValue"), 0);
 
     operator.stop().await;
@@ -63,10 +90,14 @@ async fn a_token_that_expires_while_rotation_keeps_failing_turns_ready_false() {
     let operator = env.start_operator();
     env.create_credential("orders", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "token": {"lifetime": "15m"}, "rotation": {"renewBefore": "5m"}})).await.unwrap();
     let first = env.wait_ready("orders", 1).await;
-    env.aws.inject_error("secretsmanager.PutSecretValue", AwsError::AccessDeniedException, 1000);
-    env.clock.advance_to(first.status.as_ref().unwrap().token_expiration_time.clone().unwrap().0);
+    env.aws
+        .inject_error("secretsmanager.PutSecretValue", AwsError::AccessDeniedException, 1000);
+    env.clock
+        .advance_to(first.status.as_ref().unwrap().token_expiration_time.clone().unwrap().0);
     let expired = env
-        .wait_for("orders", Duration::from_secs(20), "expired", |c| condition(c, "Ready").is_some_and(|r| r.reason == "TokenExpired"))
+        .wait_for("orders", Duration::from_secs(20), "expired", |c| {
+            condition(c, "Ready").is_some_and(|r| r.reason == "TokenExpired")
+        })
         .await;
     assert_eq!(condition(&expired, "Ready").unwrap().status, "False");
     assert_eq!(condition(&expired, "Degraded").unwrap().reason, "AccessDenied");
@@ -91,7 +122,10 @@ async fn invalid_specs_are_rejected_or_stalled_and_other_credentials_are_unaffec
         serde_json::json!({"cluster": {"endpoint": ENDPOINT}}),
     ];
     for (i, spec) in rejected.iter().enumerate() {
-        let err = env.create_credential(&format!("bad-{i}"), spec.clone()).await.expect_err(&format!("{spec} must be refused"));
+        let err = env
+            .create_credential(&format!("bad-{i}"), spec.clone())
+            .await
+            .expect_err(&format!("{spec} must be refused"));
         match err {
             kube::Error::Api(status) => assert_eq!(status.code, 422, "{spec}: {status:?}"),
             other => panic!("{spec}: unexpected error {other}"),
@@ -100,19 +134,33 @@ async fn invalid_specs_are_rejected_or_stalled_and_other_credentials_are_unaffec
 
     // Only the controller can judge a schedule: Stalled with a message saying what to change.
     env.create_credential("bad-schedule", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "rotation": {"schedule": "rate(5 minutes)"}})).await.unwrap();
-    env.create_credential("good", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"})).await.unwrap();
+    env.create_credential(
+        "good",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
+    )
+    .await
+    .unwrap();
     let stalled = env
-        .wait_for("bad-schedule", Duration::from_secs(20), "Stalled", |c| condition(c, "Stalled").is_some_and(|s| s.status == "True"))
+        .wait_for("bad-schedule", Duration::from_secs(20), "Stalled", |c| {
+            condition(c, "Stalled").is_some_and(|s| s.status == "True")
+        })
         .await;
     let s = condition(&stalled, "Stalled").unwrap();
     assert_eq!(s.reason, "InvalidSchedule");
-    assert!(s.message.contains("10 minutes") || s.message.contains("10m"), "{}", s.message);
+    assert!(
+        s.message.contains("10 minutes") || s.message.contains("10m"),
+        "{}",
+        s.message
+    );
     assert_eq!(condition(&stalled, "Ready").unwrap().reason, "NotPublished");
     env.wait_ready("good", 1).await;
 
     // Fixing the spec un-stalls it.
     let fix = serde_json::json!({"spec": {"rotation": {"schedule": "rate(30 minutes)"}}});
-    env.credentials().patch("bad-schedule", &Default::default(), &kube::api::Patch::Merge(&fix)).await.unwrap();
+    env.credentials()
+        .patch("bad-schedule", &Default::default(), &kube::api::Patch::Merge(&fix))
+        .await
+        .unwrap();
     let fixed = env.wait_ready("bad-schedule", 1).await;
     assert_eq!(condition(&fixed, "Stalled").unwrap().status, "False");
     operator.stop().await;
@@ -130,14 +178,24 @@ async fn a_secret_owned_by_someone_else_is_never_overwritten() {
         .await
         .unwrap();
     let operator = env.start_operator();
-    env.create_credential("taken", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"})).await.unwrap();
+    env.create_credential(
+        "taken",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
+    )
+    .await
+    .unwrap();
     let stalled = env
-        .wait_for("taken", Duration::from_secs(20), "Stalled", |c| condition(c, "Stalled").is_some_and(|s| s.status == "True"))
+        .wait_for("taken", Duration::from_secs(20), "Stalled", |c| {
+            condition(c, "Stalled").is_some_and(|s| s.status == "True")
+        })
         .await;
     let s = condition(&stalled, "Stalled").unwrap();
     assert_eq!(s.reason, "SecretOwnedByOther");
     assert!(s.message.contains(&foreign), "{}", s.message);
-    assert_eq!(env.secret_document(&foreign).await, serde_json::json!({"owner": "someone else"}));
+    assert_eq!(
+        env.secret_document(&foreign).await,
+        serde_json::json!({"owner": "someone else"})
+    );
     assert_eq!(env.secret_versions(&foreign).await.len(), 1);
 
     // Deleting the credential leaves the foreign secret alone.

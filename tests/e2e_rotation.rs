@@ -18,14 +18,25 @@ async fn create_publishes_a_verifiable_token_and_reports_ready() {
     let env = TestEnv::new("create").await;
     let operator = env.start_operator();
     let started = Instant::now();
-    env.create_credential("orders", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"})).await.unwrap();
+    env.create_credential(
+        "orders",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
+    )
+    .await
+    .unwrap();
     let ready = env.wait_ready("orders", 1).await;
     eprintln!("apply -> Ready took {:?}", started.elapsed());
 
     let status = ready.status.clone().unwrap();
     let secret_name = format!("dsql-e2e/{}/orders", env.namespace);
     assert_eq!(status.secret_name.as_deref(), Some(secret_name.as_str()));
-    assert!(status.secret_arn.as_deref().unwrap().starts_with("arn:aws:secretsmanager:us-east-1:"));
+    assert!(
+        status
+            .secret_arn
+            .as_deref()
+            .unwrap()
+            .starts_with("arn:aws:secretsmanager:us-east-1:")
+    );
     assert_eq!(status.observed_generation, ready.metadata.generation);
     assert_eq!(status.consecutive_failures, 0);
     let issued = status.last_rotation_time.clone().unwrap().0;
@@ -33,17 +44,40 @@ async fn create_publishes_a_verifiable_token_and_reports_ready() {
     let next = status.next_rotation_time.clone().unwrap().0;
     assert_eq!(expires.duration_since(issued).as_secs(), 3600, "default lifetime 1h");
     let renew_at = expires.duration_since(next).as_secs();
-    assert!((1200..=1200 + 120).contains(&renew_at), "renews 20m (+ jitter ≤ 2m) before expiry, got {renew_at}s");
+    assert!(
+        (1200..=1200 + 120).contains(&renew_at),
+        "renews 20m (+ jitter ≤ 2m) before expiry, got {renew_at}s"
+    );
     assert_eq!(condition(&ready, "Degraded").unwrap().status, "False");
     assert_eq!(condition(&ready, "Stalled").unwrap().status, "False");
-    assert!(ready.metadata.finalizers.as_ref().unwrap().iter().any(|f| f == "dsql.credentials.dev/secret-cleanup"));
+    assert!(
+        ready
+            .metadata
+            .finalizers
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|f| f == "dsql.credentials.dev/secret-cleanup")
+    );
 
     // The secret JSON is the published sample's shape, and the token verifies with botocore.
     let doc = env.secret_document(&secret_name).await;
     let keys: Vec<&str> = doc.as_object().unwrap().keys().map(String::as_str).collect();
     let mut sorted = keys.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, ["dbname", "engine", "expiresAt", "host", "password", "port", "region", "username"]);
+    assert_eq!(
+        sorted,
+        [
+            "dbname",
+            "engine",
+            "expiresAt",
+            "host",
+            "password",
+            "port",
+            "region",
+            "username"
+        ]
+    );
     assert_eq!(doc["engine"], "postgres");
     assert_eq!(doc["host"], ENDPOINT);
     assert_eq!(doc["port"], "5432");
@@ -52,25 +86,49 @@ async fn create_publishes_a_verifiable_token_and_reports_ready() {
     assert_eq!(doc["region"], "us-east-1");
     assert_eq!(doc["expiresAt"], expires.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
     let token = doc["password"].as_str().unwrap();
-    verify_dsql_token(token, &ExpectedToken::new(ENDPOINT, "us-east-1", true, &test_credentials())).unwrap();
+    verify_dsql_token(
+        token,
+        &ExpectedToken::new(ENDPOINT, "us-east-1", true, &test_credentials()),
+    )
+    .unwrap();
     assert!(token.contains(&format!("X-Amz-Date={}", issued.strftime("%Y%m%dT%H%M%SZ"))));
 
     // Ownership tags and the version the status names.
     let described = env.describe_secret(&secret_name).await.unwrap();
-    let tags: std::collections::BTreeMap<_, _> =
-        described.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
-    assert_eq!(tags.get("dsql.credentials.dev/managed-by"), Some(&"dsql-credential-operator"));
-    assert_eq!(tags.get("dsql.credentials.dev/namespace"), Some(&env.namespace.as_str()));
+    let tags: std::collections::BTreeMap<_, _> = described
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        tags.get("dsql.credentials.dev/managed-by"),
+        Some(&"dsql-credential-operator")
+    );
+    assert_eq!(
+        tags.get("dsql.credentials.dev/namespace"),
+        Some(&env.namespace.as_str())
+    );
     assert_eq!(tags.get("dsql.credentials.dev/name"), Some(&"orders"));
-    assert_eq!(tags.get("dsql.credentials.dev/uid").copied(), ready.metadata.uid.as_deref());
-    assert_eq!(env.secret_versions(&secret_name).await, vec![status.version_id.clone().unwrap()]);
+    assert_eq!(
+        tags.get("dsql.credentials.dev/uid").copied(),
+        ready.metadata.uid.as_deref()
+    );
+    assert_eq!(
+        env.secret_versions(&secret_name).await,
+        vec![status.version_id.clone().unwrap()]
+    );
 
     // One rotation = one CreateSecret, no reads.
     assert_eq!(env.aws.count("secretsmanager.CreateSecret"), 1);
     assert_eq!(env.aws.count("secretsmanager.PutSecretValue"), 0);
     assert_eq!(env.aws.count("secretsmanager.DescribeSecret"), 0);
     assert_eq!(env.aws.count("secretsmanager.GetSecretValue"), 0);
-    assert!(env.events_for("orders").await.iter().any(|e| e.starts_with("Rotated: Published Secrets Manager version")));
+    assert!(
+        env.events_for("orders")
+            .await
+            .iter()
+            .any(|e| e.starts_with("Rotated: Published Secrets Manager version"))
+    );
 
     operator.stop().await;
     env.assert_no_token_leaks(&[&secret_name]).await;
@@ -89,9 +147,17 @@ async fn rotation_when_due_writes_exactly_one_version_and_a_no_op_writes_nothing
     env.clear_recorded();
     env.clock.resync();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(env.aws.calls(), Vec::<String>::new(), "a no-op reconcile makes no AWS call");
+    assert_eq!(
+        env.aws.calls(),
+        Vec::<String>::new(),
+        "a no-op reconcile makes no AWS call"
+    );
     if let Some(writes) = env.kube_writes() {
-        assert_eq!(writes, Vec::<String>::new(), "a no-op reconcile makes no Kubernetes write");
+        assert_eq!(
+            writes,
+            Vec::<String>::new(),
+            "a no-op reconcile makes no Kubernetes write"
+        );
     }
 
     // Move time to the planned rotation: exactly one new version, one write, no reads.
@@ -114,7 +180,11 @@ async fn rotation_when_due_writes_exactly_one_version_and_a_no_op_writes_nothing
     assert_ne!(s2.version_id, first.status.as_ref().unwrap().version_id);
     assert!(versions.contains(s2.version_id.as_ref().unwrap()));
     let doc = env.secret_document(&secret_name).await;
-    verify_dsql_token(doc["password"].as_str().unwrap(), &ExpectedToken::new(ENDPOINT, "us-east-1", false, &test_credentials())).unwrap();
+    verify_dsql_token(
+        doc["password"].as_str().unwrap(),
+        &ExpectedToken::new(ENDPOINT, "us-east-1", false, &test_credentials()),
+    )
+    .unwrap();
     assert!(doc["password"].as_str().unwrap().contains("Action=DbConnect&"));
     assert_eq!(doc["username"], "app_user");
 
@@ -126,7 +196,12 @@ async fn rotation_when_due_writes_exactly_one_version_and_a_no_op_writes_nothing
 async fn a_restart_mid_life_continues_from_status_without_a_new_version() {
     let env = TestEnv::new("restart").await;
     let operator = env.start_operator();
-    env.create_credential("reports", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "reporting"})).await.unwrap();
+    env.create_credential(
+        "reports",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "reporting"}),
+    )
+    .await
+    .unwrap();
     let before = env.wait_ready("reports", 1).await;
     let secret_name = before.status.as_ref().unwrap().secret_name.clone().unwrap();
     operator.stop().await;
@@ -150,12 +225,21 @@ async fn a_restart_mid_life_continues_from_status_without_a_new_version() {
 async fn the_rotate_annotation_forces_one_rotation_and_is_remembered() {
     let env = TestEnv::new("forced").await;
     let operator = env.start_operator();
-    env.create_credential("ops", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"})).await.unwrap();
+    env.create_credential(
+        "ops",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
+    )
+    .await
+    .unwrap();
     env.wait_ready("ops", 1).await;
     env.clock.advance(Duration::from_secs(120)); // past the one-per-minute limit
-    env.annotate("ops", "dsql.credentials.dev/rotate", "2026-11-23T17:00:00Z").await;
+    env.annotate("ops", "dsql.credentials.dev/rotate", "2026-11-23T17:00:00Z")
+        .await;
     let forced = env.wait_ready("ops", 2).await;
-    assert_eq!(forced.status.as_ref().unwrap().last_forced_rotation.as_deref(), Some("2026-11-23T17:00:00Z"));
+    assert_eq!(
+        forced.status.as_ref().unwrap().last_forced_rotation.as_deref(),
+        Some("2026-11-23T17:00:00Z")
+    );
 
     // The same value again does nothing.
     env.clear_recorded();

@@ -12,8 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{
-    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent,
-    WatchParams,
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::watcher;
@@ -33,8 +32,7 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
         let size_line = String::from_utf8_lossy(&data[..pos]).to_string();
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("0").trim(), 16)
-            .unwrap_or(0);
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
         data = &data[pos + 2..];
         if size == 0 || data.len() < size {
             out.extend_from_slice(&data[..size.min(data.len())]);
@@ -47,19 +45,12 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 }
 
 /// Minimal HTTP/1.1 client (no User-Agent, like the recorder) so exchanges can be replayed byte for byte.
-async fn raw(
-    base: &str,
-    method: &str,
-    path: &str,
-    content_type: Option<&str>,
-    body: Option<&str>,
-) -> Raw {
+async fn raw(base: &str, method: &str, path: &str, content_type: Option<&str>, body: Option<&str>) -> Raw {
     let addr = base.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let body = body.unwrap_or("");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n"
-    );
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n");
     if let Some(ct) = content_type {
         req.push_str(&format!("Content-Type: {ct}\r\n"));
     }
@@ -70,25 +61,16 @@ async fn raw(
         .await
         .expect("response in time")
         .expect("read");
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
     let head = String::from_utf8_lossy(&buf[..split]).to_string();
     let status: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("status");
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
     let payload = &buf[split + 4..];
-    let bytes = if chunked {
-        dechunk(payload)
-    } else {
-        payload.to_vec()
-    };
+    let bytes = if chunked { dechunk(payload) } else { payload.to_vec() };
     Raw {
         status,
         body: String::from_utf8_lossy(&bytes).to_string(),
@@ -100,16 +82,10 @@ async fn raw(
 fn golden_dir() -> PathBuf {
     if let Ok(d) = std::env::var("DSQL_OPERATOR_GOLDEN_DIR") {
         let p = PathBuf::from(&d);
-        assert!(
-            p.is_dir(),
-            "DSQL_OPERATOR_GOLDEN_DIR={d} is not a directory"
-        );
+        assert!(p.is_dir(), "DSQL_OPERATOR_GOLDEN_DIR={d} is not a directory");
         return p;
     }
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/apiserver-golden"
-    ));
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/apiserver-golden"));
     assert!(
         p.is_dir(),
         "golden recordings not found: set DSQL_OPERATOR_GOLDEN_DIR or provide {}",
@@ -120,10 +96,8 @@ fn golden_dir() -> PathBuf {
 
 fn load(file: &str) -> Vec<Value> {
     let path = golden_dir().join(file);
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let v: Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
     v.as_array()
         .cloned()
         .unwrap_or_else(|| panic!("{} is not a list of steps", path.display()))
@@ -146,9 +120,9 @@ const ORDER: [&str; 8] = [
 /// fake does not have (one line each: why).
 const INJECTED: &[(&str, u16)] = &[
     ("list-while-cache-initializing", 429), // a real CRD's watch cache was still initialising
-    ("forbidden", 403), // recorded with an unprivileged service account (no RBAC here)
-    ("forbidden-secret-create", 403), // same
-    ("unauthorized", 401), // recorded with a bad token (no authn here)
+    ("forbidden", 403),                     // recorded with an unprivileged service account (no RBAC here)
+    ("forbidden-secret-create", 403),       // same
+    ("unauthorized", 401),                  // recorded with a bad token (no authn here)
 ];
 
 /// Allowlisted differences (one line each: why).
@@ -166,10 +140,7 @@ fn normalize_message(step: &str, m: &str) -> String {
     let user = regex::Regex::new(r#"User "[^"]*""#).unwrap();
     let mut m = user.replace_all(m, "User \"*\"").to_string();
     if m.contains("too old resource version") {
-        m = regex::Regex::new(r"\d+")
-            .unwrap()
-            .replace_all(&m, "N")
-            .to_string();
+        m = regex::Regex::new(r"\d+").unwrap().replace_all(&m, "N").to_string();
     }
     if step == "list-while-cache-initializing" {
         // The real message names the cache state; an injected 429 uses the max-in-flight wording.
@@ -183,10 +154,7 @@ fn normalize_message(step: &str, m: &str) -> String {
 }
 
 fn sort_managed(v: &mut Value) {
-    if let Some(mf) = v
-        .pointer_mut("/metadata/managedFields")
-        .and_then(Value::as_array_mut)
-    {
+    if let Some(mf) = v.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) {
         // Order depends on second-granularity timestamps; compare as a set.
         mf.sort_by_key(|e| format!("{}|{}|{}", e["manager"], e["operation"], e["subresource"]));
     }
@@ -228,16 +196,11 @@ fn compare(step: &str, path: &str, exp: &Value, act: &Value, diffs: &mut Vec<Str
                 match ak.get(k) {
                     None => diffs.push(format!("{path}.{k}: missing (expected {ev})")),
                     Some(av) if k == "continue" => {
-                        if ev.as_str().is_some_and(str::is_empty)
-                            != av.as_str().is_some_and(str::is_empty)
-                        {
+                        if ev.as_str().is_some_and(str::is_empty) != av.as_str().is_some_and(str::is_empty) {
                             diffs.push(format!("{path}.continue: expected {ev}, got {av}"));
                         }
                     }
-                    Some(av)
-                        if k == "name"
-                            && (path.ends_with("details") || path.ends_with("metadata")) =>
-                    {
+                    Some(av) if k == "name" && (path.ends_with("details") || path.ends_with("metadata")) => {
                         let n = |v: &Value| normalize_message(step, &v.to_string());
                         if n(ev) != n(av) {
                             diffs.push(format!("{path}.{k}: expected {ev}, got {av}"));
@@ -254,11 +217,7 @@ fn compare(step: &str, path: &str, exp: &Value, act: &Value, diffs: &mut Vec<Str
         }
         (Value::Array(e), Value::Array(a)) => {
             if e.len() != a.len() {
-                diffs.push(format!(
-                    "{path}: expected {} items, got {}: {act}",
-                    e.len(),
-                    a.len()
-                ));
+                diffs.push(format!("{path}: expected {} items, got {}: {act}", e.len(), a.len()));
                 return;
             }
             for (i, (x, y)) in e.iter().zip(a).enumerate() {
@@ -298,7 +257,14 @@ impl Replay {
             uids: Vec::new(),
             last_continue: None,
         };
-        let ns = r.send("POST", "/api/v1/namespaces", Some("application/json"), Some(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "golden"}}).to_string())).await;
+        let ns = r
+            .send(
+                "POST",
+                "/api/v1/namespaces",
+                Some("application/json"),
+                Some(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "golden"}}).to_string()),
+            )
+            .await;
         assert_eq!(ns.status, 201, "{}", ns.body);
         r
     }
@@ -308,9 +274,7 @@ impl Replay {
     }
 
     async fn json(&self, method: &str, path: &str, ct: &str, body: Value) -> Value {
-        let r = self
-            .send(method, path, Some(ct), Some(&body.to_string()))
-            .await;
+        let r = self.send(method, path, Some(ct), Some(&body.to_string())).await;
         assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.body);
         serde_json::from_str(&r.body).unwrap()
     }
@@ -321,16 +285,15 @@ impl Replay {
         match file {
             "watch.json" => {
                 let list = self.send("GET", W, None, None).await;
-                let rv: u64 = serde_json::from_str::<Value>(&list.body).unwrap()["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+                let rv: u64 = serde_json::from_str::<Value>(&list.body).unwrap()["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 let mp = "application/merge-patch+json";
                 self.json("POST", W, "application/json", json!({"apiVersion": "example.dev/v1alpha1", "kind": "Widget", "metadata": {"name": "w-watch"}, "spec": {"size": 1}})).await;
-                self.json(
-                    "PATCH",
-                    &format!("{W}/w-watch"),
-                    mp,
-                    json!({"spec": {"size": 2}}),
-                )
-                .await;
+                self.json("PATCH", &format!("{W}/w-watch"), mp, json!({"spec": {"size": 2}}))
+                    .await;
                 self.json(
                     "PATCH",
                     &format!("{W}/w-watch/status"),
@@ -338,9 +301,7 @@ impl Replay {
                     json!({"status": {"observedGeneration": 2}}),
                 )
                 .await;
-                let d = self
-                    .send("DELETE", &format!("{W}/w-watch"), None, None)
-                    .await;
+                let d = self.send("DELETE", &format!("{W}/w-watch"), None, None).await;
                 assert_eq!(d.status, 200, "{}", d.body);
                 Some(rv)
             }
@@ -454,12 +415,7 @@ impl Replay {
                 }
                 assert!(gone, "foreground deletion finishes once the collector runs");
                 let dep = self
-                    .send(
-                        "GET",
-                        "/api/v1/namespaces/golden/configmaps/owned2",
-                        None,
-                        None,
-                    )
+                    .send("GET", "/api/v1/namespaces/golden/configmaps/owned2", None, None)
                     .await;
                 assert_eq!(dep.status, 404, "the dependent went first: {}", dep.body);
             }
@@ -582,10 +538,7 @@ fn golden_files_are_all_covered() {
 // ---------------------------------------------------------------- kube client tests
 
 fn widget_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("example.dev", "v1alpha1", "Widget"),
-        "widgets",
-    )
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.dev", "v1alpha1", "Widget"), "widgets")
 }
 
 /// A server with the golden Widget CRD installed and an extra namespace "ns1".
@@ -593,13 +546,11 @@ async fn setup() -> (FakeApiServer, kube::Client) {
     let srv = FakeApiServer::start().await;
     let client = srv.client();
     let crd = load("crd.json")[0]["request"]["body"].clone();
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(
-        &PostParams::default(),
-        &serde_json::from_value(crd).unwrap(),
-    )
-    .await
-    .unwrap();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap())
+        .await
+        .unwrap();
     let nss: Api<Namespace> = Api::all(client.clone());
     nss.create(
         &PostParams::default(),
@@ -615,7 +566,10 @@ fn widgets(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
 }
 
 fn widget(name: &str, spec: Value) -> DynamicObject {
-    serde_json::from_value(json!({"apiVersion": "example.dev/v1alpha1", "kind": "Widget", "metadata": {"name": name}, "spec": spec})).unwrap()
+    serde_json::from_value(
+        json!({"apiVersion": "example.dev/v1alpha1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}),
+    )
+    .unwrap()
 }
 
 fn api_err(e: kube::Error) -> kube::core::Status {
@@ -643,29 +597,18 @@ where
 async fn client_crud_on_secrets() {
     let srv = FakeApiServer::start().await;
     let secrets: Api<Secret> = Api::default_namespaced(srv.client());
-    let s: Secret = serde_json::from_value(json!({"metadata": {"name": "creds", "labels": {"app": "x"}}, "stringData": {"password": "hunter2"}})).unwrap();
+    let s: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "creds", "labels": {"app": "x"}}, "stringData": {"password": "hunter2"}}),
+    )
+    .unwrap();
     let created = secrets.create(&PostParams::default(), &s).await.unwrap();
     assert_eq!(created.data.as_ref().unwrap()["password"].0, b"hunter2");
     assert!(created.string_data.is_none());
     assert_eq!(created.type_.as_deref(), Some("Opaque"));
-    assert!(
-        created.metadata.generation.is_none(),
-        "secrets carry no generation"
-    );
-    let rv1: u64 = created
-        .metadata
-        .resource_version
-        .clone()
-        .unwrap()
-        .parse()
-        .unwrap();
+    assert!(created.metadata.generation.is_none(), "secrets carry no generation");
+    let rv1: u64 = created.metadata.resource_version.clone().unwrap().parse().unwrap();
 
-    let dup = api_err(
-        secrets
-            .create(&PostParams::default(), &s)
-            .await
-            .unwrap_err(),
-    );
+    let dup = api_err(secrets.create(&PostParams::default(), &s).await.unwrap_err());
     assert_eq!((dup.code, dup.reason.as_str()), (409, "AlreadyExists"));
 
     let got = secrets.get("creds").await.unwrap();
@@ -682,13 +625,7 @@ async fn client_crud_on_secrets() {
         .replace("creds", &PostParams::default(), &changed)
         .await
         .unwrap();
-    let rv2: u64 = replaced
-        .metadata
-        .resource_version
-        .clone()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let rv2: u64 = replaced.metadata.resource_version.clone().unwrap().parse().unwrap();
     assert!(rv2 > rv1);
 
     // Stale resourceVersion -> 409 Conflict with the real message.
@@ -712,14 +649,7 @@ async fn client_crud_on_secrets() {
         )
         .await
         .unwrap();
-    assert!(
-        !patched
-            .metadata
-            .labels
-            .as_ref()
-            .unwrap()
-            .contains_key("app")
-    );
+    assert!(!patched.metadata.labels.as_ref().unwrap().contains_key("app"));
 
     let sel = secrets
         .list(&ListParams::default().labels("tier in (db,cache),!app"))
@@ -744,10 +674,7 @@ async fn client_crud_on_secrets() {
         1
     );
 
-    secrets
-        .delete("creds", &DeleteParams::default())
-        .await
-        .unwrap();
+    secrets.delete("creds", &DeleteParams::default()).await.unwrap();
     let gone = api_err(secrets.get("creds").await.unwrap_err());
     assert_eq!((gone.code, gone.reason.as_str()), (404, "NotFound"));
     assert_eq!(gone.message, "secrets \"creds\" not found");
@@ -791,19 +718,12 @@ async fn discovery_and_crd_registration() {
             .is_some()
     );
 
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
     let crd = crds.get("widgets.example.dev").await.unwrap();
     let conds = crd.status.unwrap().conditions.unwrap();
-    assert!(
-        conds
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True")
-    );
-    assert!(
-        conds
-            .iter()
-            .any(|c| c.type_ == "NamesAccepted" && c.status == "True")
-    );
+    assert!(conds.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+    assert!(conds.iter().any(|c| c.type_ == "NamesAccepted" && c.status == "True"));
 
     widgets(&client, "ns1")
         .create(&PostParams::default(), &widget("a", json!({"size": 1})))
@@ -863,9 +783,8 @@ async fn custom_resource_defaulting_pruning_and_validation() {
     );
     assert_eq!(e.code, 422);
     assert!(
-        e.message.contains(
-            "spec.size: Invalid value: -1: spec.size in body should be greater than or equal to 0"
-        ),
+        e.message
+            .contains("spec.size: Invalid value: -1: spec.size in body should be greater than or equal to 0"),
         "{}",
         e.message
     );
@@ -890,8 +809,7 @@ async fn custom_resource_defaulting_pruning_and_validation() {
     );
     assert_eq!(e.code, 422);
     assert!(
-        e.message
-            .contains("metadata.name: Invalid value: \"Bad_Name\""),
+        e.message.contains("metadata.name: Invalid value: \"Bad_Name\""),
         "{}",
         e.message
     );
@@ -967,11 +885,7 @@ async fn server_side_apply_conflicts_and_force() {
     let api = widgets(&client, "ns1");
     let a = PatchParams::apply("mgr-a");
     let w = api
-        .patch(
-            "x",
-            &a,
-            &Patch::Apply(widget("x", json!({"size": 1, "color": "blue"}))),
-        )
+        .patch("x", &a, &Patch::Apply(widget("x", json!({"size": 1, "color": "blue"}))))
         .await
         .unwrap();
     assert_eq!(w.data["spec"], json!({"size": 1, "color": "blue"}));
@@ -1008,25 +922,16 @@ async fn server_side_apply_conflicts_and_force() {
         .map(|m| (m.manager.unwrap(), m.fields_v1.unwrap().0.to_string()))
         .collect();
     assert!(
-        owners.contains(&(
-            "mgr-a".into(),
-            json!({"f:spec": {"f:color": {}}}).to_string()
-        )),
+        owners.contains(&("mgr-a".into(), json!({"f:spec": {"f:color": {}}}).to_string())),
         "{owners:?}"
     );
     assert!(
-        owners.contains(&(
-            "mgr-b".into(),
-            json!({"f:spec": {"f:size": {}}}).to_string()
-        )),
+        owners.contains(&("mgr-b".into(), json!({"f:spec": {"f:size": {}}}).to_string())),
         "{owners:?}"
     );
 
     // mgr-a stops applying color: nobody else owns it, so it is removed.
-    let dropped = api
-        .patch("x", &a, &Patch::Apply(widget("x", json!({}))))
-        .await
-        .unwrap();
+    let dropped = api.patch("x", &a, &Patch::Apply(widget("x", json!({})))).await.unwrap();
     assert_eq!(dropped.data["spec"], json!({"size": 7}));
 
     // Same value from another manager is shared ownership, not a conflict.
@@ -1039,11 +944,25 @@ async fn server_side_apply_conflicts_and_force() {
     .unwrap();
 
     // Apply without a field manager is 422.
-    let r = raw(&srv.base_url(), "PATCH", "/apis/example.dev/v1alpha1/namespaces/ns1/widgets/x", Some("application/apply-patch+yaml"), Some("apiVersion: example.dev/v1alpha1\nkind: Widget\nmetadata:\n  name: x\nspec:\n  size: 3\n")).await;
+    let r = raw(
+        &srv.base_url(),
+        "PATCH",
+        "/apis/example.dev/v1alpha1/namespaces/ns1/widgets/x",
+        Some("application/apply-patch+yaml"),
+        Some("apiVersion: example.dev/v1alpha1\nkind: Widget\nmetadata:\n  name: x\nspec:\n  size: 3\n"),
+    )
+    .await;
     assert_eq!(r.status, 422, "{}", r.body);
 
     // YAML bodies are accepted.
-    let r = raw(&srv.base_url(), "PATCH", "/apis/example.dev/v1alpha1/namespaces/ns1/widgets/x?fieldManager=mgr-b", Some("application/apply-patch+yaml"), Some("apiVersion: example.dev/v1alpha1\nkind: Widget\nmetadata:\n  name: x\nspec:\n  size: 3\n")).await;
+    let r = raw(
+        &srv.base_url(),
+        "PATCH",
+        "/apis/example.dev/v1alpha1/namespaces/ns1/widgets/x?fieldManager=mgr-b",
+        Some("application/apply-patch+yaml"),
+        Some("apiVersion: example.dev/v1alpha1\nkind: Widget\nmetadata:\n  name: x\nspec:\n  size: 3\n"),
+    )
+    .await;
     assert_eq!(r.status, 409, "mgr-c shares .spec.size: {}", r.body);
 }
 
@@ -1063,14 +982,7 @@ async fn finalizers_and_deletion_timestamp() {
     assert!(deleting.metadata.deletion_timestamp.is_some());
     assert_eq!(deleting.metadata.deletion_grace_period_seconds, Some(0));
     assert_eq!(deleting.metadata.generation, Some(2));
-    assert!(
-        api.get("f")
-            .await
-            .unwrap()
-            .metadata
-            .deletion_timestamp
-            .is_some()
-    );
+    assert!(api.get("f").await.unwrap().metadata.deletion_timestamp.is_some());
 
     let e = api_err(
         api.patch(
@@ -1093,10 +1005,7 @@ async fn finalizers_and_deletion_timestamp() {
         "f",
         &PatchParams::default(),
         &Patch::Json::<()>(
-            serde_json::from_value(
-                json!([{"op": "replace", "path": "/metadata/finalizers", "value": []}]),
-            )
-            .unwrap(),
+            serde_json::from_value(json!([{"op": "replace", "path": "/metadata/finalizers", "value": []}])).unwrap(),
         ),
     )
     .await
@@ -1116,18 +1025,11 @@ async fn owner_reference_cascade() {
     let mk = |name: &str, fins: Value| -> ConfigMap {
         serde_json::from_value(json!({"metadata": {"name": name, "finalizers": fins, "ownerReferences": [{"apiVersion": "example.dev/v1alpha1", "kind": "Widget", "name": "owner", "uid": owner.metadata.uid, "controller": true}]}, "data": {"k": "v"}})).unwrap()
     };
-    cms.create(&PostParams::default(), &mk("dep", json!([])))
+    cms.create(&PostParams::default(), &mk("dep", json!([]))).await.unwrap();
+    cms.create(&PostParams::default(), &mk("held", json!(["example.dev/hold"])))
         .await
         .unwrap();
-    cms.create(
-        &PostParams::default(),
-        &mk("held", json!(["example.dev/hold"])),
-    )
-    .await
-    .unwrap();
-    api.delete("owner", &DeleteParams::background())
-        .await
-        .unwrap();
+    api.delete("owner", &DeleteParams::background()).await.unwrap();
     eventually("dependent collected", || async {
         cms.get_opt("dep").await.unwrap().is_none()
     })
@@ -1162,12 +1064,8 @@ async fn watch_with_bookmarks_and_selectors() {
     let mk = |name: &str, app: &str| -> ConfigMap {
         serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": app}}})).unwrap()
     };
-    cms.create(&PostParams::default(), &mk("x", "b"))
-        .await
-        .unwrap();
-    cms.create(&PostParams::default(), &mk("y", "a"))
-        .await
-        .unwrap();
+    cms.create(&PostParams::default(), &mk("x", "b")).await.unwrap();
+    cms.create(&PostParams::default(), &mk("y", "a")).await.unwrap();
     cms.patch(
         "y",
         &PatchParams::default(),
@@ -1181,12 +1079,8 @@ async fn watch_with_bookmarks_and_selectors() {
         while let Some(ev) = stream.try_next().await.unwrap() {
             match ev {
                 WatchEvent::Added(o) => seen.push(format!("ADDED {}", o.metadata.name.unwrap())),
-                WatchEvent::Modified(o) => {
-                    seen.push(format!("MODIFIED {}", o.metadata.name.unwrap()))
-                }
-                WatchEvent::Deleted(o) => {
-                    seen.push(format!("DELETED {}", o.metadata.name.unwrap()))
-                }
+                WatchEvent::Modified(o) => seen.push(format!("MODIFIED {}", o.metadata.name.unwrap())),
+                WatchEvent::Deleted(o) => seen.push(format!("DELETED {}", o.metadata.name.unwrap())),
                 WatchEvent::Bookmark(b) => {
                     assert!(!b.metadata.resource_version.is_empty());
                     bookmarks += 1;
@@ -1255,13 +1149,9 @@ async fn watcher_relists_after_410() {
     let srv = FakeApiServer::start().await;
     let leases: Api<Lease> = Api::default_namespaced(srv.client());
     let mk = |name: &str| -> Lease {
-        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"holderIdentity": "a"}}))
-            .unwrap()
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"holderIdentity": "a"}})).unwrap()
     };
-    leases
-        .create(&PostParams::default(), &mk("one"))
-        .await
-        .unwrap();
+    leases.create(&PostParams::default(), &mk("one")).await.unwrap();
     let mut stream = watcher(leases.clone(), watcher::Config::default()).boxed();
     let mut init_done = 0;
     let mut applied = Vec::new();
@@ -1280,10 +1170,7 @@ async fn watcher_relists_after_410() {
                 watcher::Event::InitDone => {
                     init_done += 1;
                     if init_done == 1 {
-                        leases
-                            .create(&PostParams::default(), &mk("two"))
-                            .await
-                            .unwrap();
+                        leases.create(&PostParams::default(), &mk("two")).await.unwrap();
                     }
                     if init_done == 2 {
                         break;
@@ -1327,13 +1214,9 @@ async fn fault_injection_and_request_recording() {
     srv.inject_fault(Some("GET"), "/configmaps/a", 503, 1);
     cms.get("a").await.unwrap();
     srv.inject_fault(Some("PATCH"), "/configmaps/a", 429, 1);
-    cms.patch(
-        "a",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"k": "v"}})),
-    )
-    .await
-    .unwrap();
+    cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "v"}})))
+        .await
+        .unwrap();
     srv.inject_fault(Some("DELETE"), "", 403, 1);
     let e = api_err(cms.delete("a", &DeleteParams::default()).await.unwrap_err());
     assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
@@ -1361,10 +1244,7 @@ async fn fault_injection_and_request_recording() {
     );
     assert_eq!(reqs[1].path, "/api/v1/namespaces/default/configmaps");
     assert_eq!(reqs[1].content_type.as_deref(), Some("application/json"));
-    assert_eq!(
-        reqs[5].content_type.as_deref(),
-        Some("application/merge-patch+json")
-    );
+    assert_eq!(reqs[5].content_type.as_deref(), Some("application/merge-patch+json"));
     srv.clear_requests();
     assert!(srv.requests().is_empty());
     // Faults are consumed: the next delete works.
@@ -1458,11 +1338,7 @@ async fn dropping_the_server_stops_it() {
     let srv = FakeApiServer::start().await;
     let base = srv.base_url();
     let cms: Api<ConfigMap> = Api::default_namespaced(srv.client());
-    let mut stream = cms
-        .watch(&WatchParams::default(), "0")
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = cms.watch(&WatchParams::default(), "0").await.unwrap().boxed();
     drop(srv);
     let end = tokio::time::timeout(Duration::from_secs(3), async {
         while let Some(Ok(_)) = stream.next().await {}
@@ -1496,9 +1372,7 @@ async fn deployments_get_defaults_status_and_generation() {
     let spec = created.spec.clone().unwrap();
     assert_eq!(spec.replicas, Some(1));
     assert_eq!(
-        spec.template.spec.unwrap().containers[0]
-            .image_pull_policy
-            .as_deref(),
+        spec.template.spec.unwrap().containers[0].image_pull_policy.as_deref(),
         Some("IfNotPresent")
     );
     assert_eq!(created.metadata.generation, Some(1));
@@ -1523,14 +1397,8 @@ async fn deployments_get_defaults_status_and_generation() {
     assert_eq!(scaled.metadata.generation, Some(2));
     let mut bad = d.clone();
     bad.metadata.name = Some("bad".into());
-    bad.spec
-        .as_mut()
-        .unwrap()
-        .template
-        .metadata
-        .as_mut()
-        .unwrap()
-        .labels = Some([("app".to_string(), "other".to_string())].into());
+    bad.spec.as_mut().unwrap().template.metadata.as_mut().unwrap().labels =
+        Some([("app".to_string(), "other".to_string())].into());
     let e = api_err(deps.create(&PostParams::default(), &bad).await.unwrap_err());
     assert_eq!(e.code, 422);
 }

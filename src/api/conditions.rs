@@ -124,12 +124,36 @@ mod tests {
         let t0 = at("2026-11-23T17:00:00Z");
         let t1 = at("2026-11-23T17:10:00Z");
         let t2 = at("2026-11-23T17:20:00Z");
-        set_condition(&mut conditions, ConditionType::Ready, false, ConditionReason::NotPublished, "a", Some(1), t0);
-        set_condition(&mut conditions, ConditionType::Ready, false, ConditionReason::NotPublished, "b", Some(2), t1);
+        set_condition(
+            &mut conditions,
+            ConditionType::Ready,
+            false,
+            ConditionReason::NotPublished,
+            "a",
+            Some(1),
+            t0,
+        );
+        set_condition(
+            &mut conditions,
+            ConditionType::Ready,
+            false,
+            ConditionReason::NotPublished,
+            "b",
+            Some(2),
+            t1,
+        );
         assert_eq!(conditions[0].last_transition_time, Time(t0));
         assert_eq!(conditions[0].message, "b");
         assert_eq!(conditions[0].observed_generation, Some(2));
-        set_condition(&mut conditions, ConditionType::Ready, true, ConditionReason::TokenPublished, "c", Some(2), t2);
+        set_condition(
+            &mut conditions,
+            ConditionType::Ready,
+            true,
+            ConditionReason::TokenPublished,
+            "c",
+            Some(2),
+            t2,
+        );
         assert_eq!(conditions[0].last_transition_time, Time(t2));
         assert_eq!(conditions[0].status, "True");
         assert_eq!(conditions.len(), 1);

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use kube::core::Duration;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
-use kube::core::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::DsqlCredentialStatus;
@@ -79,7 +79,10 @@ fn default_database() -> String {
 pub struct ClusterRef {
     /// Cluster endpoint, e.g. `abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253), regex(pattern = r"^[a-z0-9]{1,63}\.dsql(-[a-z0-9]{1,16})?\.[a-z]{2}(-[a-z]+)+-[0-9]{1,2}\.on\.aws$"))]
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^[a-z0-9]{1,63}\.dsql(-[a-z0-9]{1,16})?\.[a-z]{2}(-[a-z]+)+-[0-9]{1,2}\.on\.aws$")
+    )]
     pub endpoint: Option<String>,
 
     /// Cluster identifier, e.g. `abcdefghijklmnopqrstuvwxyz`; the endpoint is derived from it and `region`.
@@ -111,7 +114,9 @@ fn default_lifetime() -> Duration {
 
 impl Default for TokenSpec {
     fn default() -> Self {
-        Self { lifetime: default_lifetime() }
+        Self {
+            lifetime: default_lifetime(),
+        }
     }
 }
 

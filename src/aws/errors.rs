@@ -47,21 +47,27 @@ impl AwsError {
             (Some(code), None) => code,
             _ => DisplayErrorContext(&err).to_string(),
         };
-        Self { operation, kind, message: truncate(message) }
+        Self {
+            operation,
+            kind,
+            message: truncate(message),
+        }
     }
 }
 
 fn classify(code: Option<&str>, message: Option<&str>) -> AwsErrorKind {
     match code {
-        Some("ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded" | "LimitExceededException") => {
-            AwsErrorKind::Throttled
-        }
+        Some(
+            "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded" | "LimitExceededException",
+        ) => AwsErrorKind::Throttled,
         Some("AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" | "InvalidClientTokenId") => {
             AwsErrorKind::AccessDenied
         }
         Some("ResourceNotFoundException") => AwsErrorKind::NotFound,
         Some("ResourceExistsException") => AwsErrorKind::AlreadyExists,
-        Some("InvalidRequestException") if message.is_some_and(|m| m.contains("marked for deletion") || m.contains("scheduled for deletion")) => {
+        Some("InvalidRequestException")
+            if message.is_some_and(|m| m.contains("marked for deletion") || m.contains("scheduled for deletion")) =>
+        {
             AwsErrorKind::MarkedForDeletion
         }
         _ => AwsErrorKind::Other,
@@ -89,9 +95,18 @@ mod tests {
     #[test]
     fn classifies_codes() {
         assert_eq!(classify(Some("ThrottlingException"), None), AwsErrorKind::Throttled);
-        assert_eq!(classify(Some("AccessDeniedException"), None), AwsErrorKind::AccessDenied);
-        assert_eq!(classify(Some("ResourceNotFoundException"), None), AwsErrorKind::NotFound);
-        assert_eq!(classify(Some("ResourceExistsException"), None), AwsErrorKind::AlreadyExists);
+        assert_eq!(
+            classify(Some("AccessDeniedException"), None),
+            AwsErrorKind::AccessDenied
+        );
+        assert_eq!(
+            classify(Some("ResourceNotFoundException"), None),
+            AwsErrorKind::NotFound
+        );
+        assert_eq!(
+            classify(Some("ResourceExistsException"), None),
+            AwsErrorKind::AlreadyExists
+        );
         assert_eq!(
             classify(
                 Some("InvalidRequestException"),
@@ -99,7 +114,10 @@ mod tests {
             ),
             AwsErrorKind::MarkedForDeletion
         );
-        assert_eq!(classify(Some("InvalidRequestException"), Some("other")), AwsErrorKind::Other);
+        assert_eq!(
+            classify(Some("InvalidRequestException"), Some("other")),
+            AwsErrorKind::Other
+        );
         assert_eq!(classify(None, None), AwsErrorKind::Other);
     }
 

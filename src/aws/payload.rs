@@ -63,7 +63,8 @@ mod tests {
             username: "admin".into(),
             region: "us-east-1".into(),
         };
-        let token = DsqlToken::from_minted("abc.dsql.us-east-1.on.aws/?Action=DbConnectAdmin&X-Amz-Signature=ff".into());
+        let token =
+            DsqlToken::from_minted("abc.dsql.us-east-1.on.aws/?Action=DbConnectAdmin&X-Amz-Signature=ff".into());
         let json = secret_json(&info, &token, "2026-11-23T18:00:00.5Z".parse().unwrap());
         assert_eq!(
             json.expose_secret(),

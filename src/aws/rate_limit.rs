@@ -17,7 +17,10 @@ impl WriteRateLimiter {
     /// `writes_per_second` of 0 or less disables the limit.
     pub fn new(writes_per_second: f64) -> Self {
         let interval = (writes_per_second > 0.0).then(|| Duration::from_secs_f64(1.0 / writes_per_second));
-        Self { interval, next_slot: Mutex::new(Instant::now()) }
+        Self {
+            interval,
+            next_slot: Mutex::new(Instant::now()),
+        }
     }
 
     /// Waits for the next write slot.

@@ -66,7 +66,11 @@ impl SecretDescription {
 
     /// Who the tags say owns the secret, for conflict messages.
     pub fn owner_description(&self) -> String {
-        match (self.tags.get(tag_keys::MANAGED_BY), self.tags.get(tag_keys::NAMESPACE), self.tags.get(tag_keys::NAME)) {
+        match (
+            self.tags.get(tag_keys::MANAGED_BY),
+            self.tags.get(tag_keys::NAMESPACE),
+            self.tags.get(tag_keys::NAME),
+        ) {
             (Some(m), Some(ns), Some(n)) if m == MANAGER_NAME => format!("DsqlCredential {ns}/{n}"),
             _ => "something other than this operator (it lacks the operator's ownership tags)".to_owned(),
         }
@@ -102,7 +106,10 @@ impl SecretsManager {
         user_tags: &BTreeMap<String, String>,
         request_token: &str,
     ) -> Result<WrittenVersion, AwsError> {
-        let mut tags: Vec<Tag> = user_tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+        let mut tags: Vec<Tag> = user_tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
         for (k, v) in [
             (tag_keys::MANAGED_BY, MANAGER_NAME),
             (tag_keys::NAMESPACE, owner.namespace.as_str()),
@@ -224,14 +231,25 @@ mod tests {
 
     #[test]
     fn ownership_needs_the_operator_tag_and_the_same_namespace_and_name() {
-        let owner = OwnerRef { namespace: "shop".into(), name: "orders".into(), uid: "u1".into() };
-        let mut desc = SecretDescription { arn: "arn".into(), tags: BTreeMap::new(), scheduled_for_deletion: false };
+        let owner = OwnerRef {
+            namespace: "shop".into(),
+            name: "orders".into(),
+            uid: "u1".into(),
+        };
+        let mut desc = SecretDescription {
+            arn: "arn".into(),
+            tags: BTreeMap::new(),
+            scheduled_for_deletion: false,
+        };
         assert!(!desc.is_owned_by(&owner));
         desc.tags.insert(tag_keys::MANAGED_BY.into(), MANAGER_NAME.into());
         desc.tags.insert(tag_keys::NAMESPACE.into(), "shop".into());
         desc.tags.insert(tag_keys::NAME.into(), "orders".into());
         assert!(desc.is_owned_by(&owner));
-        let other = OwnerRef { name: "payments".into(), ..owner.clone() };
+        let other = OwnerRef {
+            name: "payments".into(),
+            ..owner.clone()
+        };
         assert!(!desc.is_owned_by(&other));
         assert_eq!(desc.owner_description(), "DsqlCredential shop/orders");
     }

@@ -26,11 +26,21 @@ pub(super) async fn apply_deletion_policy(credential: &DsqlCredential, ctx: &Con
 
     if sm.deletion_policy == DeletionPolicy::Retain {
         info!(credential = %object, secret = %secret_id, "deletionPolicy Retain: keeping the secret");
-        ctx.events.cleaned_up(credential, "SecretRetained", format!("Kept Secrets Manager secret {secret_id} (deletionPolicy Retain)")).await;
+        ctx.events
+            .cleaned_up(
+                credential,
+                "SecretRetained",
+                format!("Kept Secrets Manager secret {secret_id} (deletionPolicy Retain)"),
+            )
+            .await;
         return Ok(Action::await_change());
     }
 
-    let owner = OwnerRef { namespace, name, uid: credential.uid().unwrap_or_default() };
+    let owner = OwnerRef {
+        namespace,
+        name,
+        uid: credential.uid().unwrap_or_default(),
+    };
     let description = match ctx.secrets.describe(&secret_id).await {
         Ok(description) => description,
         // Never created, or already gone: nothing to delete.
@@ -40,7 +50,14 @@ pub(super) async fn apply_deletion_policy(credential: &DsqlCredential, ctx: &Con
     if !description.is_owned_by(&owner) {
         info!(credential = %object, secret = %secret_id, "secret not owned by this credential: not deleting it");
         ctx.events
-            .cleaned_up(credential, "SecretNotOwned", format!("Did not delete Secrets Manager secret {secret_id}: it belongs to {}", description.owner_description()))
+            .cleaned_up(
+                credential,
+                "SecretNotOwned",
+                format!(
+                    "Did not delete Secrets Manager secret {secret_id}: it belongs to {}",
+                    description.owner_description()
+                ),
+            )
             .await;
         return Ok(Action::await_change());
     }
@@ -48,10 +65,23 @@ pub(super) async fn apply_deletion_policy(credential: &DsqlCredential, ctx: &Con
         ctx.secrets
             .delete(&description.arn, sm.recovery_window_days)
             .await
-            .map_err(|source| Error::Cleanup { object: object.clone(), source })?;
+            .map_err(|source| Error::Cleanup {
+                object: object.clone(),
+                source,
+            })?;
     }
-    let when = if sm.recovery_window_days == 0 { "at once".to_owned() } else { format!("with a {}-day recovery window", sm.recovery_window_days) };
+    let when = if sm.recovery_window_days == 0 {
+        "at once".to_owned()
+    } else {
+        format!("with a {}-day recovery window", sm.recovery_window_days)
+    };
     info!(credential = %object, secret = %secret_id, "deleted the secret {when}");
-    ctx.events.cleaned_up(credential, "SecretDeleted", format!("Deleted Secrets Manager secret {secret_id} {when}")).await;
+    ctx.events
+        .cleaned_up(
+            credential,
+            "SecretDeleted",
+            format!("Deleted Secrets Manager secret {secret_id} {when}"),
+        )
+        .await;
     Ok(Action::await_change())
 }

@@ -33,9 +33,24 @@ pub struct Context {
 
 impl Context {
     /// Builds the shared context.
-    pub fn new(client: kube::Client, secrets: SecretsManager, minter: TokenMinter, clock: Arc<dyn Clock>, config: OperatorConfig) -> Self {
+    pub fn new(
+        client: kube::Client,
+        secrets: SecretsManager,
+        minter: TokenMinter,
+        clock: Arc<dyn Clock>,
+        config: OperatorConfig,
+    ) -> Self {
         let events = EventPublisher::new(client.clone());
-        Self { client, secrets, minter, clock, config, events, failures: Mutex::new(HashMap::new()), written_rotations: Mutex::new(HashMap::new()) }
+        Self {
+            client,
+            secrets,
+            minter,
+            clock,
+            config,
+            events,
+            failures: Mutex::new(HashMap::new()),
+            written_rotations: Mutex::new(HashMap::new()),
+        }
     }
 
     pub(crate) fn record_failure(&self, key: &str) -> u32 {
@@ -52,19 +67,28 @@ impl Context {
 
     /// Records that rotation `count` of the object with `uid` is in its status.
     pub(crate) fn record_rotation(&self, uid: &str, count: i64) {
-        let mut written = self.written_rotations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut written = self
+            .written_rotations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         written.insert(uid.to_owned(), count);
     }
 
     /// Whether the cached copy (with rotation `count` in status) is older than what was written.
     pub(crate) fn is_stale(&self, uid: &str, count: i64) -> bool {
-        let written = self.written_rotations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let written = self
+            .written_rotations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         written.get(uid).is_some_and(|w| *w > count)
     }
 
     /// Forgets an object that is gone.
     pub(crate) fn forget(&self, uid: &str) {
-        let mut written = self.written_rotations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut written = self
+            .written_rotations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         written.remove(uid);
     }
 }

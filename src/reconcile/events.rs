@@ -17,37 +17,74 @@ pub(crate) struct EventPublisher {
 
 impl EventPublisher {
     pub(crate) fn new(client: kube::Client) -> Self {
-        let reporter = Reporter { controller: MANAGER_NAME.to_owned(), instance: std::env::var("POD_NAME").ok() };
-        Self { recorder: Recorder::new(client, reporter) }
+        let reporter = Reporter {
+            controller: MANAGER_NAME.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client, reporter),
+        }
     }
 
     async fn publish(&self, credential: &DsqlCredential, type_: EventType, reason: &str, action: &str, note: String) {
-        let event = Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
         if let Err(error) = self.recorder.publish(&event, &credential.object_ref(&())).await {
             warn!(reason, error = %error, "could not publish a Kubernetes Event");
         }
     }
 
-    pub(crate) async fn rotated(&self, credential: &DsqlCredential, cause: &RotationCause, published: &Published, failures_before: i32) {
-        let recovered = if failures_before > 0 { format!(" after {failures_before} failed attempts") } else { String::new() };
+    pub(crate) async fn rotated(
+        &self,
+        credential: &DsqlCredential,
+        cause: &RotationCause,
+        published: &Published,
+        failures_before: i32,
+    ) {
+        let recovered = if failures_before > 0 {
+            format!(" after {failures_before} failed attempts")
+        } else {
+            String::new()
+        };
         let note = format!(
             "Published Secrets Manager version {} ({}){recovered}; token valid until {}",
             published.version.version_id,
             cause.describe(),
             published.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         );
-        self.publish(credential, EventType::Normal, "Rotated", "Rotate", note).await;
+        self.publish(credential, EventType::Normal, "Rotated", "Rotate", note)
+            .await;
     }
 
     pub(crate) async fn rotation_failed(&self, credential: &DsqlCredential, failure: &Failure, action: &str) {
-        self.publish(credential, EventType::Warning, "RotationFailed", action, format!("{}: {}", failure.reason.as_str(), failure.message)).await;
+        self.publish(
+            credential,
+            EventType::Warning,
+            "RotationFailed",
+            action,
+            format!("{}: {}", failure.reason.as_str(), failure.message),
+        )
+        .await;
     }
 
     pub(crate) async fn stalled(&self, credential: &DsqlCredential, reason: ConditionReason, message: &str) {
-        self.publish(credential, EventType::Warning, reason.as_str(), "Validate", message.to_owned()).await;
+        self.publish(
+            credential,
+            EventType::Warning,
+            reason.as_str(),
+            "Validate",
+            message.to_owned(),
+        )
+        .await;
     }
 
     pub(crate) async fn cleaned_up(&self, credential: &DsqlCredential, reason: &str, note: String) {
-        self.publish(credential, EventType::Normal, reason, "Delete", note).await;
+        self.publish(credential, EventType::Normal, reason, "Delete", note)
+            .await;
     }
 }

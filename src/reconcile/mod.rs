@@ -23,7 +23,9 @@ use tracing::{info, warn};
 
 pub use context::Context;
 
-use crate::api::{ConditionReason, ConditionType, DsqlCredential, DsqlCredentialStatus, FINALIZER, MANAGER_NAME, ROTATE_ANNOTATION};
+use crate::api::{
+    ConditionReason, ConditionType, DsqlCredential, DsqlCredentialStatus, FINALIZER, MANAGER_NAME, ROTATE_ANNOTATION,
+};
 use crate::aws::OwnerRef;
 use crate::schedule::{self, RenewalPlan};
 use plan::Plan;
@@ -128,7 +130,11 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
         Plan::Rotate(cause) => cause,
     };
 
-    let owner = OwnerRef { namespace: credential.namespace().unwrap_or_default(), name: name.clone(), uid: uid.clone() };
+    let owner = OwnerRef {
+        namespace: credential.namespace().unwrap_or_default(),
+        name: name.clone(),
+        uid: uid.clone(),
+    };
     let started = std::time::Instant::now();
     match rotate::rotate(&ctx.secrets, &ctx.minter, &owner, &valid, &current).await {
         Ok(rotation) => {
@@ -166,7 +172,9 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
             );
             write_status(api, &name, &current, &next).await?;
             ctx.record_rotation(&uid, published.rotation_count);
-            ctx.events.rotated(credential, &cause, &published, current.consecutive_failures).await;
+            ctx.events
+                .rotated(credential, &cause, &published, current.consecutive_failures)
+                .await;
             Ok(requeue_at(next_rotation, now))
         }
         Err(error) => {
@@ -182,13 +190,24 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
                 return Ok(wake_at_expiry(&next, now));
             }
             let expiry = current.token_expiration_time.as_ref().map(|t| t.0);
-            let retry_at = schedule::retry_time(now, current.consecutive_failures.max(0) as u32 + 1, rand::random::<f64>(), expiry);
+            let retry_at = schedule::retry_time(
+                now,
+                current.consecutive_failures.max(0) as u32 + 1,
+                rand::random::<f64>(),
+                expiry,
+            );
             warn!(credential = %key, reason = reason.as_str(), error = %message, retry_at = %retry_at, "rotation failed");
-            let failure = Failure { reason, message, retry_at };
+            let failure = Failure {
+                reason,
+                message,
+                retry_at,
+            };
             let next = status::after_failure(&current, generation, &failure, now);
             write_status(api, &name, &current, &next).await?;
             if !was_degraded_with(&current, reason) {
-                ctx.events.rotation_failed(credential, &failure, &error_kind(&error)).await;
+                ctx.events
+                    .rotation_failed(credential, &failure, &error_kind(&error))
+                    .await;
             }
             Ok(requeue_at(retry_at, now))
         }
@@ -222,17 +241,25 @@ fn short_lived_warning(minted: &crate::token::MintedToken) -> Option<String> {
 }
 
 fn was_stalled_with(status: &DsqlCredentialStatus, reason: ConditionReason) -> bool {
-    status.condition(ConditionType::Stalled).is_some_and(|c| c.status == "True" && c.reason == reason.as_str())
+    status
+        .condition(ConditionType::Stalled)
+        .is_some_and(|c| c.status == "True" && c.reason == reason.as_str())
 }
 
 fn was_degraded_with(status: &DsqlCredentialStatus, reason: ConditionReason) -> bool {
-    status.condition(ConditionType::Degraded).is_some_and(|c| c.status == "True" && c.reason == reason.as_str())
+    status
+        .condition(ConditionType::Degraded)
+        .is_some_and(|c| c.status == "True" && c.reason == reason.as_str())
 }
 
 fn requeue_at(until: Timestamp, now: Timestamp) -> Action {
     let wait = until.duration_since(now);
     // A small floor keeps a clock skew or a just-passed deadline from spinning.
-    Action::requeue(Duration::try_from(wait).unwrap_or_default().max(Duration::from_millis(500)))
+    Action::requeue(
+        Duration::try_from(wait)
+            .unwrap_or_default()
+            .max(Duration::from_millis(500)),
+    )
 }
 
 fn wake_at_expiry(status: &DsqlCredentialStatus, now: Timestamp) -> Action {
@@ -243,7 +270,12 @@ fn wake_at_expiry(status: &DsqlCredentialStatus, now: Timestamp) -> Action {
 }
 
 /// Writes status by server-side apply, only when it changed.
-async fn write_status(api: &Api<DsqlCredential>, name: &str, current: &DsqlCredentialStatus, next: &DsqlCredentialStatus) -> Result<(), Error> {
+async fn write_status(
+    api: &Api<DsqlCredential>,
+    name: &str,
+    current: &DsqlCredentialStatus,
+    next: &DsqlCredentialStatus,
+) -> Result<(), Error> {
     if current == next {
         return Ok(());
     }
@@ -256,5 +288,8 @@ async fn write_status(api: &Api<DsqlCredential>, name: &str, current: &DsqlCrede
     api.patch_status(name, &PatchParams::apply(MANAGER_NAME).force(), &Patch::Apply(&patch))
         .await
         .map(|_| ())
-        .map_err(|source| Error::StatusWrite { object: name.to_owned(), source })
+        .map_err(|source| Error::StatusWrite {
+            object: name.to_owned(),
+            source,
+        })
 }

@@ -51,7 +51,12 @@ pub enum Plan {
 }
 
 /// Decides from the object's generation, its rotate annotation and its status.
-pub fn plan(generation: Option<i64>, rotate_annotation: Option<&str>, status: &DsqlCredentialStatus, now: Timestamp) -> Plan {
+pub fn plan(
+    generation: Option<i64>,
+    rotate_annotation: Option<&str>,
+    status: &DsqlCredentialStatus,
+    now: Timestamp,
+) -> Plan {
     let next = status.next_rotation_time.as_ref().map(|t| t.0);
     let retry_pending = status.consecutive_failures > 0 && next.is_some_and(|t| t > now);
     let published = status.version_id.is_some() && status.token_expiration_time.is_some();
@@ -59,7 +64,9 @@ pub fn plan(generation: Option<i64>, rotate_annotation: Option<&str>, status: &D
         .filter(|value| status.last_forced_rotation.as_deref() != Some(*value))
         .map(str::to_owned);
     let spec_changed = generation.is_some() && status.observed_generation != generation;
-    let stalled = status.condition(ConditionType::Stalled).is_some_and(|c| c.status == "True");
+    let stalled = status
+        .condition(ConditionType::Stalled)
+        .is_some_and(|c| c.status == "True");
     if stalled && !spec_changed && forced.is_none() {
         return Plan::Stalled;
     }
@@ -91,7 +98,9 @@ pub fn plan(generation: Option<i64>, rotate_annotation: Option<&str>, status: &D
         Some(next) => {
             // Also wake at expiry, so Ready turns False on time if rotations keep failing.
             let expiry = status.token_expiration_time.as_ref().map(|t| t.0).filter(|e| *e > now);
-            Plan::Wait { until: expiry.map_or(next, |e| e.min(next)) }
+            Plan::Wait {
+                until: expiry.map_or(next, |e| e.min(next)),
+            }
         }
         None => Plan::Rotate(RotationCause::Due),
     }
@@ -121,19 +130,32 @@ mod tests {
 
     #[test]
     fn first_reconcile_rotates() {
-        let plan = plan(Some(1), None, &DsqlCredentialStatus::default(), t("2026-11-23T17:00:00Z"));
+        let plan = plan(
+            Some(1),
+            None,
+            &DsqlCredentialStatus::default(),
+            t("2026-11-23T17:00:00Z"),
+        );
         assert_eq!(plan, Plan::Rotate(RotationCause::Initial));
     }
 
     #[test]
     fn nothing_due_waits_for_the_next_rotation() {
         let plan = plan(Some(1), None, &published(), t("2026-11-23T17:10:00Z"));
-        assert_eq!(plan, Plan::Wait { until: t("2026-11-23T17:40:00Z") });
+        assert_eq!(
+            plan,
+            Plan::Wait {
+                until: t("2026-11-23T17:40:00Z")
+            }
+        );
     }
 
     #[test]
     fn due_rotates() {
-        assert_eq!(plan(Some(1), None, &published(), t("2026-11-23T17:40:00Z")), Plan::Rotate(RotationCause::Due));
+        assert_eq!(
+            plan(Some(1), None, &published(), t("2026-11-23T17:40:00Z")),
+            Plan::Rotate(RotationCause::Due)
+        );
     }
 
     #[test]
@@ -144,8 +166,16 @@ mod tests {
             next_rotation_time: Some(Time(t("2026-11-23T17:00:30Z"))),
             ..Default::default()
         };
-        assert_eq!(plan(Some(1), None, &status, t("2026-11-23T17:00:10Z")), Plan::Wait { until: t("2026-11-23T17:00:30Z") });
-        assert_eq!(plan(Some(1), None, &status, t("2026-11-23T17:00:30Z")), Plan::Rotate(RotationCause::Retry));
+        assert_eq!(
+            plan(Some(1), None, &status, t("2026-11-23T17:00:10Z")),
+            Plan::Wait {
+                until: t("2026-11-23T17:00:30Z")
+            }
+        );
+        assert_eq!(
+            plan(Some(1), None, &status, t("2026-11-23T17:00:30Z")),
+            Plan::Rotate(RotationCause::Retry)
+        );
     }
 
     #[test]
@@ -153,19 +183,32 @@ mod tests {
         let status = published();
         assert_eq!(
             plan(Some(1), Some("now"), &status, t("2026-11-23T17:00:30Z")),
-            Plan::Wait { until: t("2026-11-23T17:01:00Z") }
+            Plan::Wait {
+                until: t("2026-11-23T17:01:00Z")
+            }
         );
         assert_eq!(
             plan(Some(1), Some("now"), &status, t("2026-11-23T17:05:00Z")),
             Plan::Rotate(RotationCause::Forced("now".into()))
         );
-        let acted = DsqlCredentialStatus { last_forced_rotation: Some("now".into()), ..status };
-        assert_eq!(plan(Some(1), Some("now"), &acted, t("2026-11-23T17:05:00Z")), Plan::Wait { until: t("2026-11-23T17:40:00Z") });
+        let acted = DsqlCredentialStatus {
+            last_forced_rotation: Some("now".into()),
+            ..status
+        };
+        assert_eq!(
+            plan(Some(1), Some("now"), &acted, t("2026-11-23T17:05:00Z")),
+            Plan::Wait {
+                until: t("2026-11-23T17:40:00Z")
+            }
+        );
     }
 
     #[test]
     fn a_stalled_credential_waits_for_a_spec_change_or_a_forced_rotation() {
-        let mut status = DsqlCredentialStatus { observed_generation: Some(1), ..Default::default() };
+        let mut status = DsqlCredentialStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        };
         crate::api::set_condition(
             &mut status.conditions,
             ConditionType::Stalled,
@@ -178,7 +221,10 @@ mod tests {
         let now = t("2026-11-23T17:05:00Z");
         assert_eq!(plan(Some(1), None, &status, now), Plan::Stalled);
         assert_eq!(plan(Some(2), None, &status, now), Plan::Rotate(RotationCause::Initial));
-        assert_eq!(plan(Some(1), Some("retry"), &status, now), Plan::Rotate(RotationCause::Initial));
+        assert_eq!(
+            plan(Some(1), Some("retry"), &status, now),
+            Plan::Rotate(RotationCause::Initial)
+        );
     }
 
     #[test]
@@ -189,12 +235,18 @@ mod tests {
             next_rotation_time: Some(Time(t("2026-11-23T17:05:00Z"))),
             ..Default::default()
         };
-        assert_eq!(plan(Some(2), None, &status, t("2026-11-23T17:01:00Z")), Plan::Rotate(RotationCause::Retry));
+        assert_eq!(
+            plan(Some(2), None, &status, t("2026-11-23T17:01:00Z")),
+            Plan::Rotate(RotationCause::Retry)
+        );
     }
 
     #[test]
     fn a_spec_change_rotates() {
-        assert_eq!(plan(Some(2), None, &published(), t("2026-11-23T17:05:00Z")), Plan::Rotate(RotationCause::SpecChanged));
+        assert_eq!(
+            plan(Some(2), None, &published(), t("2026-11-23T17:05:00Z")),
+            Plan::Rotate(RotationCause::SpecChanged)
+        );
     }
 
     #[test]
@@ -204,6 +256,11 @@ mod tests {
             next_rotation_time: Some(Time(t("2026-11-23T18:05:00Z"))),
             ..published()
         };
-        assert_eq!(plan(Some(1), None, &status, t("2026-11-23T17:50:00Z")), Plan::Wait { until: t("2026-11-23T18:00:00Z") });
+        assert_eq!(
+            plan(Some(1), None, &status, t("2026-11-23T17:50:00Z")),
+            Plan::Wait {
+                until: t("2026-11-23T18:00:00Z")
+            }
+        );
     }
 }

@@ -3,9 +3,7 @@
 //! is created or adopted.
 
 use crate::api::{ConditionReason, DsqlCredentialStatus};
-use crate::aws::{
-    AwsError, AwsErrorKind, OwnerRef, SecretsManager, WrittenVersion, client_request_token, secret_json,
-};
+use crate::aws::{AwsError, AwsErrorKind, OwnerRef, SecretsManager, WrittenVersion, client_request_token, secret_json};
 use crate::reconcile::validate::ValidCredential;
 use crate::token::{MintError, MintedToken, TokenMinter};
 use secrecy::SecretString;
@@ -31,7 +29,9 @@ pub enum RotationError {
     #[error(transparent)]
     Aws(#[from] AwsError),
     /// The secret exists and belongs to someone else.
-    #[error("Secrets Manager secret {secret:?} already exists and belongs to {owner}; the operator never overwrites a secret it does not own: choose another secretsManager.name, or delete that secret")]
+    #[error(
+        "Secrets Manager secret {secret:?} already exists and belongs to {owner}; the operator never overwrites a secret it does not own: choose another secretsManager.name, or delete that secret"
+    )]
     OwnedByOther {
         /// Secret name.
         secret: String,
@@ -71,9 +71,16 @@ pub async fn rotate(
     let minted = minter.mint(&valid.token).await?;
     let value = secret_json(&valid.connection, &minted.token, minted.expires_at);
     let first_rotation = status.rotation_count.unwrap_or(0).saturating_add(1);
-    let writer = Writer { secrets, owner, value: &value };
+    let writer = Writer {
+        secrets,
+        owner,
+        value: &value,
+    };
 
-    let known_arn = status.secret_arn.as_deref().filter(|_| status.secret_name.as_deref() == Some(valid.secret_name.as_str()));
+    let known_arn = status
+        .secret_arn
+        .as_deref()
+        .filter(|_| status.secret_name.as_deref() == Some(valid.secret_name.as_str()));
     let (version, rotation_count) = match known_arn {
         Some(arn) => match writer.put(arn, first_rotation).await {
             // The secret was deleted or scheduled for deletion behind the operator's back:
@@ -85,7 +92,11 @@ pub async fn rotate(
         },
         None => writer.create_or_adopt(valid, first_rotation).await?,
     };
-    Ok(Rotation { minted, version, rotation_count })
+    Ok(Rotation {
+        minted,
+        version,
+        rotation_count,
+    })
 }
 
 struct Writer<'a> {
@@ -109,11 +120,22 @@ impl Writer<'_> {
         }
     }
 
-    async fn create_or_adopt(&self, valid: &ValidCredential, rotation: i64) -> Result<(WrittenVersion, i64), RotationError> {
+    async fn create_or_adopt(
+        &self,
+        valid: &ValidCredential,
+        rotation: i64,
+    ) -> Result<(WrittenVersion, i64), RotationError> {
         let token = client_request_token(&self.owner.uid, rotation);
         let created = self
             .secrets
-            .create_secret(&valid.secret_name, self.value, self.owner, valid.kms_key_id.as_deref(), &valid.tags, &token)
+            .create_secret(
+                &valid.secret_name,
+                self.value,
+                self.owner,
+                valid.kms_key_id.as_deref(),
+                &valid.tags,
+                &token,
+            )
             .await;
         match created {
             Ok(version) => Ok((version, rotation)),

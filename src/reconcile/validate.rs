@@ -53,11 +53,18 @@ pub struct InvalidSpec {
 }
 
 fn invalid(message: impl Into<String>) -> InvalidSpec {
-    InvalidSpec { reason: ConditionReason::InvalidSpec, message: message.into() }
+    InvalidSpec {
+        reason: ConditionReason::InvalidSpec,
+        message: message.into(),
+    }
 }
 
 /// Validates `credential` against the rules the controller relies on.
-pub fn validate(credential: &DsqlCredential, config: &OperatorConfig, now: Timestamp) -> Result<ValidCredential, InvalidSpec> {
+pub fn validate(
+    credential: &DsqlCredential,
+    config: &OperatorConfig,
+    now: Timestamp,
+) -> Result<ValidCredential, InvalidSpec> {
     let spec = &credential.spec;
     let namespace = credential.namespace().unwrap_or_default();
     let (hostname, region) = resolve_cluster(&spec.cluster)?;
@@ -97,12 +104,14 @@ pub fn validate(credential: &DsqlCredential, config: &OperatorConfig, now: Times
     let schedule = match &spec.rotation.schedule {
         None => None,
         Some(text) => {
-            let parsed: RotationSchedule = text
-                .parse()
-                .map_err(|e: schedule::ScheduleError| InvalidSpec { reason: ConditionReason::InvalidSchedule, message: e.to_string() })?;
-            parsed
-                .validate(now)
-                .map_err(|e| InvalidSpec { reason: ConditionReason::InvalidSchedule, message: e.to_string() })?;
+            let parsed: RotationSchedule = text.parse().map_err(|e: schedule::ScheduleError| InvalidSpec {
+                reason: ConditionReason::InvalidSchedule,
+                message: e.to_string(),
+            })?;
+            parsed.validate(now).map_err(|e| InvalidSpec {
+                reason: ConditionReason::InvalidSchedule,
+                message: e.to_string(),
+            })?;
             Some(parsed)
         }
     };
@@ -116,15 +125,33 @@ pub fn validate(credential: &DsqlCredential, config: &OperatorConfig, now: Times
         .unwrap_or_else(|| config.default_secret_name(&namespace, &credential.name_any()));
     validate_secret_name(&secret_name)?;
     if sm.recovery_window_days != 0 && !(7..=30).contains(&sm.recovery_window_days) {
-        return Err(invalid("secretsManager.recoveryWindowDays must be 0 (delete at once) or between 7 and 30"));
+        return Err(invalid(
+            "secretsManager.recoveryWindowDays must be 0 (delete at once) or between 7 and 30",
+        ));
     }
-    if let Some(key) = sm.tags.keys().find(|k| k.starts_with("aws:") || k.starts_with("dsql.credentials.dev/")) {
-        return Err(invalid(format!("secretsManager.tags key {key:?} uses a reserved prefix (aws: or dsql.credentials.dev/)")));
+    if let Some(key) = sm
+        .tags
+        .keys()
+        .find(|k| k.starts_with("aws:") || k.starts_with("dsql.credentials.dev/"))
+    {
+        return Err(invalid(format!(
+            "secretsManager.tags key {key:?} uses a reserved prefix (aws: or dsql.credentials.dev/)"
+        )));
     }
 
     Ok(ValidCredential {
-        token: TokenRequest { hostname: hostname.clone(), region: region.clone(), admin: spec.role == "admin", lifetime },
-        connection: ConnectionInfo { host: hostname, dbname: spec.database.clone(), username: spec.role.clone(), region },
+        token: TokenRequest {
+            hostname: hostname.clone(),
+            region: region.clone(),
+            admin: spec.role == "admin",
+            lifetime,
+        },
+        connection: ConnectionInfo {
+            host: hostname,
+            dbname: spec.database.clone(),
+            username: spec.role.clone(),
+            region,
+        },
         renew_before,
         schedule,
         secret_name,
@@ -158,7 +185,9 @@ fn resolve_cluster(cluster: &crate::api::ClusterRef) -> Result<(String, String),
             if let Some(r) = &cluster.region
                 && r != &region
             {
-                return Err(invalid(format!("cluster.region {r:?} does not match the endpoint's region {region:?}")));
+                return Err(invalid(format!(
+                    "cluster.region {r:?} does not match the endpoint's region {region:?}"
+                )));
             }
             Ok((endpoint.clone(), region))
         }
@@ -166,8 +195,13 @@ fn resolve_cluster(cluster: &crate::api::ClusterRef) -> Result<(String, String),
             let Some(region) = &cluster.region else {
                 return Err(invalid("cluster.region is required with cluster.identifier"));
             };
-            if identifier.is_empty() || identifier.len() > 63 || !identifier.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
-                return Err(invalid(format!("cluster.identifier {identifier:?} must be lowercase letters and digits")));
+            if identifier.is_empty()
+                || identifier.len() > 63
+                || !identifier.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            {
+                return Err(invalid(format!(
+                    "cluster.identifier {identifier:?} must be lowercase letters and digits"
+                )));
             }
             if !is_region(region) {
                 return Err(invalid(format!("cluster.region {region:?} is not an AWS region name")));
@@ -183,7 +217,9 @@ fn is_region(region: &str) -> bool {
     parts.len() >= 3
         && region.len() <= 32
         && parts[0].len() == 2
-        && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
         && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
         && !parts[parts.len() - 1].is_empty()
 }

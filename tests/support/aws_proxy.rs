@@ -54,19 +54,13 @@ pub enum AwsError {
     /// sees an unhandled service error with no code.
     MalformedInternalError,
     /// Anything else: `__type`/`x-amzn-ErrorType` = `code`.
-    Custom {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Custom { status: u16, code: String, message: String },
 }
 
 impl AwsError {
     pub fn status(&self) -> u16 {
         match self {
-            Self::ThrottlingException
-            | Self::AccessDeniedException
-            | Self::ResourceNotFoundException => 400,
+            Self::ThrottlingException | Self::AccessDeniedException | Self::ResourceNotFoundException => 400,
             Self::InternalServiceError | Self::MalformedInternalError => 500,
             Self::Custom { status, .. } => *status,
         }
@@ -100,14 +94,12 @@ impl AwsError {
         let action = operation.replacen('.', ":", 1);
         let (error_type_header, body, content_type) = match self {
             Self::ThrottlingException => (
-                "ThrottlingException:http://internal.amazon.com/coral/com.amazon.coral.availability/"
-                    .to_owned(),
+                "ThrottlingException:http://internal.amazon.com/coral/com.amazon.coral.availability/".to_owned(),
                 json_error("ThrottlingException", "message", "Rate exceeded"),
                 "application/x-amz-json-1.1",
             ),
             Self::AccessDeniedException => (
-                "AccessDeniedException:http://internal.amazon.com/coral/com.amazon.coral.service/"
-                    .to_owned(),
+                "AccessDeniedException:http://internal.amazon.com/coral/com.amazon.coral.service/".to_owned(),
                 json_error(
                     "AccessDeniedException",
                     "Message",
@@ -120,8 +112,7 @@ impl AwsError {
                 "application/x-amz-json-1.1",
             ),
             Self::InternalServiceError => (
-                "InternalServiceError:http://internal.amazon.com/coral/com.amazonaws.secretsmanager/"
-                    .to_owned(),
+                "InternalServiceError:http://internal.amazon.com/coral/com.amazonaws.secretsmanager/".to_owned(),
                 json_error(
                     "InternalServiceError",
                     "Message",
@@ -130,8 +121,7 @@ impl AwsError {
                 "application/x-amz-json-1.1",
             ),
             Self::ResourceNotFoundException => (
-                "ResourceNotFoundException:http://internal.amazon.com/coral/com.amazonaws.secretsmanager/"
-                    .to_owned(),
+                "ResourceNotFoundException:http://internal.amazon.com/coral/com.amazonaws.secretsmanager/".to_owned(),
                 json_error(
                     "ResourceNotFoundException",
                     "Message",
@@ -157,8 +147,7 @@ impl AwsError {
             ),
         };
         let mut response = Response::new(Body::from(body));
-        *response.status_mut() =
-            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        *response.status_mut() = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         insert_header(headers, "x-amzn-requestid", request_id);
@@ -234,9 +223,7 @@ impl AwsProxy {
             client: Client::builder(TokioExecutor::new()).build_http(),
             request_ids: AtomicU64::new(1),
         });
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
+        let app = Router::new().fallback(handle).with_state(Arc::clone(&shared));
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -323,11 +310,7 @@ impl Drop for AwsProxy {
 }
 
 fn operation_name(parts: &Parts) -> String {
-    match parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-    {
+    match parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         Some(target) => target.to_owned(),
         None => format!("{} {}", parts.method, parts.uri.path()),
     }
@@ -400,18 +383,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
 }
 
 async fn forward(shared: &Shared, parts: Parts, body: Bytes) -> Response<Body> {
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
+    let path_and_query = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
     let uri: Uri = match format!("{}{path_and_query}", shared.upstream).parse() {
         Ok(uri) => uri,
         Err(e) => {
-            return plain_response(
-                StatusCode::BAD_GATEWAY,
-                format!("proxy built a bad upstream URI: {e}"),
-            );
+            return plain_response(StatusCode::BAD_GATEWAY, format!("proxy built a bad upstream URI: {e}"));
         }
     };
     let mut upstream_request = Request::new(Full::new(body));
@@ -419,9 +395,7 @@ async fn forward(shared: &Shared, parts: Parts, body: Bytes) -> Response<Body> {
     *upstream_request.uri_mut() = uri;
     for (name, value) in &parts.headers {
         if !is_hop_by_hop(name) {
-            upstream_request
-                .headers_mut()
-                .append(name.clone(), value.clone());
+            upstream_request.headers_mut().append(name.clone(), value.clone());
         }
     }
     let upstream_response = match shared.client.request(upstream_request).await {

@@ -133,8 +133,12 @@ impl TestEnv {
         install_crd(&kube).await;
         let namespace = format!("{}-{}", test_name.replace('_', "-"), rand::random::<u32>() % 100_000);
         let namespaces: Api<Namespace> = Api::all(kube.clone());
-        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).expect("namespace");
-        namespaces.create(&PostParams::default(), &ns).await.expect("namespace created");
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).expect("namespace");
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("namespace created");
 
         let config = OperatorConfig {
             secret_name_prefix: "dsql-e2e".to_owned(),
@@ -142,7 +146,17 @@ impl TestEnv {
             concurrency: 4,
             secrets_manager_writes_per_second: 0.0,
         };
-        TestEnv { fake, kube, moto, aws, operator_sdk, check_sdk, clock: Arc::new(TestClock::default()), namespace, config }
+        TestEnv {
+            fake,
+            kube,
+            moto,
+            aws,
+            operator_sdk,
+            check_sdk,
+            clock: Arc::new(TestClock::default()),
+            namespace,
+            config,
+        }
     }
 
     /// Starts an operator instance watching this test's namespace.
@@ -153,13 +167,22 @@ impl TestEnv {
         );
         let clock: Arc<dyn Clock> = self.clock.clone();
         let minter = TokenMinter::new(&self.operator_sdk, clock.clone());
-        let ctx = Arc::new(Context::new(self.kube.clone(), secrets, minter, clock, self.config.clone()));
+        let ctx = Arc::new(Context::new(
+            self.kube.clone(),
+            secrets,
+            minter,
+            clock,
+            self.config.clone(),
+        ));
         let (tx, rx) = oneshot::channel::<()>();
         let resync = self.clock.resync_stream();
         let task = tokio::spawn(dsql_credential_operator::controller::run(ctx, resync, async move {
             let _ = rx.await;
         }));
-        Operator { shutdown: Some(tx), task }
+        Operator {
+            shutdown: Some(tx),
+            task,
+        }
     }
 
     /// API for DsqlCredentials in this test's namespace.
@@ -180,11 +203,20 @@ impl TestEnv {
         }))
         .expect("a DynamicObject");
         let created = api.create(&PostParams::default(), &object).await?;
-        Ok(serde_json::from_value(serde_json::to_value(created).expect("serializes")).expect("the API returns a valid DsqlCredential"))
+        Ok(
+            serde_json::from_value(serde_json::to_value(created).expect("serializes"))
+                .expect("the API returns a valid DsqlCredential"),
+        )
     }
 
     /// Polls the credential until `done` holds (bounded by `timeout`).
-    pub async fn wait_for(&self, name: &str, timeout: Duration, what: &str, done: impl Fn(&DsqlCredential) -> bool) -> DsqlCredential {
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&DsqlCredential) -> bool,
+    ) -> DsqlCredential {
         let api = self.credentials();
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = None;
@@ -206,10 +238,15 @@ impl TestEnv {
 
     /// Waits until the credential is Ready=True with the given rotation count.
     pub async fn wait_ready(&self, name: &str, rotation_count: i64) -> DsqlCredential {
-        self.wait_for(name, Duration::from_secs(30), &format!("Ready after rotation {rotation_count}"), |c| {
-            condition(c, "Ready").is_some_and(|r| r.status == "True")
-                && c.status.as_ref().and_then(|s| s.rotation_count) == Some(rotation_count)
-        })
+        self.wait_for(
+            name,
+            Duration::from_secs(30),
+            &format!("Ready after rotation {rotation_count}"),
+            |c| {
+                condition(c, "Ready").is_some_and(|r| r.status == "True")
+                    && c.status.as_ref().and_then(|s| s.rotation_count) == Some(rotation_count)
+            },
+        )
         .await
     }
 
@@ -228,19 +265,29 @@ impl TestEnv {
     /// Patches the credential's metadata annotations.
     pub async fn annotate(&self, name: &str, key: &str, value: &str) {
         let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
-        self.credentials().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("annotate");
+        self.credentials()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("annotate");
     }
 
     /// Deletes the credential.
     pub async fn delete_credential(&self, name: &str) {
-        self.credentials().delete(name, &DeleteParams::default()).await.expect("delete");
+        self.credentials()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
     }
 
     /// Kubernetes writes (POST/PUT/PATCH/DELETE) the fake served since the last `clear`, or
     /// `None` against a real cluster (where the test cannot see them).
     pub fn kube_writes(&self) -> Option<Vec<String>> {
         self.fake.as_ref().map(|f| {
-            f.requests().into_iter().filter(|r| r.is_write()).map(|r| format!("{} {}", r.method, r.path)).collect()
+            f.requests()
+                .into_iter()
+                .filter(|r| r.is_write())
+                .map(|r| format!("{} {}", r.method, r.path))
+                .collect()
         })
     }
 
@@ -297,13 +344,18 @@ impl Drop for TestEnv {
 }
 
 /// The named condition of a credential.
-pub fn condition<'a>(c: &'a DsqlCredential, type_: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+pub fn condition<'a>(
+    c: &'a DsqlCredential,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     c.status.as_ref()?.conditions.iter().find(|x| x.type_ == type_)
 }
 
 async fn real_cluster_client(kubeconfig_path: &str) -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig_path).expect("kubeconfig readable");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("kubeconfig valid");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("kubeconfig valid");
     kube::Client::try_from(config).expect("client")
 }
 
@@ -314,9 +366,13 @@ async fn install_crd(client: &kube::Client) {
     let text = std::fs::read_to_string(path).expect("crds/dsqlcredential.yaml exists");
     let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("CRD parses");
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(&crd.name_any(), &PatchParams::apply("dsql-operator-e2e").force(), &Patch::Apply(&crd))
-        .await
-        .expect("CRD applied");
+    crds.patch(
+        &crd.name_any(),
+        &PatchParams::apply("dsql-operator-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("CRD applied");
     let api: Api<DsqlCredential> = Api::all(client.clone());
     for _ in 0..200 {
         if api.list(&Default::default()).await.is_ok() {
@@ -335,7 +391,13 @@ impl TestEnv {
 
     /// The current secret value parsed as JSON.
     pub async fn secret_document(&self, secret_id: &str) -> serde_json::Value {
-        let out = self.check_client().get_secret_value().secret_id(secret_id).send().await.expect("GetSecretValue");
+        let out = self
+            .check_client()
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .expect("GetSecretValue");
         serde_json::from_str(out.secret_string().expect("a string secret")).expect("secret is JSON")
     }
 
@@ -349,14 +411,25 @@ impl TestEnv {
             .send()
             .await
             .expect("ListSecretVersionIds");
-        out.versions.unwrap_or_default().into_iter().filter_map(|v| v.version_id).collect()
+        out.versions
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| v.version_id)
+            .collect()
     }
 
     /// Every token ever written to the secret (the `password` of each version).
     pub async fn all_tokens(&self, secret_id: &str) -> Vec<String> {
         let mut tokens = Vec::new();
         for version in self.secret_versions(secret_id).await {
-            let out = self.check_client().get_secret_value().secret_id(secret_id).version_id(version).send().await.expect("GetSecretValue");
+            let out = self
+                .check_client()
+                .get_secret_value()
+                .secret_id(secret_id)
+                .version_id(version)
+                .send()
+                .await
+                .expect("GetSecretValue");
             if let Some(text) = out.secret_string() {
                 let doc: serde_json::Value = serde_json::from_str(text).expect("JSON");
                 if let Some(p) = doc["password"].as_str() {
@@ -368,8 +441,16 @@ impl TestEnv {
     }
 
     /// The secret's description (tags, deletion date).
-    pub async fn describe_secret(&self, secret_id: &str) -> Option<aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput> {
-        self.check_client().describe_secret().secret_id(secret_id).send().await.ok()
+    pub async fn describe_secret(
+        &self,
+        secret_id: &str,
+    ) -> Option<aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput> {
+        self.check_client()
+            .describe_secret()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .ok()
     }
 
     /// Fails if any token written to `secret_ids`, or its signature, appears in anything the
@@ -381,9 +462,15 @@ impl TestEnv {
         for id in secret_ids {
             for token in self.all_tokens(id).await {
                 scanned += 1;
-                assert!(!emitted.contains(&token), "a token from {id} appears in the operator's output");
+                assert!(
+                    !emitted.contains(&token),
+                    "a token from {id} appears in the operator's output"
+                );
                 let signature = super::token_check::token_signature(&token).expect("token has a signature");
-                assert!(!emitted.contains(&signature), "a token signature from {id} appears in the operator's output");
+                assert!(
+                    !emitted.contains(&signature),
+                    "a token signature from {id} appears in the operator's output"
+                );
             }
         }
         assert!(scanned > 0, "no tokens found to scan for");

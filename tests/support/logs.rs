@@ -23,7 +23,9 @@ impl Write for BufferWriter {
 /// Installs the capturing subscriber (once per process).
 pub fn init() {
     let buffer = BUFFER.get_or_init(|| Arc::new(Mutex::new(Vec::new()))).clone();
-    let filter = tracing_subscriber::EnvFilter::new("info,dsql_credential_operator=trace,kube_runtime=debug,aws_sdk_secretsmanager=debug,aws_smithy_runtime=debug");
+    let filter = tracing_subscriber::EnvFilter::new(
+        "info,dsql_credential_operator=trace,kube_runtime=debug,aws_sdk_secretsmanager=debug,aws_smithy_runtime=debug",
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
@@ -33,7 +35,10 @@ pub fn init() {
 
 /// All log lines captured so far in this process.
 pub fn captured() -> String {
-    BUFFER.get().map(|b| String::from_utf8_lossy(&b.lock().unwrap_or_else(|p| p.into_inner())).into_owned()).unwrap_or_default()
+    BUFFER
+        .get()
+        .map(|b| String::from_utf8_lossy(&b.lock().unwrap_or_else(|p| p.into_inner())).into_owned())
+        .unwrap_or_default()
 }
 
 /// The last `n` captured log lines, for failure messages.

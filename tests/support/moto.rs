@@ -184,12 +184,7 @@ impl MotoServer {
             .stdout(stdio(&log)?)
             .stderr(stdio(&log)?)
             .spawn()
-            .map_err(|e| {
-                (
-                    format!("cannot spawn moto with {}: {e}", python.display()),
-                    false,
-                )
-            })?;
+            .map_err(|e| (format!("cannot spawn moto with {}: {e}", python.display()), false))?;
         let mut server = MotoServer { child, port, log };
 
         let deadline = Instant::now() + START_TIMEOUT;
@@ -199,9 +194,7 @@ impl MotoServer {
                     let log = server.log_contents();
                     let taken = log.contains("Address already in use");
                     return Err((
-                        format!(
-                            "moto exited during start-up ({status}) on 127.0.0.1:{port}; its log:\n{log}"
-                        ),
+                        format!("moto exited during start-up ({status}) on 127.0.0.1:{port}; its log:\n{log}"),
                         taken,
                     ));
                 }
@@ -209,10 +202,7 @@ impl MotoServer {
                 Err(e) => return Err((format!("cannot poll the moto process: {e}"), false)),
             }
             let url = format!("{}/moto-api/", server.endpoint_url());
-            if request(Method::GET, &url, Duration::from_secs(2))
-                .await
-                .is_ok()
-            {
+            if request(Method::GET, &url, Duration::from_secs(2)).await.is_ok() {
                 return Ok(server);
             }
             if Instant::now() >= deadline {
@@ -276,11 +266,7 @@ impl Drop for MotoServer {
 }
 
 /// One plain HTTP/1.1 request with an empty body; returns status and body.
-pub async fn request(
-    method: Method,
-    url: &str,
-    timeout: Duration,
-) -> Result<(StatusCode, Bytes), String> {
+pub async fn request(method: Method, url: &str, timeout: Duration) -> Result<(StatusCode, Bytes), String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let req = Request::builder()
         .method(method)
@@ -288,10 +274,7 @@ pub async fn request(
         .body(Empty::new())
         .map_err(|e| format!("bad request for {url}: {e}"))?;
     let exchange = async {
-        let response = client
-            .request(req)
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
+        let response = client.request(req).await.map_err(|e| format!("{url}: {e}"))?;
         let status = response.status();
         let body = response
             .into_body()
@@ -326,11 +309,7 @@ pub fn test_sdk_config(endpoint_url: &str, creds: Credentials) -> SdkConfig {
 
 /// Like [`test_sdk_config`] but with the standard retry strategy allowing
 /// `max_attempts` attempts per call, with millisecond back-off.
-pub fn test_sdk_config_with_attempts(
-    endpoint_url: &str,
-    creds: Credentials,
-    max_attempts: u32,
-) -> SdkConfig {
+pub fn test_sdk_config_with_attempts(endpoint_url: &str, creds: Credentials, max_attempts: u32) -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(TEST_REGION))
@@ -360,21 +339,12 @@ pub fn test_aws_env(endpoint_url: &str, creds: &Credentials) -> Vec<(String, Str
     let mut env = vec![
         ("AWS_ENDPOINT_URL".to_owned(), endpoint_url.to_owned()),
         ("AWS_REGION".to_owned(), TEST_REGION.to_owned()),
-        (
-            "AWS_ACCESS_KEY_ID".to_owned(),
-            creds.access_key_id().to_owned(),
-        ),
-        (
-            "AWS_SECRET_ACCESS_KEY".to_owned(),
-            creds.secret_access_key().to_owned(),
-        ),
+        ("AWS_ACCESS_KEY_ID".to_owned(), creds.access_key_id().to_owned()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), creds.secret_access_key().to_owned()),
         ("AWS_MAX_ATTEMPTS".to_owned(), "1".to_owned()),
         ("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned()),
         ("AWS_CONFIG_FILE".to_owned(), "/dev/null".to_owned()),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE".to_owned(),
-            "/dev/null".to_owned(),
-        ),
+        ("AWS_SHARED_CREDENTIALS_FILE".to_owned(), "/dev/null".to_owned()),
     ];
     if let Some(token) = creds.session_token() {
         env.push(("AWS_SESSION_TOKEN".to_owned(), token.to_owned()));

@@ -46,10 +46,7 @@ impl std::fmt::Debug for ExpectedToken {
             .field("admin", &self.admin)
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "<redacted>"),
-            )
+            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -104,10 +101,7 @@ pub fn verify_dsql_token(token: &str, expected: &ExpectedToken) -> Result<(), St
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = redact(&String::from_utf8_lossy(&output.stderr));
 
-    let verdict: Option<serde_json::Value> = stdout
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok());
+    let verdict: Option<serde_json::Value> = stdout.lines().rev().find_map(|line| serde_json::from_str(line).ok());
     let Some(verdict) = verdict else {
         return Err(format!(
             "token verifier gave no verdict ({}{}); stderr:\n{stderr}",
@@ -121,16 +115,9 @@ pub fn verify_dsql_token(token: &str, expected: &ExpectedToken) -> Result<(), St
     let problems: Vec<String> = verdict
         .get("problems")
         .and_then(|p| p.as_array())
-        .map(|a| {
-            a.iter()
-                .map(|p| redact(p.as_str().unwrap_or("?")))
-                .collect()
-        })
+        .map(|a| a.iter().map(|p| redact(p.as_str().unwrap_or("?"))).collect())
         .unwrap_or_default();
-    match (
-        verdict.get("ok").and_then(|v| v.as_bool()),
-        output.status.code(),
-    ) {
+    match (verdict.get("ok").and_then(|v| v.as_bool()), output.status.code()) {
         (Some(true), Some(0)) => Ok(()),
         (_, Some(1)) => Err(problems.join("; ")),
         (_, status) => Err(format!(

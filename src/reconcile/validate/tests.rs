@@ -54,22 +54,50 @@ fn identifier_and_region_build_the_endpoint_and_custom_roles_are_not_admin() {
 fn rejects_bad_input_with_a_message_naming_the_field() {
     let cases = [
         (serde_json::json!({"cluster": {}}), "exactly one of cluster.endpoint"),
-        (serde_json::json!({"cluster": {"identifier": "abc"}}), "cluster.region is required"),
-        (serde_json::json!({"cluster": {"endpoint": "db.example.com"}}), "not an Aurora DSQL endpoint"),
-        (serde_json::json!({"cluster": {"endpoint": "abc.dsql.us-east-1.on.aws", "region": "us-west-2"}}), "does not match"),
+        (
+            serde_json::json!({"cluster": {"identifier": "abc"}}),
+            "cluster.region is required",
+        ),
+        (
+            serde_json::json!({"cluster": {"endpoint": "db.example.com"}}),
+            "not an Aurora DSQL endpoint",
+        ),
+        (
+            serde_json::json!({"cluster": {"endpoint": "abc.dsql.us-east-1.on.aws", "region": "us-west-2"}}),
+            "does not match",
+        ),
         (serde_json::json!({"token": {"lifetime": "5m"}}), "token.lifetime is 5m"),
-        (serde_json::json!({"token": {"lifetime": "169h"}}), "between 15m and 168h"),
+        (
+            serde_json::json!({"token": {"lifetime": "169h"}}),
+            "between 15m and 168h",
+        ),
         (serde_json::json!({"token": {"lifetime": "-1h"}}), "token.lifetime"),
-        (serde_json::json!({"rotation": {"renewBefore": "1h"}}), "shorter than token.lifetime"),
+        (
+            serde_json::json!({"rotation": {"renewBefore": "1h"}}),
+            "shorter than token.lifetime",
+        ),
         (serde_json::json!({"rotation": {"renewBefore": "55m"}}), "under 10m"),
-        (serde_json::json!({"secretsManager": {"name": "bad name!"}}), "Secrets Manager name"),
-        (serde_json::json!({"secretsManager": {"recoveryWindowDays": 3}}), "recoveryWindowDays"),
-        (serde_json::json!({"secretsManager": {"tags": {"aws:owner": "x"}}}), "reserved prefix"),
+        (
+            serde_json::json!({"secretsManager": {"name": "bad name!"}}),
+            "Secrets Manager name",
+        ),
+        (
+            serde_json::json!({"secretsManager": {"recoveryWindowDays": 3}}),
+            "recoveryWindowDays",
+        ),
+        (
+            serde_json::json!({"secretsManager": {"tags": {"aws:owner": "x"}}}),
+            "reserved prefix",
+        ),
     ];
     for (spec, expected) in cases {
         let err = check(spec.clone()).unwrap_err();
         assert_eq!(err.reason, ConditionReason::InvalidSpec, "{spec}");
-        assert!(err.message.contains(expected), "{spec}: {:?} lacks {expected:?}", err.message);
+        assert!(
+            err.message.contains(expected),
+            "{spec}: {:?} lacks {expected:?}",
+            err.message
+        );
     }
 }
 
@@ -77,23 +105,49 @@ fn rejects_bad_input_with_a_message_naming_the_field() {
 fn bad_schedules_are_reported_as_invalid_schedules() {
     for schedule in ["rate(5 minutes)", "cron(0 10 * * * *)", "every hour"] {
         let err = check(serde_json::json!({"rotation": {"schedule": schedule}})).unwrap_err();
-        assert_eq!(err.reason, ConditionReason::InvalidSchedule, "{schedule}: {}", err.message);
+        assert_eq!(
+            err.reason,
+            ConditionReason::InvalidSchedule,
+            "{schedule}: {}",
+            err.message
+        );
     }
-    assert!(check(serde_json::json!({"rotation": {"schedule": "rate(30 minutes)"}})).unwrap().schedule.is_some());
+    assert!(
+        check(serde_json::json!({"rotation": {"schedule": "rate(30 minutes)"}}))
+            .unwrap()
+            .schedule
+            .is_some()
+    );
 }
 
 #[test]
 fn the_secret_name_recorded_in_status_wins() {
     let mut c = credential(serde_json::json!({"secretsManager": {"name": "custom/name"}}));
-    assert_eq!(validate(&c, &OperatorConfig::default(), t("2026-11-23T17:00:00Z")).unwrap().secret_name, "custom/name");
-    c.status = Some(crate::api::DsqlCredentialStatus { secret_name: Some("from/status".into()), ..Default::default() });
-    assert_eq!(validate(&c, &OperatorConfig::default(), t("2026-11-23T17:00:00Z")).unwrap().secret_name, "from/status");
+    assert_eq!(
+        validate(&c, &OperatorConfig::default(), t("2026-11-23T17:00:00Z"))
+            .unwrap()
+            .secret_name,
+        "custom/name"
+    );
+    c.status = Some(crate::api::DsqlCredentialStatus {
+        secret_name: Some("from/status".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        validate(&c, &OperatorConfig::default(), t("2026-11-23T17:00:00Z"))
+            .unwrap()
+            .secret_name,
+        "from/status"
+    );
 }
 
 #[test]
 fn spec_types_round_trip() {
     let spec = DsqlCredentialSpec {
-        cluster: ClusterRef { endpoint: Some("a.dsql.us-east-1.on.aws".into()), ..Default::default() },
+        cluster: ClusterRef {
+            endpoint: Some("a.dsql.us-east-1.on.aws".into()),
+            ..Default::default()
+        },
         role: "admin".into(),
         database: "postgres".into(),
         token: Default::default(),

@@ -42,10 +42,7 @@ pub fn validate_name(def: &ResourceDef, obj: &Value, causes: &mut Vec<Cause>) {
             DNS1123_SUBDOMAIN_MSG.to_string()
         };
         if name.len() > if label { 63 } else { 253 } {
-            msg = format!(
-                "must be no more than {} characters",
-                if label { 63 } else { 253 }
-            );
+            msg = format!("must be no more than {} characters", if label { 63 } else { 253 });
         }
         causes.push(Cause::invalid("metadata.name", &json!(name), &msg));
     }
@@ -60,17 +57,9 @@ fn validate_labels(obj: &Value, causes: &mut Vec<Cause>) {
         let name = k.rsplit('/').next().unwrap_or_default();
         let name_ok = !name.is_empty()
             && name.len() <= 63
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            && name
-                .as_bytes()
-                .first()
-                .is_some_and(u8::is_ascii_alphanumeric)
-            && name
-                .as_bytes()
-                .last()
-                .is_some_and(u8::is_ascii_alphanumeric);
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+            && name.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric);
         let prefix_ok = match k.rsplit_once('/') {
             Some((p, _)) => is_dns_subdomain(p),
             None => true,
@@ -85,13 +74,8 @@ fn validate_labels(obj: &Value, causes: &mut Vec<Cause>) {
         let val = v.as_str().unwrap_or_default();
         let val_ok = val.is_empty()
             || (val.len() <= 63
-                && val
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-                && val
-                    .as_bytes()
-                    .first()
-                    .is_some_and(u8::is_ascii_alphanumeric)
+                && val.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && val.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
                 && val.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric));
         if !val_ok {
             causes.push(Cause::invalid(
@@ -112,22 +96,14 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>, causes: &mu
             {
                 causes.push(Cause::invalid("type", t, "field is immutable"));
             }
-            if let (Some(old), Some(true)) = (
-                old,
-                old.and_then(|o| o.get("immutable"))
-                    .and_then(Value::as_bool),
-            ) && (old.get("data") != obj.get("data"))
+            if let (Some(old), Some(true)) = (old, old.and_then(|o| o.get("immutable")).and_then(Value::as_bool))
+                && (old.get("data") != obj.get("data"))
             {
-                causes.push(Cause::forbidden(
-                    "data",
-                    "field is immutable when `immutable` is set",
-                ));
+                causes.push(Cause::forbidden("data", "field is immutable when `immutable` is set"));
             }
         }
         "Lease" => {
-            if let Some(d) = obj
-                .pointer("/spec/leaseDurationSeconds")
-                .and_then(Value::as_i64)
+            if let Some(d) = obj.pointer("/spec/leaseDurationSeconds").and_then(Value::as_i64)
                 && d <= 0
             {
                 causes.push(Cause::invalid(
@@ -142,12 +118,8 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>, causes: &mu
             if sel.is_none() {
                 causes.push(Cause::required("spec.selector", ""));
             }
-            let want = sel
-                .and_then(|s| s.get("matchLabels"))
-                .and_then(Value::as_object);
-            let have = obj
-                .pointer("/spec/template/metadata/labels")
-                .and_then(Value::as_object);
+            let want = sel.and_then(|s| s.get("matchLabels")).and_then(Value::as_object);
+            let have = obj.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
             if let Some(want) = want {
                 let ok = have.is_some_and(|h| want.iter().all(|(k, v)| h.get(k) == Some(v)));
                 if !ok {
@@ -158,9 +130,7 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>, causes: &mu
                     ));
                 }
             }
-            let containers = obj
-                .pointer("/spec/template/spec/containers")
-                .and_then(Value::as_array);
+            let containers = obj.pointer("/spec/template/spec/containers").and_then(Value::as_array);
             if containers.is_none_or(|c| c.is_empty()) {
                 causes.push(Cause::required("spec.template.spec.containers", ""));
             }
@@ -227,21 +197,14 @@ fn default_pod_template(t: &mut Value) {
     set_default(t, "/spec/securityContext", json!({}));
     set_default(t, "/spec/schedulerName", json!("default-scheduler"));
     for list in ["containers", "initContainers"] {
-        let Some(cs) = t
-            .pointer_mut(&format!("/spec/{list}"))
-            .and_then(Value::as_array_mut)
-        else {
+        let Some(cs) = t.pointer_mut(&format!("/spec/{list}")).and_then(Value::as_array_mut) else {
             continue;
         };
         for c in cs {
             set_default(c, "/terminationMessagePath", json!("/dev/termination-log"));
             set_default(c, "/terminationMessagePolicy", json!("File"));
             set_default(c, "/resources", json!({}));
-            let image = c
-                .get("image")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
             let tag_latest = {
                 let last = image.rsplit('/').next().unwrap_or_default();
                 !image.contains('@') && (!last.contains(':') || last.ends_with(":latest"))
@@ -264,19 +227,14 @@ fn default_pod_template(t: &mut Value) {
 pub fn normalize(def: &ResourceDef, obj: &mut Value) {
     match def.kind.as_str() {
         "Secret" => {
-            if let Some(Value::Object(sd)) =
-                obj.as_object_mut().and_then(|o| o.remove("stringData"))
-            {
+            if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
                 let data = obj
                     .as_object_mut()
                     .map(|o| o.entry("data").or_insert_with(|| json!({})));
                 if let Some(Value::Object(data)) = data {
                     for (k, v) in sd {
                         let s = v.as_str().unwrap_or_default();
-                        data.insert(
-                            k,
-                            json!(base64::engine::general_purpose::STANDARD.encode(s)),
-                        );
+                        data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
                     }
                 }
             }
@@ -289,10 +247,7 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value) {
                 .unwrap_or_default()
                 .to_string();
             set_default(obj, "/metadata/labels", json!({}));
-            if let Some(l) = obj
-                .pointer_mut("/metadata/labels")
-                .and_then(Value::as_object_mut)
-            {
+            if let Some(l) = obj.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
                 l.insert("kubernetes.io/metadata.name".into(), json!(name));
             }
             set_default(obj, "/spec/finalizers", json!(["kubernetes"]));
@@ -320,11 +275,7 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value) {
             set_default(obj, "/spec/strategy/type", json!("RollingUpdate"));
             if obj.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
                 set_default(obj, "/spec/strategy/rollingUpdate/maxSurge", json!("25%"));
-                set_default(
-                    obj,
-                    "/spec/strategy/rollingUpdate/maxUnavailable",
-                    json!("25%"),
-                );
+                set_default(obj, "/spec/strategy/rollingUpdate/maxUnavailable", json!("25%"));
             }
             if let Some(t) = obj.pointer_mut("/spec/template") {
                 default_pod_template(t);
@@ -335,16 +286,8 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value) {
             set_default(obj, "/spec/revisionHistoryLimit", json!(10));
             set_default(obj, "/spec/podManagementPolicy", json!("OrderedReady"));
             set_default(obj, "/spec/updateStrategy/type", json!("RollingUpdate"));
-            if obj
-                .pointer("/spec/updateStrategy/type")
-                .and_then(Value::as_str)
-                == Some("RollingUpdate")
-            {
-                set_default(
-                    obj,
-                    "/spec/updateStrategy/rollingUpdate/partition",
-                    json!(0),
-                );
+            if obj.pointer("/spec/updateStrategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
+                set_default(obj, "/spec/updateStrategy/rollingUpdate/partition", json!(0));
             }
             set_default(
                 obj,
@@ -363,16 +306,8 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value) {
         "DaemonSet" => {
             set_default(obj, "/spec/revisionHistoryLimit", json!(10));
             set_default(obj, "/spec/updateStrategy/type", json!("RollingUpdate"));
-            if obj
-                .pointer("/spec/updateStrategy/type")
-                .and_then(Value::as_str)
-                == Some("RollingUpdate")
-            {
-                set_default(
-                    obj,
-                    "/spec/updateStrategy/rollingUpdate/maxUnavailable",
-                    json!(1),
-                );
+            if obj.pointer("/spec/updateStrategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
+                set_default(obj, "/spec/updateStrategy/rollingUpdate/maxUnavailable", json!(1));
                 set_default(obj, "/spec/updateStrategy/rollingUpdate/maxSurge", json!(0));
             }
             if let Some(t) = obj.pointer_mut("/spec/template") {
@@ -398,11 +333,7 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value) {
                         .collect()
                 })
                 .unwrap_or_default();
-            set_default(
-                obj,
-                "/status/acceptedNames",
-                json!({"kind": "", "plural": ""}),
-            );
+            set_default(obj, "/status/acceptedNames", json!({"kind": "", "plural": ""}));
             set_default(obj, "/status/conditions", Value::Null);
             set_default(obj, "/status/storedVersions", Value::Array(storage));
         }

@@ -109,11 +109,7 @@ fn aggregated(state: &State, core: bool) -> Value {
                 .collect();
             vs.push(json!({"version": v, "resources": rs, "freshness": "Current"}));
         }
-        let meta = if g.is_empty() {
-            json!({})
-        } else {
-            json!({"name": g})
-        };
+        let meta = if g.is_empty() { json!({}) } else { json!({"name": g}) };
         items.push(json!({"metadata": meta, "versions": vs}));
     }
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
@@ -154,15 +150,11 @@ pub fn serve(state: &State, method: &str, path: &str, port: u16, accept: &str) -
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": format!("127.0.0.1:{port}")}],
         }),
         ["api", "v1"] => {
-            let defs: Vec<&ResourceDef> =
-                state.defs.iter().filter(|d| d.group.is_empty()).collect();
+            let defs: Vec<&ResourceDef> = state.defs.iter().filter(|d| d.group.is_empty()).collect();
             json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resource_entries(&defs)})
         }
         ["apis"] => {
-            let gs: Vec<Value> = groups(state)
-                .iter()
-                .map(|(g, vs)| group_json(g, vs))
-                .collect();
+            let gs: Vec<Value> = groups(state).iter().map(|(g, vs)| group_json(g, vs)).collect();
             json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": gs})
         }
         ["apis", g] => {
@@ -173,11 +165,7 @@ pub fn serve(state: &State, method: &str, path: &str, port: u16, accept: &str) -
             v
         }
         ["apis", g, v] => {
-            let defs: Vec<&ResourceDef> = state
-                .defs
-                .iter()
-                .filter(|d| d.group == *g && d.version == *v)
-                .collect();
+            let defs: Vec<&ResourceDef> = state.defs.iter().filter(|d| d.group == *g && d.version == *v).collect();
             if defs.is_empty() {
                 return None;
             }

@@ -171,10 +171,7 @@ impl ApiError {
         ApiError::status(
             409,
             "AlreadyExists",
-            &format!(
-                "{} {name:?} already exists",
-                group_resource(group, resource)
-            ),
+            &format!("{} {name:?} already exists", group_resource(group, resource)),
             Some(details(name, group, resource, &[])),
         )
     }
@@ -207,10 +204,7 @@ impl ApiError {
         } else {
             format!("{kind}.{group}")
         };
-        let rendered: Vec<String> = causes
-            .iter()
-            .map(|c| format!("{}: {}", c.field, c.message))
-            .collect();
+        let rendered: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
         // The real server de-duplicates identical errors in the message but not in causes.
         let mut unique: Vec<String> = Vec::new();
         for r in rendered {

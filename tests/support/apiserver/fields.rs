@@ -47,11 +47,7 @@ impl Hints {
                         let keys = s
                             .get("x-kubernetes-list-map-keys")
                             .and_then(Value::as_array)
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|k| k.as_str().map(str::to_string))
-                                    .collect()
-                            })
+                            .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
                             .unwrap_or_default();
                         ListType::Map(keys)
                     }
@@ -98,11 +94,7 @@ impl Hints {
                     == Some("atomic")
             }
             Hints::Builtin(storage) => {
-                storage == "/events"
-                    && matches!(
-                        p.as_slice(),
-                        ["regarding"] | ["related"] | ["involvedObject"]
-                    )
+                storage == "/events" && matches!(p.as_slice(), ["regarding"] | ["related"] | ["involvedObject"])
                     || matches!(p.as_slice(), ["spec", "selector"] if storage.starts_with("apps/"))
             }
         }
@@ -356,8 +348,7 @@ impl Walker<'_> {
                             out.insert(path);
                             if matches!(lt, ListType::Map(_)) {
                                 hp.push("[]".into());
-                                if let (false, Value::Object(m)) = (self.hints.atomic_map(hp), item)
-                                {
+                                if let (false, Value::Object(m)) = (self.hints.atomic_map(hp), item) {
                                     for (k, child) in m {
                                         path.push(field_el(k));
                                         hp.push(k.clone());
@@ -383,13 +374,7 @@ impl Walker<'_> {
     }
 
     /// Every node (intermediate ones included) of a value.
-    fn full_set(
-        &self,
-        v: &Value,
-        path: &mut Vec<String>,
-        hp: &mut Vec<String>,
-        out: &mut FieldSet,
-    ) {
+    fn full_set(&self, v: &Value, path: &mut Vec<String>, hp: &mut Vec<String>, out: &mut FieldSet) {
         if !path.is_empty() {
             out.insert(path);
         }
@@ -405,11 +390,7 @@ impl Walker<'_> {
             }
             Value::Array(items) => {
                 let lt = self.hints.list_type(hp);
-                if let Some(els) = items
-                    .iter()
-                    .map(|i| item_el(&lt, i))
-                    .collect::<Option<Vec<String>>>()
-                {
+                if let Some(els) = items.iter().map(|i| item_el(&lt, i)).collect::<Option<Vec<String>>>() {
                     for (el, item) in els.into_iter().zip(items) {
                         path.push(el);
                         hp.push("[]".into());
@@ -449,14 +430,11 @@ impl Walker<'_> {
                 self.compare(Some(&empty), Some(n), path, hp, changed, removed);
             }
             (Some(o), Some(n)) => {
-                let both_obj =
-                    is_structured_obj(self.hints, hp, o) && is_structured_obj(self.hints, hp, n);
+                let both_obj = is_structured_obj(self.hints, hp, o) && is_structured_obj(self.hints, hp, n);
                 let lt = self.hints.list_type(hp);
                 let keyed = |v: &Value| -> Option<Vec<(String, Value)>> {
                     let arr = v.as_array()?;
-                    arr.iter()
-                        .map(|i| item_el(&lt, i).map(|e| (e, i.clone())))
-                        .collect()
+                    arr.iter().map(|i| item_el(&lt, i).map(|e| (e, i.clone()))).collect()
                 };
                 if both_obj {
                     let (Some(om), Some(nm)) = (o.as_object(), n.as_object()) else {
@@ -500,9 +478,7 @@ impl Walker<'_> {
                         changed.insert(path);
                     }
                     // A structured old value replaced by something else loses its children.
-                    if is_structured_obj(self.hints, hp, o)
-                        || (o.is_array() && lt != ListType::Atomic)
-                    {
+                    if is_structured_obj(self.hints, hp, o) || (o.is_array() && lt != ListType::Atomic) {
                         let mut sub = FieldSet::default();
                         self.full_set(o, path, hp, &mut sub);
                         let mut now = FieldSet::default();
@@ -542,9 +518,7 @@ impl Walker<'_> {
                     let Some(cel) = item_el(&lt, ci) else {
                         return config.clone();
                     };
-                    let pos = out
-                        .iter()
-                        .position(|li| item_el(&lt, li).as_ref() == Some(&cel));
+                    let pos = out.iter().position(|li| item_el(&lt, li).as_ref() == Some(&cel));
                     match pos {
                         Some(p) => {
                             hp.push("[]".into());
@@ -661,13 +635,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn same_key(
-        &self,
-        manager: &str,
-        operation: &str,
-        api_version: &str,
-        subresource: &str,
-    ) -> bool {
+    fn same_key(&self, manager: &str, operation: &str, api_version: &str, subresource: &str) -> bool {
         self.manager == manager
             && self.operation == operation
             && self.subresource == subresource
@@ -692,11 +660,7 @@ impl Entry {
 
 pub fn decode_entries(obj: &Value) -> Vec<Entry> {
     let mut out = Vec::new();
-    for e in obj["metadata"]["managedFields"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
+    for e in obj["metadata"]["managedFields"].as_array().into_iter().flatten() {
         out.push(Entry {
             manager: e["manager"].as_str().unwrap_or_default().to_string(),
             operation: e["operation"].as_str().unwrap_or_default().to_string(),
@@ -713,30 +677,14 @@ pub fn decode_entries(obj: &Value) -> Vec<Entry> {
 pub fn encode_entries(mut entries: Vec<Entry>) -> Value {
     entries.retain(|e| !e.set.is_empty());
     entries.sort_by(|a, b| {
-        let ta = a
-            .time
-            .as_ref()
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let tb = b
-            .time
-            .as_ref()
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        (
-            a.operation.as_str(),
-            ta,
-            a.manager.as_str(),
-            a.subresource.as_str(),
-        )
-            .cmp(&(
-                b.operation.as_str(),
-                tb,
-                b.manager.as_str(),
-                b.subresource.as_str(),
-            ))
+        let ta = a.time.as_ref().and_then(Value::as_str).unwrap_or_default().to_string();
+        let tb = b.time.as_ref().and_then(Value::as_str).unwrap_or_default().to_string();
+        (a.operation.as_str(), ta, a.manager.as_str(), a.subresource.as_str()).cmp(&(
+            b.operation.as_str(),
+            tb,
+            b.manager.as_str(),
+            b.subresource.as_str(),
+        ))
     });
     Value::Array(
         entries
@@ -891,8 +839,7 @@ pub fn apply(
             conflicts,
         };
     }
-    let unchanged =
-        changed.is_empty() && removed.is_empty() && last == config_set && mine.is_some();
+    let unchanged = changed.is_empty() && removed.is_empty() && last == config_set && mine.is_some();
     for (i, e) in entries.iter_mut().enumerate() {
         if Some(i) != mine {
             e.set = e.set.difference(&changed).difference(&removed);

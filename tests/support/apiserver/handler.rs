@@ -14,9 +14,7 @@ use super::patch;
 use super::resources::ResourceDef;
 use super::schema;
 use super::selectors::{FieldSelector, LabelSelector};
-use super::store::{
-    DeleteOpts, Deleted, State, finalizers, key_of, meta_str, new_uid, now_rfc3339, set_meta,
-};
+use super::store::{DeleteOpts, Deleted, State, finalizers, key_of, meta_str, new_uid, now_rfc3339, set_meta};
 
 /// A parsed HTTP request.
 #[derive(Debug, Clone)]
@@ -33,10 +31,7 @@ pub struct Req {
 
 impl Req {
     fn q(&self, k: &str) -> Option<&str> {
-        self.query
-            .get(k)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
+        self.query.get(k).map(String::as_str).filter(|s| !s.is_empty())
     }
     fn flag(&self, k: &str) -> bool {
         matches!(self.q(k), Some("true") | Some("1"))
@@ -94,9 +89,7 @@ pub fn resolve(state: &State, path: &str) -> Result<Option<Target>, ApiError> {
         _ => return Ok(None),
     };
     let (namespace, plural, tail): (Option<&str>, &str, &[&str]) = match rest {
-        ["namespaces", ns, plural, tail @ ..]
-            if !(group.is_empty() && matches!(*plural, "status" | "finalize")) =>
-        {
+        ["namespaces", ns, plural, tail @ ..] if !(group.is_empty() && matches!(*plural, "status" | "finalize")) => {
             (Some(*ns), *plural, tail)
         }
         [plural, tail @ ..] => (None, *plural, tail),
@@ -180,18 +173,14 @@ fn hints_for(def: &ResourceDef) -> Hints {
 }
 
 fn parse_body(req: &Req) -> ApiResult<Value> {
-    let text = std::str::from_utf8(&req.body)
-        .map_err(|_| ApiError::bad_request("request body is not valid UTF-8"))?;
+    let text = std::str::from_utf8(&req.body).map_err(|_| ApiError::bad_request("request body is not valid UTF-8"))?;
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     match serde_json::from_str::<Value>(text) {
         Ok(v) => Ok(v),
         Err(e) => {
-            let yaml = req
-                .content_type
-                .as_deref()
-                .is_some_and(|c| c.contains("yaml"));
+            let yaml = req.content_type.as_deref().is_some_and(|c| c.contains("yaml"));
             if yaml {
                 serde_saphyr::from_str::<Value>(text)
                     .map_err(|e| ApiError::bad_request(&format!("error decoding YAML: {e}")))
@@ -207,19 +196,12 @@ fn parse_body(req: &Req) -> ApiResult<Value> {
 /// Checks apiVersion/kind of a body against the endpoint.
 fn check_type(def: &ResourceDef, body: &Value) -> ApiResult<()> {
     if !body.is_object() {
-        return Err(ApiError::bad_request(
-            "the body of the request must be a JSON object",
-        ));
+        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
     }
     let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let av = body
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let av = body.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
     if kind.is_empty() {
-        return Err(ApiError::bad_request(&format!(
-            "Object 'Kind' is missing in '{body}'"
-        )));
+        return Err(ApiError::bad_request(&format!("Object 'Kind' is missing in '{body}'")));
     }
     if kind != def.kind {
         return Err(ApiError::bad_request(&format!(
@@ -274,8 +256,8 @@ fn get(state: &State, t: &Target) -> ApiResult<Reply> {
 }
 
 fn selectors(t: &Target, req: &Req) -> ApiResult<(LabelSelector, FieldSelector)> {
-    let labels = LabelSelector::parse(req.q("labelSelector").unwrap_or_default())
-        .map_err(|e| ApiError::bad_request(&e))?;
+    let labels =
+        LabelSelector::parse(req.q("labelSelector").unwrap_or_default()).map_err(|e| ApiError::bad_request(&e))?;
     let fields = FieldSelector::parse(req.q("fieldSelector").unwrap_or_default(), &t.def.kind)
         .map_err(|e| ApiError::bad_request(&e))?;
     Ok((labels, fields))
@@ -333,9 +315,9 @@ fn list(state: &State, t: &Target, req: &Req) -> ApiResult<Reply> {
     let objects = match (exact, requested_rv) {
         (true, Some(rv)) => {
             list_rv = rv;
-            state.snapshot_at(&def.storage, rv).ok_or_else(|| {
-                ApiError::expired("The resourceVersion for the provided list is too old.")
-            })?
+            state
+                .snapshot_at(&def.storage, rv)
+                .ok_or_else(|| ApiError::expired("The resourceVersion for the provided list is too old."))?
         }
         _ => state.objects.get(&def.storage).cloned().unwrap_or_default(),
     };
@@ -358,10 +340,7 @@ fn list(state: &State, t: &Target, req: &Req) -> ApiResult<Reply> {
         items.push((key, builtin::to_version(def, obj)));
     }
     items.sort_by(|a, b| a.0.cmp(&b.0));
-    let limit = req
-        .q("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .filter(|l| *l > 0);
+    let limit = req.q("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
     let mut meta = Map::new();
     meta.insert("resourceVersion".into(), json!(list_rv.to_string()));
     let mut cont = String::new();
@@ -371,8 +350,7 @@ fn list(state: &State, t: &Target, req: &Req) -> ApiResult<Reply> {
         let remaining = items.len() - limit;
         items.truncate(limit);
         if let Some((last, _)) = items.last() {
-            let tok =
-                json!({"v": "meta.k8s.io/v1", "rv": list_rv, "start": format!("{last}\u{0}")});
+            let tok = json!({"v": "meta.k8s.io/v1", "rv": list_rv, "start": format!("{last}\u{0}")});
             cont = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tok.to_string());
         }
         meta.insert("remainingItemCount".into(), json!(remaining));
@@ -460,9 +438,8 @@ fn decode_defaults(def: &ResourceDef, obj: &mut Value, warnings: &mut Vec<String
     // ObjectMeta is typed: empty lists and maps are omitted (omitempty).
     if let Some(Value::Object(meta)) = obj.get_mut("metadata") {
         meta.retain(|k, v| {
-            let empty = v.is_null()
-                || v.as_array().is_some_and(Vec::is_empty)
-                || v.as_object().is_some_and(Map::is_empty);
+            let empty =
+                v.is_null() || v.as_array().is_some_and(Vec::is_empty) || v.as_object().is_some_and(Map::is_empty);
             !(empty
                 && matches!(
                     k.as_str(),
@@ -484,9 +461,9 @@ fn decode_defaults(def: &ResourceDef, obj: &mut Value, warnings: &mut Vec<String
             && let Value::Object(m) = obj
         {
             // Status defaults belong to the strategy, not to decoding.
-            if m.get("status").is_some_and(|s| {
-                s.get("acceptedNames").is_some() && s.get("conditions").is_some_and(Value::is_null)
-            }) {
+            if m.get("status")
+                .is_some_and(|s| s.get("acceptedNames").is_some() && s.get("conditions").is_some_and(Value::is_null))
+            {
                 m.remove("status");
             }
         }
@@ -530,10 +507,7 @@ fn commit(
         && old.pointer("/metadata/deletionTimestamp").is_some()
     {
         let old_f = finalizers(old);
-        let added: Vec<String> = finalizers(&new)
-            .into_iter()
-            .filter(|f| !old_f.contains(f))
-            .collect();
+        let added: Vec<String> = finalizers(&new).into_iter().filter(|f| !old_f.contains(f)).collect();
         if !added.is_empty() {
             let list: Vec<String> = added.iter().map(|f| format!("{f:?}")).collect();
             let msg = format!(
@@ -566,13 +540,9 @@ fn commit(
         match old {
             None => set_meta(&mut new, "generation", json!(1)),
             Some(o) => {
-                let g = o
-                    .pointer("/metadata/generation")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1);
+                let g = o.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
                 let drop_status = def.status_subresource || !def.custom;
-                let mut bump =
-                    without_meta_status(o, drop_status) != without_meta_status(&new, drop_status);
+                let mut bump = without_meta_status(o, drop_status) != without_meta_status(&new, drop_status);
                 if def.kind == "Deployment"
                     && o.pointer("/metadata/annotations") != new.pointer("/metadata/annotations")
                 {
@@ -584,12 +554,7 @@ fn commit(
     }
     let headers: Vec<(String, String)> = warnings
         .iter()
-        .map(|w| {
-            (
-                "Warning".to_string(),
-                format!("299 - \"unknown field \\\"{w}\\\"\""),
-            )
-        })
+        .map(|w| ("Warning".to_string(), format!("299 - \"unknown field \\\"{w}\\\"\"")))
         .collect();
     // No-op writes do not touch storage (same resourceVersion, no watch event).
     if let Some(o) = old
@@ -635,10 +600,7 @@ fn commit(
 /// Established, and start serving the resource.
 fn establish_crd(state: &mut State, crd: &Value, now: &str) {
     let mut o = crd.clone();
-    let names = o
-        .pointer("/spec/names")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+    let names = o.pointer("/spec/names").cloned().unwrap_or_else(|| json!({}));
     let before = o.clone();
     if let Value::Object(m) = &mut o {
         let status = m.entry("status").or_insert_with(|| json!({}));
@@ -712,10 +674,7 @@ fn create(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
         return Err(invalid(
             def,
             "",
-            &[Cause::required(
-                "metadata.name",
-                "name or generateName is required",
-            )],
+            &[Cause::required("metadata.name", "name or generateName is required")],
         ));
     }
     if def.namespaced {
@@ -766,10 +725,8 @@ fn create(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
     {
         m.remove("status");
     }
-    if matches!(
-        def.kind.as_str(),
-        "Deployment" | "StatefulSet" | "DaemonSet"
-    ) && let Value::Object(m) = &mut body
+    if matches!(def.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet")
+        && let Value::Object(m) = &mut body
     {
         m.insert("status".into(), json!({}));
     }
@@ -827,9 +784,7 @@ fn carry_over(def: &ResourceDef, sub: &str, old: &Value, mut new: Value) -> Valu
         set_meta(
             &mut new,
             f,
-            old.pointer(&format!("/metadata/{f}"))
-                .cloned()
-                .unwrap_or(Value::Null),
+            old.pointer(&format!("/metadata/{f}")).cloned().unwrap_or(Value::Null),
         );
     }
     if let Value::Object(m) = &mut new {
@@ -837,22 +792,13 @@ fn carry_over(def: &ResourceDef, sub: &str, old: &Value, mut new: Value) -> Valu
             "apiVersion".into(),
             old.get("apiVersion").cloned().unwrap_or(Value::Null),
         );
-        m.insert(
-            "kind".into(),
-            old.get("kind").cloned().unwrap_or(Value::Null),
-        );
+        m.insert("kind".into(), old.get("kind").cloned().unwrap_or(Value::Null));
     }
     new
 }
 
 /// Update-style write (PUT, merge/json/strategic patch) of `candidate` over `old`.
-fn write_update(
-    state: &mut State,
-    t: &Target,
-    req: &Req,
-    old: &Value,
-    mut candidate: Value,
-) -> ApiResult<Reply> {
+fn write_update(state: &mut State, t: &Target, req: &Req, old: &Value, mut candidate: Value) -> ApiResult<Reply> {
     let def = &t.def;
     let ctx = write_ctx(t, req)?;
     let name = meta_str(old, "name").to_string();
@@ -864,11 +810,7 @@ fn write_update(
     decode_defaults(def, &mut candidate, &mut warnings);
     let old_ext = builtin::to_version(def, old);
     let mut new = carry_over(def, &ctx.subresource, &old_ext, candidate);
-    set_meta(
-        &mut new,
-        "resourceVersion",
-        json!(meta_str(old, "resourceVersion")),
-    );
+    set_meta(&mut new, "resourceVersion", json!(meta_str(old, "resourceVersion")));
     let mut entries = fields::decode_entries(old);
     let mut cmp_old = old_ext.clone();
     set_meta(&mut cmp_old, "managedFields", Value::Null);
@@ -924,10 +866,7 @@ fn patch_request(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
     let def = &t.def;
     let ct = req.content_type.clone().unwrap_or_default();
     let ct = ct.split(';').next().unwrap_or_default().trim().to_string();
-    let mut accepted = vec![
-        "application/json-patch+json",
-        "application/merge-patch+json",
-    ];
+    let mut accepted = vec!["application/json-patch+json", "application/merge-patch+json"];
     if !def.custom {
         accepted.push("application/strategic-merge-patch+json");
     }
@@ -940,10 +879,7 @@ fn patch_request(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             "meta.k8s.io",
             "PatchOptions",
             "",
-            &[Cause::forbidden(
-                "force",
-                "may not be specified for non-apply patch",
-            )],
+            &[Cause::forbidden("force", "may not be specified for non-apply patch")],
         ));
     }
     if ct == "application/apply-patch+yaml" {
@@ -961,9 +897,7 @@ fn patch_request(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
         }
         "application/strategic-merge-patch+json" => {
             if !body.is_object() {
-                return Err(ApiError::bad_request(
-                    "strategic merge patch must be a JSON object",
-                ));
+                return Err(ApiError::bad_request("strategic merge patch must be a JSON object"));
             }
             patch::strategic_merge_patch(&mut doc, &body, &hints_for(def), &mut Vec::new());
         }
@@ -979,9 +913,7 @@ fn patch_request(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
         }
     }
     if !doc.is_object() {
-        return Err(ApiError::bad_request(
-            "the patched object is not a JSON object",
-        ));
+        return Err(ApiError::bad_request("the patched object is not a JSON object"));
     }
     write_update(state, t, req, &old, doc)
 }
@@ -994,10 +926,7 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             "meta.k8s.io",
             "PatchOptions",
             "",
-            &[Cause::required(
-                "fieldManager",
-                "is required for apply patch",
-            )],
+            &[Cause::required("fieldManager", "is required for apply patch")],
         ));
     }
     let ctx = write_ctx(t, req)?;
@@ -1069,11 +998,7 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             let mut obj = applied.object;
             let mut warnings = Vec::new();
             decode_defaults(def, &mut obj, &mut warnings);
-            set_meta(
-                &mut obj,
-                "managedFields",
-                fields::encode_or_null(applied.entries),
-            );
+            set_meta(&mut obj, "managedFields", fields::encode_or_null(applied.entries));
             set_meta(&mut obj, "uid", json!(new_uid()));
             set_meta(&mut obj, "creationTimestamp", json!(ctx.now));
             set_meta(&mut obj, "name", json!(name));
@@ -1101,9 +1026,7 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
                 let causes: Vec<Cause> = applied
                     .conflicts
                     .iter()
-                    .map(|(m, p)| {
-                        Cause::new("FieldManagerConflict", p, format!("conflict with {m}"))
-                    })
+                    .map(|(m, p)| Cause::new("FieldManagerConflict", p, format!("conflict with {m}")))
                     .collect();
                 let msg = if applied.conflicts.len() == 1 {
                     format!(
@@ -1137,16 +1060,8 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             let mut warnings = Vec::new();
             decode_defaults(def, &mut new, &mut warnings);
             let mut new = carry_over(def, &ctx.subresource, &old_ext, new);
-            set_meta(
-                &mut new,
-                "resourceVersion",
-                json!(meta_str(&old, "resourceVersion")),
-            );
-            set_meta(
-                &mut new,
-                "managedFields",
-                fields::encode_or_null(applied.entries),
-            );
+            set_meta(&mut new, "resourceVersion", json!(meta_str(&old, "resourceVersion")));
+            set_meta(&mut new, "managedFields", fields::encode_or_null(applied.entries));
             commit(state, t, &ctx, Some(&old_ext), new, warnings)
         }
     }
@@ -1236,9 +1151,7 @@ fn delete_collection(state: &mut State, t: &Target, req: &Req) -> ApiResult<Repl
         .map(|m| {
             m.iter()
                 .filter(|((ns, _), o)| {
-                    t.namespace.as_ref().is_none_or(|w| w == ns)
-                        && labels.matches(o)
-                        && fields.matches(o)
+                    t.namespace.as_ref().is_none_or(|w| w == ns) && labels.matches(o) && fields.matches(o)
                 })
                 .map(|(k, _)| k.clone())
                 .collect()

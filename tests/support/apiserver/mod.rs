@@ -106,9 +106,7 @@ impl FakeApiServer {
             bookmark_ms: AtomicU64::new(60_000),
             port: addr.port(),
         });
-        let router = axum::Router::new()
-            .fallback(serve_request)
-            .with_state(shared.clone());
+        let router = axum::Router::new().fallback(serve_request).with_state(shared.clone());
         let mut stop = shared.shutdown.subscribe();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router)
@@ -151,11 +149,7 @@ impl FakeApiServer {
 
     /// Every request served, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.shared
-            .state
-            .lock()
-            .map(|s| s.requests.clone())
-            .unwrap_or_default()
+        self.shared.state.lock().map(|s| s.requests.clone()).unwrap_or_default()
     }
 
     pub fn clear_requests(&self) {
@@ -166,13 +160,7 @@ impl FakeApiServer {
 
     /// The next `times` requests matching `method` (None = any) whose path (with query) contains
     /// `path_contains` get `status` with a metav1 Status body.
-    pub fn inject_fault(
-        &self,
-        method: Option<&str>,
-        path_contains: &str,
-        status: u16,
-        times: usize,
-    ) {
+    pub fn inject_fault(&self, method: Option<&str>, path_contains: &str, status: u16, times: usize) {
         if let Ok(mut s) = self.shared.state.lock() {
             s.faults.push(Fault {
                 method: method.map(|m| m.to_ascii_uppercase()),
@@ -286,14 +274,7 @@ async fn gc_loop(shared: Arc<Shared>) {
 fn verb(req: &Req, has_name: bool) -> &'static str {
     match (req.method.as_str(), has_name) {
         ("GET", true) => "get",
-        ("GET", false)
-            if matches!(
-                req.query.get("watch").map(String::as_str),
-                Some("true") | Some("1")
-            ) =>
-        {
-            "watch"
-        }
+        ("GET", false) if matches!(req.query.get("watch").map(String::as_str), Some("true") | Some("1")) => "watch",
         ("GET", false) => "list",
         ("POST", _) => "create",
         ("PUT", _) => "update",
@@ -373,15 +354,10 @@ fn fault_error(state: &State, req: &Req, code: u16) -> ApiError {
 fn json_response(code: u16, body: &serde_json::Value, headers: &[(String, String)]) -> Response {
     let mut resp = Response::new(Body::from(body.to_string()));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     for (k, v) in headers {
-        if let (Ok(name), Ok(val)) = (
-            axum::http::HeaderName::try_from(k.as_str()),
-            HeaderValue::from_str(v),
-        ) {
+        if let (Ok(name), Ok(val)) = (axum::http::HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
             if name == header::CONTENT_TYPE {
                 resp.headers_mut().insert(name, val);
             } else {
@@ -402,10 +378,7 @@ fn text_response(code: u16, text: String) -> Response {
     resp
 }
 
-async fn serve_request(
-    AxState(shared): AxState<Arc<Shared>>,
-    request: axum::extract::Request,
-) -> Response {
+async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::extract::Request) -> Response {
     let (parts, body) = request.into_parts();
     let hdr = |name: header::HeaderName| {
         parts
@@ -484,10 +457,8 @@ async fn serve_request(
         Reply::Text(code, t) => text_response(code, t),
         Reply::Watch(w) => {
             let mut resp = Response::new(watch::start(shared.clone(), *w));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp
         }
     }

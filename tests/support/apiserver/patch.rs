@@ -26,12 +26,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// Strategic merge patch for built-in kinds: like a merge patch, but lists with merge keys are
 /// merged by key and `$patch`/`$retainKeys`/`$setElementOrder` directives are honoured or dropped.
-pub fn strategic_merge_patch(
-    target: &mut Value,
-    patch: &Value,
-    hints: &Hints,
-    hp: &mut Vec<String>,
-) {
+pub fn strategic_merge_patch(target: &mut Value, patch: &Value, hints: &Hints, hp: &mut Vec<String>) {
     let Value::Object(p) = patch else {
         *target = patch.clone();
         return;
@@ -68,9 +63,7 @@ pub fn strategic_merge_patch(
                     let Some(el) = item_el(&lt, item) else {
                         continue;
                     };
-                    let pos = cur
-                        .iter()
-                        .position(|c| item_el(&lt, c).as_ref() == Some(&el));
+                    let pos = cur.iter().position(|c| item_el(&lt, c).as_ref() == Some(&el));
                     match (pos, delete) {
                         (Some(i), true) => {
                             cur.remove(i);
@@ -89,9 +82,7 @@ pub fn strategic_merge_patch(
                     }
                 }
             }
-            (Some(existing @ Value::Object(_)), Value::Object(_)) => {
-                strategic_merge_patch(existing, v, hints, hp)
-            }
+            (Some(existing @ Value::Object(_)), Value::Object(_)) => strategic_merge_patch(existing, v, hints, hp),
             _ => {
                 let mut clean = v.clone();
                 strip_directives(&mut clean);
@@ -193,9 +184,7 @@ fn remove(doc: &mut Value, toks: &[String]) -> Result<Value, String> {
     match p {
         Value::Object(m) => m.remove(last).ok_or_else(|| "missing path".to_string()),
         Value::Array(a) => {
-            let i = last
-                .parse::<usize>()
-                .map_err(|_| "missing path".to_string())?;
+            let i = last.parse::<usize>().map_err(|_| "missing path".to_string())?;
             if i >= a.len() {
                 return Err("missing path".into());
             }
@@ -225,17 +214,11 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), String> {
             "add" => add(
                 doc,
                 &path,
-                op.get("value")
-                    .cloned()
-                    .ok_or("add operation does not have a value")?,
+                op.get("value").cloned().ok_or("add operation does not have a value")?,
             )?,
             "remove" => {
-                remove(doc, &path).map_err(|_| {
-                    format!(
-                        "remove operation does not apply: doc is missing path: {}",
-                        ptr(&path)
-                    )
-                })?;
+                remove(doc, &path)
+                    .map_err(|_| format!("remove operation does not apply: doc is missing path: {}", ptr(&path)))?;
             }
             "replace" => {
                 let val = op
@@ -256,11 +239,7 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), String> {
                 }
             }
             "move" | "copy" => {
-                let from = split_pointer(
-                    op.get("from")
-                        .and_then(Value::as_str)
-                        .ok_or("missing from")?,
-                )?;
+                let from = split_pointer(op.get("from").and_then(Value::as_str).ok_or("missing from")?)?;
                 let val = pointer_get(doc, &from).cloned().ok_or_else(|| {
                     format!(
                         "{name} operation does not apply: doc is missing from path: {}",
@@ -273,9 +252,7 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), String> {
                 add(doc, &path, val)?;
             }
             "test" => {
-                let val = op
-                    .get("value")
-                    .ok_or("test operation does not have a value")?;
+                let val = op.get("value").ok_or("test operation does not have a value")?;
                 // Like evanphx/json-patch (used by the API server): a missing path equals null,
                 // which kube-runtime's finalizer helper relies on.
                 let matches = match pointer_get(doc, &path) {

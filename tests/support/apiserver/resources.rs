@@ -32,13 +32,7 @@ impl ResourceDef {
         }
     }
 
-    pub fn builtin(
-        group: &str,
-        version: &str,
-        plural: &str,
-        kind: &str,
-        namespaced: bool,
-    ) -> ResourceDef {
+    pub fn builtin(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool) -> ResourceDef {
         ResourceDef {
             group: group.to_string(),
             version: version.to_string(),
@@ -96,8 +90,7 @@ pub fn builtins() -> Vec<ResourceDef> {
             .with_short(&["ns"]),
         ResourceDef::builtin("", "v1", "secrets", "Secret", true),
         ResourceDef::builtin("", "v1", "configmaps", "ConfigMap", true).with_short(&["cm"]),
-        ResourceDef::builtin("", "v1", "serviceaccounts", "ServiceAccount", true)
-            .with_short(&["sa"]),
+        ResourceDef::builtin("", "v1", "serviceaccounts", "ServiceAccount", true).with_short(&["sa"]),
         ResourceDef::builtin("", "v1", "events", "Event", true)
             .with_short(&["ev"])
             .with_storage("/events"),
@@ -147,11 +140,7 @@ pub fn defs_from_crd(crd: &Value) -> Vec<ResourceDef> {
         .unwrap_or_else(|| format!("{kind}List"));
     let short_names: Vec<String> = names["shortNames"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
     let namespaced = spec["scope"].as_str() != Some("Cluster");
     let mut out = Vec::new();

@@ -74,11 +74,7 @@ pub fn apply_defaults(schema: &Value, value: &mut Value) {
 pub fn prune(schema: &Value, value: &mut Value, path: &str, root: bool, dropped: &mut Vec<String>) {
     match value {
         Value::Object(obj) => {
-            let embedded = root
-                || schema
-                    .get("x-kubernetes-embedded-resource")
-                    .and_then(Value::as_bool)
-                    == Some(true);
+            let embedded = root || schema.get("x-kubernetes-embedded-resource").and_then(Value::as_bool) == Some(true);
             let props = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
             let preserve = preserves_unknown(schema);
@@ -165,10 +161,7 @@ pub fn validate(schema: &Value, v: &Value, path: &str, root: bool, errs: &mut Ve
         }
         return;
     }
-    let int_or_string = schema
-        .get("x-kubernetes-int-or-string")
-        .and_then(Value::as_bool)
-        == Some(true);
+    let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
     if int_or_string {
         if !(v.is_string() || type_ok("integer", v)) {
             errs.push(Cause::new(
@@ -238,11 +231,7 @@ fn validate_string(schema: &Value, s: &str, v: &Value, path: &str, errs: &mut Ve
     if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
         match regex::Regex::new(p) {
             Ok(re) if !re.is_match(s) => {
-                errs.push(Cause::invalid(
-                    path,
-                    v,
-                    &format!("{path} in body should match '{p}'"),
-                ));
+                errs.push(Cause::invalid(path, v, &format!("{path} in body should match '{p}'")));
             }
             _ => {}
         }
@@ -283,10 +272,7 @@ fn validate_number(schema: &Value, v: &Value, path: &str, errs: &mut Vec<Cause>)
                 errs.push(Cause::invalid(
                     path,
                     v,
-                    &format!(
-                        "{path} in body should be greater than or equal to {}",
-                        fmt_num(min)
-                    ),
+                    &format!("{path} in body should be greater than or equal to {}", fmt_num(min)),
                 ));
             }
         }
@@ -304,10 +290,7 @@ fn validate_number(schema: &Value, v: &Value, path: &str, errs: &mut Vec<Cause>)
                 errs.push(Cause::invalid(
                     path,
                     v,
-                    &format!(
-                        "{path} in body should be less than or equal to {}",
-                        fmt_num(max)
-                    ),
+                    &format!("{path} in body should be less than or equal to {}", fmt_num(max)),
                 ));
             }
         }
@@ -392,14 +375,7 @@ fn validate_array(schema: &Value, items: &[Value], v: &Value, path: &str, errs: 
     }
 }
 
-fn validate_object(
-    schema: &Value,
-    obj: &Map<String, Value>,
-    v: &Value,
-    path: &str,
-    root: bool,
-    errs: &mut Vec<Cause>,
-) {
+fn validate_object(schema: &Value, obj: &Map<String, Value>, v: &Value, path: &str, root: bool, errs: &mut Vec<Cause>) {
     let _ = v;
     let n = obj.len() as u64;
     if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
@@ -420,12 +396,7 @@ fn validate_object(
             &format!("{path} in body should have at least {min} properties"),
         ));
     }
-    for r in schema
-        .get("required")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for r in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
         if let Some(name) = r.as_str()
             && !obj.contains_key(name)
         {
@@ -446,9 +417,7 @@ fn validate_object(
 
 fn has_cel_rules(schema: &Value) -> bool {
     match schema {
-        Value::Object(m) => {
-            m.contains_key("x-kubernetes-validations") || m.values().any(has_cel_rules)
-        }
+        Value::Object(m) => m.contains_key("x-kubernetes-validations") || m.values().any(has_cel_rules),
         Value::Array(a) => a.iter().any(has_cel_rules),
         _ => false,
     }
@@ -492,21 +461,14 @@ pub fn validate_custom(
             } else {
                 f.field_path.clone()
             };
-            let reason = f
-                .reason
-                .clone()
-                .unwrap_or_else(|| "FieldValueInvalid".to_string());
+            let reason = f.reason.clone().unwrap_or_else(|| "FieldValueInvalid".to_string());
             let prefix = match reason.as_str() {
                 "FieldValueForbidden" => "Forbidden",
                 "FieldValueRequired" => "Required value",
                 "FieldValueDuplicate" => "Duplicate value",
                 _ => "Invalid value",
             };
-            errs.push(Cause::new(
-                &reason,
-                &field,
-                format!("{prefix}: {}", f.message),
-            ));
+            errs.push(Cause::new(&reason, &field, format!("{prefix}: {}", f.message)));
         }
     }
     errs

@@ -53,9 +53,7 @@ fn parse_set(s: &str) -> Result<Vec<String>, String> {
 }
 
 fn valid_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
 }
 
 impl LabelSelector {
@@ -79,18 +77,20 @@ impl LabelSelector {
             } else if let Some((k, v)) = p.split_once(" in ") {
                 (k.trim().to_string(), Op::In(parse_set(v)?))
             } else if let Some((k, v)) = p.split_once('>') {
-                let n = v.trim().parse().map_err(|_| format!("unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer: {v}"))?;
+                let n = v.trim().parse().map_err(|_| {
+                    format!("unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer: {v}")
+                })?;
                 (k.trim().to_string(), Op::Gt(n))
             } else if let Some((k, v)) = p.split_once('<') {
-                let n = v.trim().parse().map_err(|_| format!("unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer: {v}"))?;
+                let n = v.trim().parse().map_err(|_| {
+                    format!("unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer: {v}")
+                })?;
                 (k.trim().to_string(), Op::Lt(n))
             } else {
                 (p.to_string(), Op::Exists)
             };
             if !valid_key(&key) {
-                return Err(format!(
-                    "unable to parse requirement: invalid label key {key:?}"
-                ));
+                return Err(format!("unable to parse requirement: invalid label key {key:?}"));
             }
             reqs.push((key, op));
         }
@@ -107,12 +107,8 @@ impl LabelSelector {
             Op::NotIn(vs) => get(k).is_none_or(|x| !vs.iter().any(|v| v == x)),
             Op::Exists => get(k).is_some(),
             Op::NotExists => get(k).is_none(),
-            Op::Gt(n) => get(k)
-                .and_then(|x| x.parse::<i64>().ok())
-                .is_some_and(|x| x > *n),
-            Op::Lt(n) => get(k)
-                .and_then(|x| x.parse::<i64>().ok())
-                .is_some_and(|x| x < *n),
+            Op::Gt(n) => get(k).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x > *n),
+            Op::Lt(n) => get(k).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x < *n),
         })
     }
 }

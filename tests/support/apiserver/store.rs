@@ -45,9 +45,7 @@ pub struct State {
 }
 
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 pub fn new_uid() -> String {
@@ -80,11 +78,7 @@ pub fn key_of(obj: &Value) -> Key {
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
         .unwrap_or_default()
 }
 
@@ -136,8 +130,7 @@ impl State {
         }
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let def = ResourceDef::builtin("", "v1", "namespaces", "Namespace", false);
-            let mut obj =
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let mut obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             super::builtin::normalize(&def, &mut obj);
             set_meta(&mut obj, "uid", json!(new_uid()));
             set_meta(&mut obj, "creationTimestamp", json!(now_rfc3339()));
@@ -158,9 +151,7 @@ impl State {
     }
 
     pub fn get(&self, storage: &str, ns: &str, name: &str) -> Option<&Value> {
-        self.objects
-            .get(storage)?
-            .get(&(ns.to_string(), name.to_string()))
+        self.objects.get(storage)?.get(&(ns.to_string(), name.to_string()))
     }
 
     pub fn namespace(&self, name: &str) -> Option<&Value> {
@@ -275,13 +266,7 @@ impl State {
     }
 
     /// DELETE semantics: preconditions, propagation finalizers, deletionTimestamp, removal.
-    pub fn delete_object(
-        &mut self,
-        def: &ResourceDef,
-        ns: &str,
-        name: &str,
-        opts: &DeleteOpts,
-    ) -> ApiResult<Deleted> {
+    pub fn delete_object(&mut self, def: &ResourceDef, ns: &str, name: &str, opts: &DeleteOpts) -> ApiResult<Deleted> {
         let Some(obj) = self.get(&def.storage, ns, name).cloned() else {
             return Err(ApiError::not_found(&def.group, &def.plural, name));
         };
@@ -376,11 +361,7 @@ impl State {
         set_meta(
             &mut o,
             "finalizers",
-            if fins.is_empty() {
-                Value::Null
-            } else {
-                json!(fins)
-            },
+            if fins.is_empty() { Value::Null } else { json!(fins) },
         );
         self.put(storage, o);
     }
@@ -400,12 +381,7 @@ impl State {
         let all = self.all();
         let uids: HashMap<String, (String, Key, Value)> = all
             .iter()
-            .map(|(s, k, v)| {
-                (
-                    meta_str(v, "uid").to_string(),
-                    (s.clone(), k.clone(), v.clone()),
-                )
-            })
+            .map(|(s, k, v)| (meta_str(v, "uid").to_string(), (s.clone(), k.clone(), v.clone())))
             .collect();
         let mut changed = false;
         let mut has_dependents: HashMap<String, bool> = HashMap::new();
@@ -427,8 +403,7 @@ impl State {
                     None => {}
                     Some((_, _, owner)) => {
                         let fins = finalizers(owner);
-                        let owner_terminating =
-                            owner.pointer("/metadata/deletionTimestamp").is_some();
+                        let owner_terminating = owner.pointer("/metadata/deletionTimestamp").is_some();
                         if owner_terminating && fins.iter().any(|f| f == "orphan") {
                             continue;
                         }
@@ -459,9 +434,7 @@ impl State {
             }
         }
         for (storage, key, obj) in &all {
-            if obj.pointer("/metadata/deletionTimestamp").is_none()
-                || self.get(storage, &key.0, &key.1).is_none()
-            {
+            if obj.pointer("/metadata/deletionTimestamp").is_none() || self.get(storage, &key.0, &key.1).is_none() {
                 continue;
             }
             let uid = meta_str(obj, "uid");

@@ -136,20 +136,13 @@ async fn run(shared: Arc<Shared>, w: WatchReq, tx: tokio::sync::mpsc::Sender<Byt
                 let st = status_body(
                     410,
                     "Expired",
-                    &format!(
-                        "too old resource version: {last} ({})",
-                        state.oldest_rv(&storage)
-                    ),
+                    &format!("too old resource version: {last} ({})", state.oldest_rv(&storage)),
                     None,
                 );
                 (vec![line("ERROR", st)], true)
             } else {
                 let mut out = Vec::new();
-                for e in state
-                    .history
-                    .iter()
-                    .filter(|e| e.rv > last && e.storage == storage)
-                {
+                for e in state.history.iter().filter(|e| e.rv > last && e.storage == storage) {
                     let now = matches(&w, &e.object);
                     let before = e.prev.as_ref().is_some_and(|p| matches(&w, p));
                     let etype = match (e.etype, before, now) {
