@@ -102,6 +102,7 @@ async fn a_token_that_expires_while_rotation_keeps_failing_turns_ready_false() {
     assert_eq!(condition(&expired, "Ready").unwrap().status, "False");
     assert_eq!(condition(&expired, "Degraded").unwrap().reason, "AccessDenied");
     operator.stop().await;
+    env.assert_operator_calls_permitted();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,6 +165,7 @@ async fn invalid_specs_are_rejected_or_stalled_and_other_credentials_are_unaffec
     let fixed = env.wait_ready("bad-schedule", 1).await;
     assert_eq!(condition(&fixed, "Stalled").unwrap().status, "False");
     operator.stop().await;
+    env.assert_operator_calls_permitted();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,4 +206,5 @@ async fn a_secret_owned_by_someone_else_is_never_overwritten() {
     let described = env.describe_secret(&foreign).await.unwrap();
     assert!(described.deleted_date().is_none(), "foreign secret must not be deleted");
     operator.stop().await;
+    env.assert_operator_calls_permitted();
 }

@@ -219,6 +219,7 @@ async fn a_restart_mid_life_continues_from_status_without_a_new_version() {
     }
     assert_eq!(env.secret_versions(&secret_name).await.len(), 1);
     operator.stop().await;
+    env.assert_operator_calls_permitted();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,9 @@ use super::apiserver::FakeApiServer;
 use super::aws_proxy::AwsProxy;
 use super::moto::{MotoServer, test_credentials, test_sdk_config};
 
+/// The actor name marking the operator's requests to the fake API server.
+const OPERATOR_ACTOR: &str = "operator";
+
 /// Environment variable with a kubeconfig path: run the suite against that real cluster.
 pub const REAL_CLUSTER_ENV: &str = "DSQL_OPERATOR_E2E_KUBECONFIG";
 
@@ -95,8 +98,10 @@ impl Operator {
 pub struct TestEnv {
     /// The fake API server, unless running against a real cluster.
     pub fake: Option<FakeApiServer>,
-    /// Client to the Kubernetes API.
+    /// Client to the Kubernetes API, for the test's own requests.
     pub kube: kube::Client,
+    /// Client the operator uses (against the fake, its requests are marked as the operator's).
+    pub operator_kube: kube::Client,
     /// moto.
     pub moto: MotoServer,
     /// Proxy in front of moto that counts and fails calls.
@@ -111,6 +116,8 @@ pub struct TestEnv {
     pub namespace: String,
     /// Operator settings used by `start_operator`.
     pub config: OperatorConfig,
+    /// The operator's requests from before the last `clear_recorded`.
+    earlier_operator_requests: std::sync::Mutex<Vec<super::apiserver::RecordedRequest>>,
 }
 
 impl TestEnv {
@@ -122,12 +129,15 @@ impl TestEnv {
         let operator_sdk = test_sdk_config(&aws.endpoint_url(), test_credentials());
         let check_sdk = test_sdk_config(&moto.endpoint_url(), test_credentials());
 
-        let (fake, kube) = match std::env::var(REAL_CLUSTER_ENV).ok().filter(|v| !v.is_empty()) {
-            Some(path) => (None, real_cluster_client(&path).await),
+        let (fake, kube, operator_kube) = match std::env::var(REAL_CLUSTER_ENV).ok().filter(|v| !v.is_empty()) {
+            Some(path) => {
+                let client = real_cluster_client(&path).await;
+                (None, client.clone(), client)
+            }
             None => {
                 let fake = FakeApiServer::start().await;
-                let client = fake.client();
-                (Some(fake), client)
+                let (client, operator) = (fake.client(), fake.client_as(OPERATOR_ACTOR));
+                (Some(fake), client, operator)
             }
         };
         install_crd(&kube).await;
@@ -149,6 +159,7 @@ impl TestEnv {
         TestEnv {
             fake,
             kube,
+            operator_kube,
             moto,
             aws,
             operator_sdk,
@@ -156,6 +167,7 @@ impl TestEnv {
             clock: Arc::new(TestClock::default()),
             namespace,
             config,
+            earlier_operator_requests: Default::default(),
         }
     }
 
@@ -168,7 +180,7 @@ impl TestEnv {
         let clock: Arc<dyn Clock> = self.clock.clone();
         let minter = TokenMinter::new(&self.operator_sdk, clock.clone());
         let ctx = Arc::new(Context::new(
-            self.kube.clone(),
+            self.operator_kube.clone(),
             secrets,
             minter,
             clock,
@@ -279,11 +291,22 @@ impl TestEnv {
             .expect("delete");
     }
 
-    /// Kubernetes writes (POST/PUT/PATCH/DELETE) the fake served since the last `clear`, or
-    /// `None` against a real cluster (where the test cannot see them).
-    pub fn kube_writes(&self) -> Option<Vec<String>> {
+    /// The operator's requests the fake served since the last `clear_recorded`, or `None`
+    /// against a real cluster (where the test cannot see them).
+    pub fn operator_requests(&self) -> Option<Vec<super::apiserver::RecordedRequest>> {
         self.fake.as_ref().map(|f| {
             f.requests()
+                .into_iter()
+                .filter(|r| r.actor.as_deref() == Some(OPERATOR_ACTOR))
+                .collect()
+        })
+    }
+
+    /// The operator's Kubernetes writes (POST/PUT/PATCH/DELETE) since the last `clear_recorded`,
+    /// or `None` against a real cluster.
+    pub fn kube_writes(&self) -> Option<Vec<String>> {
+        self.operator_requests().map(|requests| {
+            requests
                 .into_iter()
                 .filter(|r| r.is_write())
                 .map(|r| format!("{} {}", r.method, r.path))
@@ -291,8 +314,29 @@ impl TestEnv {
         })
     }
 
+    /// Fails if the operator made a Kubernetes call its RBAC (deploy/kubernetes-permissions.yaml)
+    /// does not allow. Against a real cluster the RBAC of the test's kubeconfig decides instead.
+    pub fn assert_operator_calls_permitted(&self) {
+        if let Some(recent) = self.operator_requests() {
+            let mut requests = self
+                .earlier_operator_requests
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            requests.extend(recent);
+            assert!(!requests.is_empty(), "no operator requests were recorded");
+            super::permissions::assert_all_permitted(&requests);
+        }
+    }
+
     /// Forgets the recorded Kubernetes and AWS requests.
     pub fn clear_recorded(&self) {
+        if let Some(requests) = self.operator_requests() {
+            self.earlier_operator_requests
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(requests);
+        }
         if let Some(f) = &self.fake {
             f.clear_requests();
         }
@@ -456,6 +500,7 @@ impl TestEnv {
     /// Fails if any token written to `secret_ids`, or its signature, appears in anything the
     /// operator emitted (logs at trace level, Events, statuses).
     pub async fn assert_no_token_leaks(&self, secret_ids: &[&str]) {
+        self.assert_operator_calls_permitted();
         let emitted = self.everything_emitted().await;
         assert!(!emitted.is_empty(), "nothing captured to scan");
         let mut scanned = 0;

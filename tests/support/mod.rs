@@ -7,4 +7,5 @@ pub mod aws_proxy;
 pub mod env;
 pub mod logs;
 pub mod moto;
+pub mod permissions;
 pub mod token_check;

@@ -25,6 +25,7 @@ pub struct Req {
     pub query: HashMap<String, String>,
     pub content_type: Option<String>,
     pub user_agent: Option<String>,
+    pub actor: Option<String>,
     pub accept: Option<String>,
     pub body: Vec<u8>,
 }

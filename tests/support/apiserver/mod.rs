@@ -32,9 +32,14 @@ use errors::{ApiError, ErrorBody, details, group_resource, reason_for_code, stat
 use handler::{Reply, Req};
 use store::{Fault, State};
 
+/// Header naming who sent a request, recorded in [`RecordedRequest::actor`].
+pub const ACTOR_HEADER: &str = "x-test-actor";
+
 /// One request the fake served.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedRequest {
+    /// The `x-test-actor` header of the request (see [`FakeApiServer::client_as`]).
+    pub actor: Option<String>,
     pub method: String,
     pub path: String,
     pub query: String,
@@ -129,8 +134,18 @@ impl FakeApiServer {
     }
 
     /// A kube client for this server: no auth, default namespace "default".
-    #[allow(clippy::panic)] // base_url is always a valid URI
     pub fn client(&self) -> kube::Client {
+        self.build_client(None)
+    }
+
+    /// Like [`FakeApiServer::client`], but every request carries `x-test-actor: <actor>`, so
+    /// tests can tell the operator's requests from their own in [`FakeApiServer::requests`].
+    pub fn client_as(&self, actor: &str) -> kube::Client {
+        self.build_client(Some(actor))
+    }
+
+    #[allow(clippy::panic)] // base_url is always a valid URI
+    fn build_client(&self, actor: Option<&str>) -> kube::Client {
         // Both rustls providers are compiled into this crate's graph, so rustls cannot pick one
         // itself; kube builds a TLS connector even for http URLs. Installing twice is harmless.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -141,6 +156,11 @@ impl FakeApiServer {
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".to_string();
         config.read_timeout = Some(Duration::from_secs(295));
+        if let Some(value) = actor.and_then(|a| HeaderValue::from_str(a).ok()) {
+            config
+                .headers
+                .push((header::HeaderName::from_static(ACTOR_HEADER), value));
+        }
         match kube::Client::try_from(config) {
             Ok(c) => c,
             Err(e) => panic!("fake apiserver: cannot build client: {e}"),
@@ -397,6 +417,7 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
         raw_query,
         content_type: hdr(header::CONTENT_TYPE),
         user_agent: hdr(header::USER_AGENT),
+        actor: hdr(header::HeaderName::from_static(ACTOR_HEADER)),
         accept: hdr(header::ACCEPT),
         body: Vec::new(),
     };
@@ -436,6 +457,7 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
             Reply::Watch(_) => 200,
         };
         state.requests.push(RecordedRequest {
+            actor: req.actor.clone(),
             method: req.method.clone(),
             path: req.path.clone(),
             query: req.raw_query.clone(),
