@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one test command: sets up the Python test tools (moto, boto3/botocore)
-# in .venv, then runs rustfmt, clippy and every cargo test.
+# The one test command: sets up the Python test tools (moto, boto3/botocore, Helm
+# via helm-python-sdk, kubernetes-validate, pytest) in .venv, then runs rustfmt,
+# clippy, every cargo test and the chart/deploy tests.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,7 +33,7 @@ fi
 
 want="$(sha256sum "$requirements" | cut -d' ' -f1)"
 have="$(cat "$stamp" 2>/dev/null || true)"
-if [[ "$want" != "$have" ]] || ! "$python" -c 'import moto.server, boto3' >/dev/null 2>&1; then
+if [[ "$want" != "$have" ]] || ! "$python" -c 'import moto.server, boto3, helm_python, kubernetes_validate, pytest' >/dev/null 2>&1; then
     say "installing requirements-test.txt into .venv"
     log="$(mktemp)"
     if ! "$python" -m pip install --quiet --disable-pip-version-check \
@@ -42,7 +43,7 @@ if [[ "$want" != "$have" ]] || ! "$python" -c 'import moto.server, boto3' >/dev/
         die "pip install -r requirements-test.txt failed (output above)"
     fi
     rm -f "$log"
-    "$python" -c 'import moto.server, boto3' \
+    "$python" -c 'import moto.server, boto3, helm_python, kubernetes_validate, pytest' \
         || die "requirements-test.txt installed but moto/boto3 do not import"
     printf '%s\n' "$want" >"$stamp"
 fi
@@ -56,3 +57,5 @@ say "cargo clippy --all-targets --locked -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 say "cargo test --locked --all-targets"
 cargo test --locked --all-targets
+say "pytest tests/python (Helm chart, deploy/, Dockerfile)"
+"$python" -m pytest -q tests/python
