@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The one test command: sets up the Python test tools (moto, boto3/botocore)
+# in .venv, then runs rustfmt, clippy and every cargo test.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+venv="$repo/.venv"
+python="$venv/bin/python"
+requirements="$repo/requirements-test.txt"
+stamp="$venv/.requirements-test.sha256"
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'scripts/test.sh: %s\n' "$*" >&2; exit 1; }
+
+command -v python3 >/dev/null || die "python3 is required for the AWS test tools (moto, botocore)"
+command -v cargo >/dev/null || die "cargo is required"
+
+# A venv whose interpreter is gone (e.g. Python upgraded) is rebuilt.
+if [[ -d "$venv" ]] && ! "$python" -c 'import sys' >/dev/null 2>&1; then
+    say "removing broken $venv"
+    rm -rf "$venv"
+fi
+if [[ ! -x "$python" ]]; then
+    say "creating $venv"
+    if ! python3 -m venv "$venv"; then
+        rm -rf "$venv"
+        die "python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)"
+    fi
+fi
+
+want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+have="$(cat "$stamp" 2>/dev/null || true)"
+if [[ "$want" != "$have" ]] || ! "$python" -c 'import moto.server, boto3' >/dev/null 2>&1; then
+    say "installing requirements-test.txt into .venv"
+    log="$(mktemp)"
+    if ! "$python" -m pip install --quiet --disable-pip-version-check \
+            -r "$requirements" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        die "pip install -r requirements-test.txt failed (output above)"
+    fi
+    rm -f "$log"
+    "$python" -c 'import moto.server, boto3' \
+        || die "requirements-test.txt installed but moto/boto3 do not import"
+    printf '%s\n' "$want" >"$stamp"
+fi
+
+export DSQL_OPERATOR_TEST_PYTHON="$python"
+export DSQL_OPERATOR_GOLDEN_DIR="${DSQL_OPERATOR_GOLDEN_DIR:-$repo/../shared/apiserver-golden}"
+
+say "cargo fmt --check"
+cargo fmt --check
+say "cargo clippy --all-targets --locked -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+say "cargo test --locked --all-targets"
+cargo test --locked --all-targets
