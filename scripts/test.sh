@@ -44,7 +44,7 @@ if [[ "$want" != "$have" ]] || ! "$python" -c 'import moto.server, boto3, helm_p
     fi
     rm -f "$log"
     "$python" -c 'import moto.server, boto3, helm_python, kubernetes_validate, pytest' \
-        || die "requirements-test.txt installed but moto/boto3 do not import"
+        || die "requirements-test.txt installed but its packages do not import"
     printf '%s\n' "$want" >"$stamp"
 fi
 

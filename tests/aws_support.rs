@@ -14,8 +14,12 @@ use aws_sdk_dsql::auth_token::{AuthTokenGenerator, Config as TokenConfig};
 use aws_sdk_secretsmanager::operation::put_secret_value::PutSecretValueError;
 use aws_smithy_async::time::StaticTimeSource;
 
+use axum::http::Method;
 use support::aws_proxy::{ANY_OPERATION, AwsError, AwsProxy};
-use support::moto::{MotoServer, test_credentials, test_sdk_config, test_sdk_config_with_attempts};
+use support::moto::{
+    MotoServer, check_python_imports, request, test_credentials, test_python, test_sdk_config,
+    test_sdk_config_with_attempts,
+};
 use support::token_check::{ExpectedToken, token_query_param, token_signature, verify_dsql_token};
 
 type TestResult = Result<(), Box<dyn Error>>;
@@ -115,6 +119,49 @@ async fn moto_is_reachable_directly() -> TestResult {
     let listed = client.list_secrets().send().await?;
     let names: Vec<_> = listed.secret_list().iter().filter_map(|s| s.name()).collect();
     assert_eq!(names, vec!["dsql/direct"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn dropping_stops_moto_and_proxy() -> TestResult {
+    let (moto, proxy) = moto_and_proxy().await?;
+    let moto_url = format!("{}/moto-api/", moto.endpoint_url());
+    let proxy_url = format!("{}/moto-api/", proxy.endpoint_url());
+    let timeout = Duration::from_secs(5);
+    let (status, _) = request(Method::GET, &proxy_url, timeout).await?;
+    assert!(status.is_success(), "moto via the proxy answered {status}");
+    assert_eq!(proxy.calls(), vec!["GET /moto-api/"]);
+
+    drop(proxy);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        request(Method::GET, &proxy_url, timeout).await.is_err(),
+        "proxy still serves"
+    );
+    request(Method::GET, &moto_url, timeout).await?;
+
+    drop(moto);
+    assert!(
+        request(Method::GET, &moto_url, timeout).await.is_err(),
+        "moto still serves"
+    );
+    Ok(())
+}
+
+#[test]
+fn missing_python_module_fails_loudly() -> TestResult {
+    let python = test_python()?;
+    check_python_imports(&python, &["moto"])?;
+    let message = match check_python_imports(&python, &["moto", "no_such_module_for_dsql_tests"]) {
+        Ok(()) => return Err("importing a missing module must fail".into()),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        message.contains("no_such_module_for_dsql_tests"),
+        "{message}"
+    );
+    assert!(message.contains("ModuleNotFoundError"), "{message}");
+    assert!(message.contains("scripts/test.sh"), "{message}");
     Ok(())
 }
 
