@@ -3,10 +3,11 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::{Stream, StreamExt};
 use kube::api::Api;
-use kube::runtime::{Controller, controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, controller, reflector, watcher};
 use tracing::{debug, warn};
 
 use crate::api::DsqlCredential;
@@ -28,24 +29,49 @@ where
     };
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let resync = Broadcast::new(resync, namespaces.len());
-    let controllers = namespaces.into_iter().zip(resync.receivers).map(|(namespace, resync)| {
-        let api: Api<DsqlCredential> = match &namespace {
-            Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-            None => Api::all(ctx.client.clone()),
-        };
-        let config = controller::Config::default().concurrency(ctx.config.concurrency);
-        Controller::new(api, watcher::Config::default().any_semantic())
-            .with_config(config)
-            .reconcile_all_on(resync)
-            .graceful_shutdown_on(shutdown.clone())
-            .run(reconcile, error_policy, ctx.clone())
-            .for_each(|result| async move {
-                match result {
-                    Ok((object, _)) => debug!(credential = %object, "reconciled"),
-                    Err(error) => warn!(error = %error, "controller error"),
-                }
-            })
-    });
+    // Watchers that have not finished their first full list yet; /readyz waits for all.
+    let unsynced = Arc::new(AtomicUsize::new(namespaces.len()));
+    let controllers: Vec<_> = namespaces
+        .into_iter()
+        .zip(resync.receivers)
+        .map(|(namespace, resync)| {
+            let api: Api<DsqlCredential> = match &namespace {
+                Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+                None => Api::all(ctx.client.clone()),
+            };
+            let config = controller::Config::default().concurrency(ctx.config.concurrency);
+            // The reflector is built here rather than by Controller::new so readiness can be
+            // read off the watch stream: Store::wait_until_ready wakes only one waiter, and that
+            // one is the controller's own.
+            let (reader, writer) = reflector::store();
+            let (unsynced, health) = (unsynced.clone(), ctx.health.clone());
+            let mut listed = false;
+            let objects = watcher(api, watcher::Config::default().any_semantic())
+                .default_backoff()
+                .reflect(writer)
+                .inspect(move |event| {
+                    if !listed && matches!(event, Ok(watcher::Event::InitDone)) {
+                        listed = true;
+                        if unsynced.fetch_sub(1, Ordering::SeqCst) == 1 {
+                            debug!("caches synced");
+                            health.set_caches_synced();
+                        }
+                    }
+                })
+                .applied_objects();
+            Controller::for_stream(objects, reader)
+                .with_config(config)
+                .reconcile_all_on(resync)
+                .graceful_shutdown_on(shutdown.clone())
+                .run(reconcile, error_policy, ctx.clone())
+                .for_each(|result| async move {
+                    match result {
+                        Ok((object, _)) => debug!(credential = %object, "reconciled"),
+                        Err(error) => warn!(error = %error, "controller error"),
+                    }
+                })
+        })
+        .collect();
     let pump = tokio::spawn(resync.pump);
     futures::future::join_all(controllers).await;
     pump.abort();

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod ops;
 pub mod reconcile;
 pub mod schedule;
 pub mod telemetry;

@@ -3,10 +3,14 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+
+use clap::{ArgAction, Parser, Subcommand};
 use dsql_credential_operator::aws::{SecretsManager, WriteRateLimiter};
 use dsql_credential_operator::clock::SystemClock;
 use dsql_credential_operator::config::OperatorConfig;
+use dsql_credential_operator::ops::leader::{LeaseConfig, run_when_leading};
+use dsql_credential_operator::ops::{Health, Metrics, http};
 use dsql_credential_operator::reconcile::Context;
 use dsql_credential_operator::telemetry::{LogFormat, init_logging};
 use dsql_credential_operator::token::TokenMinter;
@@ -50,6 +54,25 @@ struct RunArgs {
     /// Log format.
     #[arg(long, env = "DSQL_OPERATOR_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "DSQL_OPERATOR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Elect a leader on a coordination.k8s.io Lease so several replicas are safe.
+    #[arg(long, env = "DSQL_OPERATOR_LEADER_ELECTION", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    leader_election: bool,
+    /// Namespace of the leader Lease (defaults to the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "DSQL_OPERATOR_LEADER_ELECTION_LEASE_NAME",
+        default_value = "dsql-credential-operator"
+    )]
+    leader_election_lease_name: String,
+    /// Seconds a leader's lease lasts without renewal (how long a dead leader blocks a takeover).
+    #[arg(long, default_value_t = 15)]
+    leader_election_lease_seconds: u64,
 }
 
 #[tokio::main]
@@ -93,14 +116,60 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         secrets_manager_writes_per_second: args.secrets_manager_writes_per_second,
     };
     let clock = Arc::new(SystemClock);
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
     let secrets = SecretsManager::new(
         aws_sdk_secretsmanager::Client::new(&sdk_config),
         WriteRateLimiter::new(config.secrets_manager_writes_per_second),
+        metrics.clone(),
     );
     let minter = TokenMinter::new(&sdk_config, clock.clone());
-    let ctx = Arc::new(Context::new(client, secrets, minter, clock, config));
-    info!(namespaces = ?ctx.config.namespaces, "starting dsql-credential-operator");
-    controller::run(ctx, futures::stream::pending(), shutdown_signal()).await;
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        secrets,
+        minter,
+        clock,
+        config,
+        metrics.clone(),
+        health.clone(),
+    ));
+    info!(namespaces = ?ctx.config.namespaces, leader_election = args.leader_election, "starting dsql-credential-operator");
+
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown_signal()));
+    let listener = tokio::net::TcpListener::bind(args.http_addr).await.map_err(|e| {
+        format!(
+            "cannot listen on {} for /metrics, /healthz and /readyz: {e}",
+            args.http_addr
+        )
+    })?;
+    let server = tokio::spawn(http::serve(listener, health.clone(), metrics.clone(), shutdown.clone()));
+    if args.leader_election {
+        let lease = LeaseConfig {
+            namespace: args.leader_election_namespace,
+            name: args.leader_election_lease_name,
+            identity: std::env::var("POD_NAME")
+                .unwrap_or_else(|_| format!("dsql-credential-operator-{}", std::process::id())),
+            duration_seconds: args.leader_election_lease_seconds,
+            grace_seconds: (args.leader_election_lease_seconds / 3).max(1),
+        };
+        run_when_leading(
+            client,
+            lease,
+            health,
+            metrics,
+            |stop| controller::run(ctx.clone(), futures::stream::pending(), stop),
+            shutdown,
+        )
+        .await?;
+    } else {
+        health.set_leading(true);
+        controller::run(ctx, futures::stream::pending(), shutdown).await;
+    }
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(format!("HTTP server: {e}").into()),
+        Err(e) => return Err(e.into()),
+    }
     info!("stopped");
     Ok(())
 }

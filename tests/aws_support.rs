@@ -156,10 +156,7 @@ fn missing_python_module_fails_loudly() -> TestResult {
         Ok(()) => return Err("importing a missing module must fail".into()),
         Err(e) => e.to_string(),
     };
-    assert!(
-        message.contains("no_such_module_for_dsql_tests"),
-        "{message}"
-    );
+    assert!(message.contains("no_such_module_for_dsql_tests"), "{message}");
     assert!(message.contains("ModuleNotFoundError"), "{message}");
     assert!(message.contains("scripts/test.sh"), "{message}");
     Ok(())

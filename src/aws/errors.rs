@@ -19,6 +19,20 @@ pub enum AwsErrorKind {
     Other,
 }
 
+impl AwsErrorKind {
+    /// The kind as a metric label.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Throttled => "throttled",
+            Self::AccessDenied => "access_denied",
+            Self::NotFound => "not_found",
+            Self::AlreadyExists => "already_exists",
+            Self::MarkedForDeletion => "marked_for_deletion",
+            Self::Other => "error",
+        }
+    }
+}
+
 /// A failed AWS call: which operation, what kind of failure, and AWS's own message. AWS error
 /// messages never contain the secret value, and the request inputs are not included here.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -4,12 +4,16 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::Tag;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{AwsError, AwsErrorKind, WriteRateLimiter};
 use crate::api::MANAGER_NAME;
+use crate::ops::Metrics;
 
 /// Tag keys the operator puts on every secret it creates; ownership is judged by them, and the
 /// IAM policy in deploy/ makes AWS refuse writes to secrets without them.
@@ -83,17 +87,42 @@ pub fn client_request_token(uid: &str, rotation: i64) -> String {
     format!("{uid}-{rotation:010}")
 }
 
-/// Secrets Manager client with the operator's write pacing.
+/// Secrets Manager client with the operator's write pacing and call metrics.
 #[derive(Debug)]
 pub struct SecretsManager {
     client: Client,
     limiter: WriteRateLimiter,
+    metrics: Arc<Metrics>,
 }
 
 impl SecretsManager {
-    /// Wraps `client`; writes are paced by `limiter`.
-    pub fn new(client: Client, limiter: WriteRateLimiter) -> Self {
-        Self { client, limiter }
+    /// Wraps `client`; writes are paced by `limiter`, calls counted in `metrics`.
+    pub fn new(client: Client, limiter: WriteRateLimiter, metrics: Arc<Metrics>) -> Self {
+        Self {
+            client,
+            limiter,
+            metrics,
+        }
+    }
+
+    /// Counts the call and classifies its error.
+    fn observe<T, E, R>(&self, operation: &'static str, result: Result<T, SdkError<E, R>>) -> Result<T, AwsError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match result {
+            Ok(out) => {
+                self.metrics.aws_call("secretsmanager", operation, "success");
+                Ok(out)
+            }
+            Err(e) => {
+                let error = AwsError::from_sdk(operation, e);
+                self.metrics
+                    .aws_call("secretsmanager", operation, error.kind.as_label());
+                Err(error)
+            }
+        }
     }
 
     /// Creates the secret with its first value and the operator's ownership tags.
@@ -131,9 +160,8 @@ impl SecretsManager {
             .secret_string(value.expose_secret())
             .client_request_token(request_token)
             .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("CreateSecret", e))?;
+            .send().await;
+        let out = self.observe("CreateSecret", out)?;
         Ok(WrittenVersion {
             arn: out.arn.unwrap_or_default(),
             version_id: out.version_id.unwrap_or_else(|| request_token.to_owned()),
@@ -155,8 +183,8 @@ impl SecretsManager {
             .secret_string(value.expose_secret())
             .client_request_token(request_token)
             .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("PutSecretValue", e))?;
+            .await;
+        let out = self.observe("PutSecretValue", out)?;
         Ok(WrittenVersion {
             arn: out.arn.unwrap_or_else(|| secret_id.to_owned()),
             version_id: out.version_id.unwrap_or_else(|| request_token.to_owned()),
@@ -165,13 +193,8 @@ impl SecretsManager {
 
     /// Reads the secret's tags and deletion state (never its value).
     pub async fn describe(&self, secret_id: &str) -> Result<SecretDescription, AwsError> {
-        let out = self
-            .client
-            .describe_secret()
-            .secret_id(secret_id)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("DescribeSecret", e))?;
+        let out = self.client.describe_secret().secret_id(secret_id).send().await;
+        let out = self.observe("DescribeSecret", out)?;
         let tags = out
             .tags
             .unwrap_or_default()
@@ -188,13 +211,8 @@ impl SecretsManager {
     /// Cancels a scheduled deletion of a secret the operator owns.
     pub async fn restore(&self, secret_id: &str) -> Result<(), AwsError> {
         self.limiter.acquire().await;
-        self.client
-            .restore_secret()
-            .secret_id(secret_id)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("RestoreSecret", e))?;
-        Ok(())
+        let out = self.client.restore_secret().secret_id(secret_id).send().await;
+        self.observe("RestoreSecret", out).map(|_| ())
     }
 
     /// Deletes the secret after `recovery_window_days`, or at once when that is 0.
@@ -207,7 +225,7 @@ impl SecretsManager {
         } else {
             request.recovery_window_in_days(recovery_window_days)
         };
-        match request.send().await.map_err(|e| AwsError::from_sdk("DeleteSecret", e)) {
+        match self.observe("DeleteSecret", request.send().await) {
             Ok(_) => Ok(()),
             Err(e) if e.kind == AwsErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),

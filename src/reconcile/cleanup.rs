@@ -12,6 +12,8 @@ use crate::aws::{AwsErrorKind, OwnerRef};
 /// Deletes the secret (if the policy says so and the operator owns it), then lets the object go.
 pub(super) async fn apply_deletion_policy(credential: &DsqlCredential, ctx: &Context) -> Result<Action, Error> {
     ctx.forget(&credential.uid().unwrap_or_default());
+    ctx.metrics
+        .forget_credential(&credential.namespace().unwrap_or_default(), &credential.name_any());
     let namespace = credential.namespace().unwrap_or_default();
     let name = credential.name_any();
     let object = format!("{namespace}/{name}");

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use crate::aws::SecretsManager;
 use crate::clock::Clock;
 use crate::config::OperatorConfig;
+use crate::ops::{Health, Metrics};
 use crate::reconcile::events::EventPublisher;
 use crate::token::TokenMinter;
 
@@ -21,6 +22,10 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// Operator settings.
     pub config: OperatorConfig,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Readiness, reported on /readyz.
+    pub health: Arc<Health>,
     /// Kubernetes Events.
     pub(crate) events: EventPublisher,
     /// Consecutive reconcile errors per object (`namespace/name`), for backoff of errors that
@@ -39,6 +44,8 @@ impl Context {
         minter: TokenMinter,
         clock: Arc<dyn Clock>,
         config: OperatorConfig,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
     ) -> Self {
         let events = EventPublisher::new(client.clone());
         Self {
@@ -47,6 +54,8 @@ impl Context {
             minter,
             clock,
             config,
+            metrics,
+            health,
             events,
             failures: Mutex::new(HashMap::new()),
             written_rotations: Mutex::new(HashMap::new()),

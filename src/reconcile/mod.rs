@@ -81,6 +81,7 @@ pub async fn reconcile(credential: Arc<DsqlCredential>, ctx: Arc<Context>) -> Re
 /// Backoff for errors that escaped the pipeline (Kubernetes writes, cleanup).
 pub fn error_policy(credential: Arc<DsqlCredential>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = object_key(&credential.namespace().unwrap_or_default(), &credential.name_any());
+    ctx.metrics.reconcile_error();
     let failures = ctx.record_failure(&key);
     let delay = schedule::failure_backoff(failures, rand::random::<f64>());
     warn!(credential = %key, error = %error, retry_in_secs = delay.as_secs(), "reconcile failed");
@@ -172,12 +173,16 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
             );
             write_status(api, &name, &current, &next).await?;
             ctx.record_rotation(&uid, published.rotation_count);
+            ctx.metrics.rotation(true, started.elapsed().as_secs_f64());
+            ctx.metrics
+                .token_expiry(&owner.namespace, &owner.name, published.expires_at.as_second());
             ctx.events
                 .rotated(credential, &cause, &published, current.consecutive_failures)
                 .await;
             Ok(requeue_at(next_rotation, now))
         }
         Err(error) => {
+            ctx.metrics.rotation(false, 0.0);
             let (reason, stalls) = error.reason();
             let message = error.to_string();
             if stalls {

@@ -11,6 +11,7 @@ use dsql_credential_operator::api::DsqlCredential;
 use dsql_credential_operator::aws::{SecretsManager, WriteRateLimiter};
 use dsql_credential_operator::clock::Clock;
 use dsql_credential_operator::config::OperatorConfig;
+use dsql_credential_operator::ops::{Health, Metrics};
 use dsql_credential_operator::reconcile::Context;
 use dsql_credential_operator::token::TokenMinter;
 use futures::channel::mpsc;
@@ -116,6 +117,8 @@ pub struct TestEnv {
     pub namespace: String,
     /// Operator settings used by `start_operator`.
     pub config: OperatorConfig,
+    /// Metrics of the operator instances this test starts.
+    pub metrics: Arc<Metrics>,
     /// The operator's requests from before the last `clear_recorded`.
     earlier_operator_requests: std::sync::Mutex<Vec<super::apiserver::RecordedRequest>>,
 }
@@ -167,25 +170,77 @@ impl TestEnv {
             clock: Arc::new(TestClock::default()),
             namespace,
             config,
+            metrics: Arc::new(Metrics::default()),
             earlier_operator_requests: Default::default(),
         }
     }
 
-    /// Starts an operator instance watching this test's namespace.
-    pub fn start_operator(&self) -> Operator {
+    /// Starts an operator instance with leader election on the Lease `lease` in the test's
+    /// namespace, as `identity`; against the fake its requests are marked `operator-<identity>`.
+    pub fn start_elected_operator(&self, identity: &str, lease: &str) -> (Operator, Arc<Health>) {
+        let client = match &self.fake {
+            Some(fake) => fake.client_as(&format!("{OPERATOR_ACTOR}-{identity}")),
+            None => self.operator_kube.clone(),
+        };
+        let health = Arc::new(Health::default());
+        let ctx = self.context(client.clone(), health.clone());
+        let lease = dsql_credential_operator::ops::leader::LeaseConfig {
+            namespace: self.namespace.clone(),
+            name: lease.to_owned(),
+            identity: identity.to_owned(),
+            duration_seconds: 3,
+            grace_seconds: 1,
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let metrics = self.metrics.clone();
+        let elected_health = health.clone();
+        let task = tokio::spawn(async move {
+            let resync = || futures::stream::pending::<()>();
+            let run = dsql_credential_operator::ops::leader::run_when_leading(
+                client,
+                lease,
+                elected_health,
+                metrics,
+                |stop| dsql_credential_operator::controller::run(ctx.clone(), resync(), stop),
+                async move {
+                    let _ = rx.await;
+                },
+            );
+            if let Err(error) = run.await {
+                tracing::error!(%error, "leader election failed");
+            }
+        });
+        (
+            Operator {
+                shutdown: Some(tx),
+                task,
+            },
+            health,
+        )
+    }
+
+    fn context(&self, client: kube::Client, health: Arc<Health>) -> Arc<Context> {
         let secrets = SecretsManager::new(
             aws_sdk_secretsmanager::Client::new(&self.operator_sdk),
             WriteRateLimiter::new(self.config.secrets_manager_writes_per_second),
+            self.metrics.clone(),
         );
         let clock: Arc<dyn Clock> = self.clock.clone();
         let minter = TokenMinter::new(&self.operator_sdk, clock.clone());
-        let ctx = Arc::new(Context::new(
-            self.operator_kube.clone(),
+        Arc::new(Context::new(
+            client,
             secrets,
             minter,
             clock,
             self.config.clone(),
-        ));
+            self.metrics.clone(),
+            health,
+        ))
+    }
+
+    /// Starts an operator instance watching this test's namespace.
+    pub fn start_operator(&self) -> Operator {
+        let ctx = self.context(self.operator_kube.clone(), Arc::new(Health::default()));
         let (tx, rx) = oneshot::channel::<()>();
         let resync = self.clock.resync_stream();
         let task = tokio::spawn(dsql_credential_operator::controller::run(ctx, resync, async move {
@@ -297,7 +352,7 @@ impl TestEnv {
         self.fake.as_ref().map(|f| {
             f.requests()
                 .into_iter()
-                .filter(|r| r.actor.as_deref() == Some(OPERATOR_ACTOR))
+                .filter(|r| r.actor.as_deref().is_some_and(|a| a.starts_with(OPERATOR_ACTOR)))
                 .collect()
         })
     }
@@ -358,6 +413,7 @@ impl TestEnv {
     /// and every DsqlCredential's status in the namespace.
     pub async fn everything_emitted(&self) -> String {
         let mut all = super::logs::captured();
+        all.push_str(&self.metrics.encode());
         let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.kube.clone(), &self.namespace);
         if let Ok(list) = events.list(&Default::default()).await {
             all.push_str(&serde_json::to_string(&list.items).unwrap_or_default());

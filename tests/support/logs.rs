@@ -24,7 +24,7 @@ impl Write for BufferWriter {
 pub fn init() {
     let buffer = BUFFER.get_or_init(|| Arc::new(Mutex::new(Vec::new()))).clone();
     let filter = tracing_subscriber::EnvFilter::new(
-        "info,dsql_credential_operator=trace,kube_runtime=debug,aws_sdk_secretsmanager=debug,aws_smithy_runtime=debug",
+        "info,dsql_credential_operator=trace,kube_lease_manager=debug,kube_runtime=debug,aws_sdk_secretsmanager=debug,aws_smithy_runtime=debug",
     );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

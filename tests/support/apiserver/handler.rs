@@ -936,14 +936,16 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
         return Err(ApiError::bad_request("apply patch must be an object"));
     }
     check_type(def, &config)?;
-    let cfg_name = meta_str(&config, "name");
-    if cfg_name != name {
+    let ns = t.namespace.clone().unwrap_or_default();
+    let existing = state.get(&def.storage, &ns, &name).cloned();
+    // The API server checks the name of the merged object: an apply without metadata.name keeps
+    // the live object's name, but cannot create one (kube-lease-manager renews leases that way).
+    let cfg_name = meta_str(&config, "name").to_string();
+    if cfg_name != name && !(cfg_name.is_empty() && existing.is_some()) {
         return Err(ApiError::bad_request(&format!(
             "the name of the object ({cfg_name}) does not match the name on the URL ({name})"
         )));
     }
-    let ns = t.namespace.clone().unwrap_or_default();
-    let existing = state.get(&def.storage, &ns, &name).cloned();
     let cfg_rv = meta_str(&config, "resourceVersion").to_string();
     if !cfg_rv.is_empty() {
         match &existing {

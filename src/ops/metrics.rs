@@ -1,0 +1,184 @@
+//! Prometheus metrics. Labels are object names, operations and outcomes: never a token.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of a rotation outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RotationLabels {
+    /// `success` or `failure`.
+    pub result: String,
+}
+
+/// Labels of an AWS call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsCallLabels {
+    /// e.g. `secretsmanager`.
+    pub service: String,
+    /// e.g. `PutSecretValue`.
+    pub operation: String,
+    /// `success`, or the failure kind.
+    pub outcome: String,
+}
+
+/// Labels naming one credential.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CredentialLabels {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+/// Every metric the operator exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    rotations: Family<RotationLabels, Counter>,
+    rotation_duration: Histogram,
+    aws_calls: Family<AwsCallLabels, Counter>,
+    token_expiry: Family<CredentialLabels, Gauge>,
+    reconcile_errors: Counter,
+    leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("dsql_operator");
+        let rotations = Family::<RotationLabels, Counter>::default();
+        registry.register("rotations", "Token rotations by result", rotations.clone());
+        let rotation_duration = Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]);
+        registry.register(
+            "rotation_duration_seconds",
+            "Time to mint and publish one token",
+            rotation_duration.clone(),
+        );
+        let aws_calls = Family::<AwsCallLabels, Counter>::default();
+        registry.register(
+            "aws_calls",
+            "AWS API calls by service, operation and outcome",
+            aws_calls.clone(),
+        );
+        let token_expiry = Family::<CredentialLabels, Gauge>::default();
+        registry.register(
+            "token_expiry_timestamp_seconds",
+            "Expiry of each credential's published token (Unix time)",
+            token_expiry.clone(),
+        );
+        let reconcile_errors = Counter::default();
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that ended in an error (retried with backoff)",
+            reconcile_errors.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register("leader", "1 when this replica holds the leader lease", leader.clone());
+        Self {
+            registry: Mutex::new(registry),
+            rotations,
+            rotation_duration,
+            aws_calls,
+            token_expiry,
+            reconcile_errors,
+            leader,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a rotation attempt and, for successes, its duration.
+    pub fn rotation(&self, success: bool, seconds: f64) {
+        let result = if success { "success" } else { "failure" };
+        self.rotations
+            .get_or_create(&RotationLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+        if success {
+            self.rotation_duration.observe(seconds);
+        }
+    }
+
+    /// Counts an AWS call.
+    pub fn aws_call(&self, service: &str, operation: &str, outcome: &str) {
+        let labels = AwsCallLabels {
+            service: service.to_owned(),
+            operation: operation.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.aws_calls.get_or_create(&labels).inc();
+    }
+
+    /// Records a credential's token expiry.
+    pub fn token_expiry(&self, namespace: &str, name: &str, unix_seconds: i64) {
+        let labels = CredentialLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        self.token_expiry.get_or_create(&labels).set(unix_seconds);
+    }
+
+    /// Forgets a deleted credential.
+    pub fn forget_credential(&self, namespace: &str, name: &str) {
+        self.token_expiry.remove(&CredentialLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+
+    /// Counts a reconcile error.
+    pub fn reconcile_error(&self) {
+        self.reconcile_errors.inc();
+    }
+
+    /// Sets the leader gauge.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_every_metric_with_its_labels() {
+        let metrics = Metrics::default();
+        metrics.rotation(true, 0.2);
+        metrics.rotation(false, 0.0);
+        metrics.aws_call("secretsmanager", "PutSecretValue", "success");
+        metrics.token_expiry("shop", "orders", 1_795_000_000);
+        metrics.reconcile_error();
+        metrics.set_leader(true);
+        let text = metrics.encode();
+        for expected in [
+            r#"dsql_operator_rotations_total{result="success"} 1"#,
+            r#"dsql_operator_rotations_total{result="failure"} 1"#,
+            "dsql_operator_rotation_duration_seconds_count 1",
+            r#"dsql_operator_aws_calls_total{service="secretsmanager",operation="PutSecretValue",outcome="success"} 1"#,
+            r#"dsql_operator_token_expiry_timestamp_seconds{namespace="shop",name="orders"} 1795000000"#,
+            "dsql_operator_reconcile_errors_total 1",
+            "dsql_operator_leader 1",
+            "# EOF",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        metrics.forget_credential("shop", "orders");
+        assert!(!metrics.encode().contains(r#"name="orders""#));
+    }
+}

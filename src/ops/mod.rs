@@ -1,0 +1,9 @@
+//! Operating the operator: metrics, health endpoints and leader election.
+
+pub mod health;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+
+pub use health::Health;
+pub use metrics::Metrics;
