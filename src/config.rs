@@ -13,6 +13,9 @@ pub struct OperatorConfig {
     /// Ceiling on the operator's Secrets Manager writes per second (0 = unlimited). Writes share
     /// a 50/s account-and-region quota with every other writer.
     pub secrets_manager_writes_per_second: f64,
+    /// Ceiling on rollout restarts per second across all credentials (0 = unlimited), so many
+    /// credentials rotating together do not restart a fleet at once.
+    pub rollout_restarts_per_second: f64,
 }
 
 impl Default for OperatorConfig {
@@ -22,6 +25,7 @@ impl Default for OperatorConfig {
             namespaces: Vec::new(),
             concurrency: 16,
             secrets_manager_writes_per_second: 5.0,
+            rollout_restarts_per_second: 0.2,
         }
     }
 }

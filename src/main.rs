@@ -51,6 +51,9 @@ struct RunArgs {
     /// Ceiling on Secrets Manager writes per second (0 = unlimited; the account quota is 50/s).
     #[arg(long, env = "DSQL_OPERATOR_SECRETS_MANAGER_WRITES_PER_SECOND", default_value_t = 5.0)]
     secrets_manager_writes_per_second: f64,
+    /// Ceiling on rollout restarts per second across all credentials (0 = unlimited).
+    #[arg(long, env = "DSQL_OPERATOR_ROLLOUT_RESTARTS_PER_SECOND", default_value_t = 0.2)]
+    rollout_restarts_per_second: f64,
     /// Log format.
     #[arg(long, env = "DSQL_OPERATOR_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -114,6 +117,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         namespaces: args.namespaces,
         concurrency: args.concurrency,
         secrets_manager_writes_per_second: args.secrets_manager_writes_per_second,
+        rollout_restarts_per_second: args.rollout_restarts_per_second,
     };
     let clock = Arc::new(SystemClock);
     let metrics = Arc::new(Metrics::default());

@@ -171,8 +171,17 @@ async fn rotation_when_due_writes_exactly_one_version_and_a_no_op_writes_nothing
         let status_writes = writes.iter().filter(|w| w.ends_with("/status")).count();
         let event_writes = writes.iter().filter(|w| w.contains("/events")).count();
         assert_eq!(status_writes, 1, "one status write per rotation: {writes:?}");
+        let secret_writes = writes.iter().filter(|w| w.contains("/secrets/")).count();
         assert_eq!(event_writes, 1, "one Rotated event per rotation: {writes:?}");
-        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert_eq!(secret_writes, 1, "one write of the projected Secret: {writes:?}");
+        assert_eq!(writes.len(), 3, "{writes:?}");
+        let reads = env
+            .operator_requests()
+            .unwrap()
+            .iter()
+            .filter(|r| r.method == "GET" && !r.query.contains("watch"))
+            .count();
+        assert_eq!(reads, 0, "a steady rotation reads nothing from the API server");
     }
     let versions = env.secret_versions(&secret_name).await;
     assert_eq!(versions.len(), 2);

@@ -10,7 +10,7 @@ mod status;
 
 pub use conditions::{ConditionReason, ConditionType, set_condition};
 pub use spec::*;
-pub use status::DsqlCredentialStatus;
+pub use status::{DsqlCredentialStatus, ProjectionStatus, RolloutRestartStatus};
 
 /// The API group of every resource this operator defines.
 pub const API_GROUP: &str = "dsql.credentials.dev";

@@ -62,6 +62,22 @@ pub struct DsqlCredentialSpec {
     /// The AWS Secrets Manager secret the token is written to.
     #[serde(default)]
     pub secrets_manager: SecretsManagerSpec,
+
+    /// Projection into a Kubernetes Secret in this namespace (on by default), for pods that
+    /// mount it as a volume or read it as environment variables.
+    #[serde(default)]
+    pub kubernetes_secret: KubernetesSecretSpec,
+
+    /// Projection as a SecretProviderClass for the Secrets Store CSI driver and its AWS provider,
+    /// so pods mount the values straight from Secrets Manager with their own EKS Pod Identity.
+    #[serde(default)]
+    pub secret_provider_class: SecretProviderClassSpec,
+
+    /// Workloads in this namespace to restart after each rotation, for consumers that read the
+    /// credential once at start (environment variables). Restarts are rate-limited operator-wide.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub rollout_restart: Vec<RolloutTarget>,
 }
 
 fn default_database() -> String {
@@ -184,6 +200,89 @@ pub struct SecretsManagerSpec {
     /// Days Secrets Manager keeps a deleted secret recoverable: 7 to 30, or 0 to delete at once.
     #[serde(default = "default_recovery_window_days")]
     pub recovery_window_days: i64,
+}
+
+/// The Kubernetes Secret projection.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesSecretSpec {
+    /// Whether to write the Secret. Defaults to true. Turning it off deletes the Secret the
+    /// operator made.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// Secret name. Defaults to the DsqlCredential's name. A Secret of that name that the
+    /// operator did not create is never overwritten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: Option<String>,
+
+    /// Extra keys rendered from the credential's values. Placeholders: `{engine}`, `{host}`,
+    /// `{port}`, `{dbname}`, `{username}`, `{password}`, `{region}`, `{expiresAt}`; append
+    /// `|urlencode` to percent-encode a value, e.g.
+    /// `postgres://{username}:{password|urlencode}@{host}:{port}/{dbname}?sslmode=verify-full`.
+    /// `{{` and `}}` are literal braces.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[-._a-zA-Z0-9]+$') && size(k) <= 253 && size(self[k]) <= 4096)").message("kubernetesSecret.extraKeys keys must be valid Secret keys ([-._a-zA-Z0-9]+) and templates at most 4096 characters"))]
+    #[schemars(extend("maxProperties" = 32))]
+    pub extra_keys: BTreeMap<String, String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for KubernetesSecretSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            name: None,
+            extra_keys: BTreeMap::new(),
+        }
+    }
+}
+
+/// The SecretProviderClass projection (Secrets Store CSI driver with the AWS provider).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretProviderClassSpec {
+    /// Whether to write the SecretProviderClass. Defaults to false. Needs the Secrets Store CSI
+    /// driver and its AWS provider installed in the cluster.
+    #[serde(default)]
+    pub enabled: bool,
+
+    /// SecretProviderClass name. Defaults to the DsqlCredential's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: Option<String>,
+}
+
+/// Kinds of workload that can be restarted after a rotation.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+}
+
+/// A workload in the credential's namespace to restart after each rotation.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutTarget {
+    /// `Deployment`, `StatefulSet` or `DaemonSet`.
+    pub kind: WorkloadKind,
+    /// Name of the workload.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 fn default_recovery_window_days() -> i64 {

@@ -50,10 +50,55 @@ pub struct DsqlCredentialStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_forced_rotation: Option<String>,
 
+    /// The Kubernetes Secret projection, when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_secret: Option<ProjectionStatus>,
+
+    /// The SecretProviderClass projection, when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_provider_class: Option<ProjectionStatus>,
+
+    /// Workloads restarted after rotations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollout_restarts: Vec<RolloutRestartStatus>,
+
     /// `Ready`, `Degraded` and `Stalled` conditions (kstatus-compatible).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// Where a projection stands.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectionStatus {
+    /// Name of the object the operator writes.
+    pub name: String,
+    /// The Secrets Manager version the object carries (for the SecretProviderClass, the version
+    /// current when it was last written; it always points at the current version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// Whether the object is in sync with `status.versionId`.
+    pub synced: bool,
+    /// Why it is not in sync, if it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The last restart of one `rolloutRestart` target.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutRestartStatus {
+    /// `Deployment`, `StatefulSet` or `DaemonSet`.
+    pub kind: String,
+    /// Workload name.
+    pub name: String,
+    /// The Secrets Manager version the workload was restarted for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_for_version: Option<String>,
+    /// Why the restart failed (e.g. the workload does not exist), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl DsqlCredentialStatus {

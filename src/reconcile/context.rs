@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::aws::SecretsManager;
+use crate::aws::{SecretsManager, WriteRateLimiter};
 use crate::clock::Clock;
 use crate::config::OperatorConfig;
 use crate::ops::{Health, Metrics};
@@ -22,6 +22,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// Operator settings.
     pub config: OperatorConfig,
+    /// Paces rollout restarts across all credentials.
+    pub restart_limiter: WriteRateLimiter,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Readiness, reported on /readyz.
@@ -48,12 +50,14 @@ impl Context {
         health: Arc<Health>,
     ) -> Self {
         let events = EventPublisher::new(client.clone());
+        let restart_limiter = WriteRateLimiter::new(config.rollout_restarts_per_second);
         Self {
             client,
             secrets,
             minter,
             clock,
             config,
+            restart_limiter,
             metrics,
             health,
             events,

@@ -5,6 +5,7 @@ mod cleanup;
 mod context;
 mod events;
 pub mod plan;
+mod project;
 pub mod rotate;
 pub mod status;
 pub mod validate;
@@ -23,14 +24,17 @@ use tracing::{info, warn};
 
 pub use context::Context;
 
+use crate::api::ProjectionStatus;
 use crate::api::{
     ConditionReason, ConditionType, DsqlCredential, DsqlCredentialStatus, FINALIZER, MANAGER_NAME, ROTATE_ANNOTATION,
 };
 use crate::aws::OwnerRef;
+use crate::projection::ObjectOwner;
 use crate::schedule::{self, RenewalPlan};
-use plan::Plan;
+use plan::{Plan, RotationCause};
 use rotate::RotationError;
-use status::{Failure, Published};
+use status::{Failure, Published, Targets};
+use validate::ValidCredential;
 
 /// Errors that end a reconcile early; the controller retries them with per-object backoff.
 /// Rotation failures are not among them: they are recorded in status and retried on schedule.
@@ -95,7 +99,6 @@ fn object_key(namespace: &str, name: &str) -> String {
 async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Context) -> Result<Action, Error> {
     let now = ctx.clock.now();
     let name = credential.name_any();
-    let key = object_key(&credential.namespace().unwrap_or_default(), &name);
     let generation = credential.meta().generation;
     let current = credential.status.clone().unwrap_or_default();
     let uid = credential.uid().unwrap_or_default();
@@ -108,36 +111,79 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
     let valid = match validate::validate(credential, &ctx.config, now) {
         Ok(valid) => valid,
         Err(invalid) => {
-            let next = status::after_stall(&current, generation, invalid.reason, &invalid.message, now);
+            let mut next = status::after_stall(&current, generation, invalid.reason, &invalid.message, now);
             if !was_stalled_with(&current, invalid.reason) {
                 ctx.events.stalled(credential, invalid.reason, &invalid.message).await;
             }
+            // Without a valid spec, which projections are wanted is unknown: judge the token alone.
+            status::set_ready(&mut next, Targets::default(), now);
             write_status(api, &name, &current, &next).await?;
             return Ok(wake_at_expiry(&next, now));
         }
     };
-
-    let annotation = credential.annotations().get(ROTATE_ANNOTATION).map(String::as_str);
-    let cause = match plan::plan(generation, annotation, &current, now) {
-        Plan::Wait { until } => {
-            write_status(api, &name, &current, &status::refreshed(&current, now)).await?;
-            return Ok(requeue_at(until, now));
-        }
-        Plan::Stalled => {
-            let next = status::refreshed(&current, now);
-            write_status(api, &name, &current, &next).await?;
-            return Ok(wake_at_expiry(&next, now));
-        }
-        Plan::Rotate(cause) => cause,
-    };
-
-    let owner = OwnerRef {
+    let owner = ObjectOwner {
         namespace: credential.namespace().unwrap_or_default(),
         name: name.clone(),
         uid: uid.clone(),
     };
+
+    let annotation = credential.annotations().get(ROTATE_ANNOTATION).map(String::as_str);
+    let wake = match plan::plan(generation, annotation, &current, now) {
+        Plan::Rotate(cause) => return rotate_now(credential, api, ctx, &valid, &owner, cause, annotation).await,
+        Plan::Wait { until } => Some(until),
+        Plan::Stalled => None,
+    };
+    let mut next = current.clone();
+    let pending = project::converge(ctx, &owner, &valid, &current, &mut next).await;
+    status::set_ready(&mut next, valid.targets(), now);
+    write_status(api, &name, &current, &next).await?;
+    Ok(match wake {
+        Some(until) => requeue_at(retry_projections(until, pending, now), now),
+        None if pending => requeue_at(retry_projections(now + PROJECTION_RETRY, true, now), now),
+        None => wake_at_expiry(&next, now),
+    })
+}
+
+/// How soon an out-of-sync token-free projection (e.g. a missing SecretProviderClass CRD) is
+/// tried again.
+const PROJECTION_RETRY: jiff::SignedDuration = jiff::SignedDuration::from_secs(300);
+
+fn retry_projections(until: Timestamp, pending: bool, now: Timestamp) -> Timestamp {
+    if pending {
+        until.min(now + PROJECTION_RETRY)
+    } else {
+        until
+    }
+}
+
+/// One rotation: mint, write Secrets Manager, write the Secret, restart workloads, converge the
+/// rest, one status write.
+async fn rotate_now(
+    credential: &DsqlCredential,
+    api: &Api<DsqlCredential>,
+    ctx: &Context,
+    valid: &ValidCredential,
+    owner: &ObjectOwner,
+    cause: RotationCause,
+    annotation: Option<&str>,
+) -> Result<Action, Error> {
+    let now = ctx.clock.now();
+    let name = &owner.name;
+    let key = object_key(&owner.namespace, name);
+    let generation = credential.meta().generation;
+    let current = credential.status.clone().unwrap_or_default();
     let started = std::time::Instant::now();
-    match rotate::rotate(&ctx.secrets, &ctx.minter, &owner, &valid, &current).await {
+    let sm_owner = OwnerRef {
+        namespace: owner.namespace.clone(),
+        name: name.clone(),
+        uid: owner.uid.clone(),
+    };
+
+    let rotated = match project::check_secret_owner(ctx, owner, valid, &current).await {
+        Ok(()) => rotate::rotate(&ctx.secrets, &ctx.minter, &sm_owner, valid, &current).await,
+        Err(error) => Err(error.into()),
+    };
+    let (mut next, outcome) = match rotated {
         Ok(rotation) => {
             let jitter = schedule::renewal_jitter(valid.renew_before, seed(&owner.uid, rotation.rotation_count));
             let next_rotation = schedule::next_rotation_time(
@@ -150,7 +196,7 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
                 jitter,
             );
             let published = Published {
-                version: rotation.version,
+                version: rotation.version.clone(),
                 secret_name: valid.secret_name.clone(),
                 rotation_count: rotation.rotation_count,
                 issued_at: rotation.minted.issued_at,
@@ -161,25 +207,54 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
                 rotate_annotation: annotation.map(str::to_owned),
                 warning: short_lived_warning(&rotation.minted),
             };
-            let next = status::after_rotation(&current, generation, &published, now);
-            info!(
-                credential = %key,
-                cause = cause.describe(),
-                version = %published.version.version_id,
-                expires_at = %published.expires_at,
-                next_rotation = %next_rotation,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "rotated token"
-            );
-            write_status(api, &name, &current, &next).await?;
-            ctx.record_rotation(&uid, published.rotation_count);
-            ctx.metrics.rotation(true, started.elapsed().as_secs_f64());
+            let mut next = status::after_rotation(&current, generation, &published, now);
+            ctx.record_rotation(&owner.uid, published.rotation_count);
             ctx.metrics
-                .token_expiry(&owner.namespace, &owner.name, published.expires_at.as_second());
+                .token_expiry(&owner.namespace, name, published.expires_at.as_second());
+            let version = &published.version.version_id;
+            match project::write_secret(ctx, owner, valid, &valid.connection, &rotation.minted, version).await {
+                Ok(secret) => {
+                    next.kubernetes_secret = secret;
+                    next.rollout_restarts = project::restart_workloads(ctx, owner, valid, version).await;
+                    info!(
+                        credential = %key,
+                        cause = cause.describe(),
+                        version = %version,
+                        expires_at = %published.expires_at,
+                        next_rotation = %next_rotation,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "rotated token"
+                    );
+                    ctx.metrics.rotation(true, started.elapsed().as_secs_f64());
+                    (next, Ok((published, next_rotation)))
+                }
+                // Secrets Manager has the new version (status records it) but the Secret does not:
+                // the rotation failed and is retried whole, with a fresh token.
+                Err(error) => {
+                    if let Some(target) = &valid.kubernetes_secret {
+                        next.kubernetes_secret = Some(ProjectionStatus {
+                            name: target.name.clone(),
+                            version_id: current.kubernetes_secret.as_ref().and_then(|p| p.version_id.clone()),
+                            synced: false,
+                            message: Some(error.to_string()),
+                        });
+                    }
+                    (next, Err(RotationError::from(error)))
+                }
+            }
+        }
+        Err(error) => (current.clone(), Err(error)),
+    };
+    let pending = project::converge(ctx, owner, valid, &current, &mut next).await;
+
+    let action = match outcome {
+        Ok((published, next_rotation)) => {
+            status::set_ready(&mut next, valid.targets(), now);
+            write_status(api, name, &current, &next).await?;
             ctx.events
                 .rotated(credential, &cause, &published, current.consecutive_failures)
                 .await;
-            Ok(requeue_at(next_rotation, now))
+            requeue_at(retry_projections(next_rotation, pending, now), now)
         }
         Err(error) => {
             ctx.metrics.rotation(false, 0.0);
@@ -187,36 +262,35 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
             let message = error.to_string();
             if stalls {
                 warn!(credential = %key, reason = reason.as_str(), error = %message, "credential stalled");
-                let next = status::after_stall(&current, generation, reason, &message, now);
+                let mut stalled = status::after_stall(&next, generation, reason, &message, now);
+                status::set_ready(&mut stalled, valid.targets(), now);
                 if !was_stalled_with(&current, reason) {
                     ctx.events.stalled(credential, reason, &message).await;
                 }
-                write_status(api, &name, &current, &next).await?;
-                return Ok(wake_at_expiry(&next, now));
+                write_status(api, name, &current, &stalled).await?;
+                return Ok(wake_at_expiry(&stalled, now));
             }
-            let expiry = current.token_expiration_time.as_ref().map(|t| t.0);
-            let retry_at = schedule::retry_time(
-                now,
-                current.consecutive_failures.max(0) as u32 + 1,
-                rand::random::<f64>(),
-                expiry,
-            );
+            let expiry = next.token_expiration_time.as_ref().map(|t| t.0);
+            let failures_before = current.consecutive_failures.max(0);
+            let retry_at = schedule::retry_time(now, failures_before as u32 + 1, rand::random::<f64>(), expiry);
             warn!(credential = %key, reason = reason.as_str(), error = %message, retry_at = %retry_at, "rotation failed");
             let failure = Failure {
                 reason,
                 message,
                 retry_at,
             };
-            let next = status::after_failure(&current, generation, &failure, now);
-            write_status(api, &name, &current, &next).await?;
+            let mut failed = status::after_failure(&next, generation, &failure, failures_before, now);
+            status::set_ready(&mut failed, valid.targets(), now);
+            write_status(api, name, &current, &failed).await?;
             if !was_degraded_with(&current, reason) {
                 ctx.events
                     .rotation_failed(credential, &failure, &error_kind(&error))
                     .await;
             }
-            Ok(requeue_at(retry_at, now))
+            requeue_at(retry_at, now)
         }
-    }
+    };
+    Ok(action)
 }
 
 fn error_kind(error: &RotationError) -> String {
@@ -224,6 +298,7 @@ fn error_kind(error: &RotationError) -> String {
         RotationError::Mint(_) => "MintToken".to_owned(),
         RotationError::Aws(e) => e.operation.to_owned(),
         RotationError::OwnedByOther { .. } => "CheckOwnership".to_owned(),
+        RotationError::Projection(_) => "WriteSecret".to_owned(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::api::{ConditionReason, DsqlCredentialStatus};
 use crate::aws::{AwsError, AwsErrorKind, OwnerRef, SecretsManager, WrittenVersion, client_request_token, secret_json};
+use crate::projection::ProjectionError;
 use crate::reconcile::validate::ValidCredential;
 use crate::token::{MintError, MintedToken, TokenMinter};
 use secrecy::SecretString;
@@ -28,6 +29,9 @@ pub enum RotationError {
     /// A Secrets Manager call failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// A projection could not be written (or its target belongs to someone else).
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
     /// The secret exists and belongs to someone else.
     #[error(
         "Secrets Manager secret {secret:?} already exists and belongs to {owner}; the operator never overwrites a secret it does not own: choose another secretsManager.name, or delete that secret"
@@ -51,7 +55,10 @@ impl RotationError {
                 AwsErrorKind::AccessDenied => (ConditionReason::AccessDenied, false),
                 _ => (ConditionReason::SecretsManagerError, false),
             },
-            Self::OwnedByOther { .. } => (ConditionReason::SecretOwnedByOther, true),
+            Self::OwnedByOther { .. } | Self::Projection(ProjectionError::OwnedByOther { .. }) => {
+                (ConditionReason::SecretOwnedByOther, true)
+            }
+            Self::Projection(_) => (ConditionReason::KubernetesError, false),
         }
     }
 }

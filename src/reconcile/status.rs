@@ -44,7 +44,17 @@ fn fmt_time(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Status after a successful rotation.
+/// Which projections the spec enables: `Ready` needs each of them in sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// The Kubernetes Secret projection is enabled.
+    pub kubernetes_secret: bool,
+    /// The SecretProviderClass projection is enabled.
+    pub secret_provider_class: bool,
+}
+
+/// Status after a successful rotation (`Ready` is set by [`set_ready`] once the projections
+/// are written).
 pub fn after_rotation(
     prev: &DsqlCredentialStatus,
     generation: Option<i64>,
@@ -65,6 +75,9 @@ pub fn after_rotation(
             .rotate_annotation
             .clone()
             .or_else(|| prev.last_forced_rotation.clone()),
+        kubernetes_secret: prev.kubernetes_secret.clone(),
+        secret_provider_class: prev.secret_provider_class.clone(),
+        rollout_restarts: prev.rollout_restarts.clone(),
         conditions: prev.conditions.clone(),
     };
     match &published.warning {
@@ -93,20 +106,21 @@ pub fn after_rotation(
         "",
         now,
     );
-    set_ready(&mut status, now);
     status
 }
 
 /// Status after a failed attempt: the published token (if any) stays, `Degraded` says why.
+/// `failures_before` is the count of failed attempts in a row before this one.
 pub fn after_failure(
     prev: &DsqlCredentialStatus,
     generation: Option<i64>,
     failure: &Failure,
+    failures_before: i32,
     now: Timestamp,
 ) -> DsqlCredentialStatus {
     let mut status = prev.clone();
     status.observed_generation = generation;
-    status.consecutive_failures = prev.consecutive_failures.saturating_add(1);
+    status.consecutive_failures = failures_before.saturating_add(1);
     status.next_rotation_time = Some(Time(failure.retry_at));
     let message = format!("{}; retrying at {}", failure.message, fmt_time(failure.retry_at));
     set(&mut status, ConditionType::Degraded, true, failure.reason, message, now);
@@ -118,7 +132,6 @@ pub fn after_failure(
         "",
         now,
     );
-    set_ready(&mut status, now);
     status
 }
 
@@ -142,14 +155,6 @@ pub fn after_stall(
         "no rotation is attempted while Stalled",
         now,
     );
-    set_ready(&mut status, now);
-    status
-}
-
-/// Status with nothing done: only time-dependent parts (the token expiring) can change.
-pub fn refreshed(prev: &DsqlCredentialStatus, now: Timestamp) -> DsqlCredentialStatus {
-    let mut status = prev.clone();
-    set_ready(&mut status, now);
     status
 }
 
@@ -165,14 +170,22 @@ fn set(
     set_condition(&mut status.conditions, type_, value, reason, message, generation, now);
 }
 
-fn set_ready(status: &mut DsqlCredentialStatus, now: Timestamp) {
+/// Sets `Ready`: a valid token is published to Secrets Manager and to every enabled projection.
+/// The only part of status that changes with time alone (a token expiring).
+pub fn set_ready(status: &mut DsqlCredentialStatus, targets: Targets, now: Timestamp) {
     let expiry = status.token_expiration_time.as_ref().map(|t| t.0);
+    let unsynced = unsynced_projections(status, targets);
     let (ready, reason, message) = match (&status.version_id, expiry) {
+        (Some(_), Some(expiry)) if expiry > now && !unsynced.is_empty() => (
+            false,
+            ConditionReason::NotPublished,
+            format!("the token is in Secrets Manager but not in: {}", unsynced.join("; ")),
+        ),
         (Some(_), Some(expiry)) if expiry > now => (
             true,
             ConditionReason::TokenPublished,
             format!(
-                "a valid token is published to Secrets Manager, valid until {}",
+                "a valid token is published to every enabled target, valid until {}",
                 fmt_time(expiry)
             ),
         ),
@@ -193,10 +206,43 @@ fn set_ready(status: &mut DsqlCredentialStatus, now: Timestamp) {
     set(status, ConditionType::Ready, ready, reason, message, now);
 }
 
+/// Enabled projections that do not carry the current token, with why.
+fn unsynced_projections(status: &DsqlCredentialStatus, targets: Targets) -> Vec<String> {
+    let mut unsynced = Vec::new();
+    let checks = [
+        (targets.kubernetes_secret, "Secret", &status.kubernetes_secret, true),
+        (
+            targets.secret_provider_class,
+            "SecretProviderClass",
+            &status.secret_provider_class,
+            false,
+        ),
+    ];
+    for (enabled, kind, projection, carries_token) in checks {
+        match projection {
+            _ if !enabled => {}
+            Some(p) if p.synced && (!carries_token || p.version_id == status.version_id) => {}
+            Some(p) => unsynced.push(format!(
+                "{kind} {} ({})",
+                p.name,
+                p.message.as_deref().unwrap_or("out of date")
+            )),
+            None => unsynced.push(format!("{kind} (not written yet)")),
+        }
+    }
+    unsynced
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::api::ProjectionStatus;
+
+    const NO_PROJECTIONS: Targets = Targets {
+        kubernetes_secret: false,
+        secret_provider_class: false,
+    };
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -218,6 +264,17 @@ mod tests {
         }
     }
 
+    fn rotated(targets: Targets) -> DsqlCredentialStatus {
+        let mut s = after_rotation(
+            &DsqlCredentialStatus::default(),
+            Some(1),
+            &published(),
+            t("2026-11-23T17:00:01Z"),
+        );
+        set_ready(&mut s, targets, t("2026-11-23T17:00:01Z"));
+        s
+    }
+
     fn condition(
         s: &DsqlCredentialStatus,
         type_: ConditionType,
@@ -231,7 +288,8 @@ mod tests {
             consecutive_failures: 3,
             ..Default::default()
         };
-        let s = after_rotation(&prev, Some(4), &published(), t("2026-11-23T17:00:01Z"));
+        let mut s = after_rotation(&prev, Some(4), &published(), t("2026-11-23T17:00:01Z"));
+        set_ready(&mut s, NO_PROJECTIONS, t("2026-11-23T17:00:01Z"));
         assert_eq!(s.consecutive_failures, 0);
         assert_eq!(s.observed_generation, Some(4));
         assert_eq!(condition(&s, ConditionType::Ready).status, "True");
@@ -242,19 +300,68 @@ mod tests {
     }
 
     #[test]
-    fn a_failure_keeps_ready_while_the_token_is_valid_and_says_when_it_retries() {
-        let ok = after_rotation(
-            &DsqlCredentialStatus::default(),
-            Some(1),
-            &published(),
-            t("2026-11-23T17:00:01Z"),
+    fn ready_needs_every_enabled_projection_on_the_current_version() {
+        let targets = Targets {
+            kubernetes_secret: true,
+            secret_provider_class: true,
+        };
+        let mut s = rotated(targets);
+        assert_eq!(condition(&s, ConditionType::Ready).status, "False");
+        assert!(
+            condition(&s, ConditionType::Ready)
+                .message
+                .contains("Secret (not written yet)")
         );
+        s.kubernetes_secret = Some(ProjectionStatus {
+            name: "x".into(),
+            version_id: Some("old".into()),
+            synced: true,
+            message: None,
+        });
+        s.secret_provider_class = Some(ProjectionStatus {
+            name: "x".into(),
+            version_id: None,
+            synced: true,
+            message: None,
+        });
+        set_ready(&mut s, targets, t("2026-11-23T17:00:02Z"));
+        assert_eq!(
+            condition(&s, ConditionType::Ready).status,
+            "False",
+            "the Secret carries an old token"
+        );
+        s.kubernetes_secret = Some(ProjectionStatus {
+            name: "x".into(),
+            version_id: s.version_id.clone(),
+            synced: true,
+            message: None,
+        });
+        set_ready(&mut s, targets, t("2026-11-23T17:00:02Z"));
+        assert_eq!(condition(&s, ConditionType::Ready).status, "True");
+        s.secret_provider_class = Some(ProjectionStatus {
+            name: "x".into(),
+            version_id: None,
+            synced: false,
+            message: Some("CRD missing".into()),
+        });
+        set_ready(&mut s, targets, t("2026-11-23T17:00:03Z"));
+        assert!(
+            condition(&s, ConditionType::Ready)
+                .message
+                .contains("SecretProviderClass x (CRD missing)")
+        );
+    }
+
+    #[test]
+    fn a_failure_keeps_ready_while_the_token_is_valid_and_says_when_it_retries() {
+        let ok = rotated(NO_PROJECTIONS);
         let failure = Failure {
             reason: ConditionReason::Throttled,
             message: "Secrets Manager PutSecretValue failed: ThrottlingException: Rate exceeded".into(),
             retry_at: t("2026-11-23T17:41:00Z"),
         };
-        let s = after_failure(&ok, Some(1), &failure, t("2026-11-23T17:40:00Z"));
+        let mut s = after_failure(&ok, Some(1), &failure, 0, t("2026-11-23T17:40:00Z"));
+        set_ready(&mut s, NO_PROJECTIONS, t("2026-11-23T17:40:00Z"));
         assert_eq!(s.consecutive_failures, 1);
         assert_eq!(condition(&s, ConditionType::Ready).status, "True");
         let degraded = condition(&s, ConditionType::Degraded);
@@ -270,30 +377,22 @@ mod tests {
         assert_eq!(s.version_id, ok.version_id);
         assert_eq!(s.next_rotation_time, Some(Time(t("2026-11-23T17:41:00Z"))));
 
-        let expired = refreshed(&s, t("2026-11-23T18:00:00Z"));
-        assert_eq!(condition(&expired, ConditionType::Ready).reason, "TokenExpired");
-        assert_eq!(condition(&expired, ConditionType::Ready).status, "False");
+        set_ready(&mut s, NO_PROJECTIONS, t("2026-11-23T18:00:00Z"));
+        assert_eq!(condition(&s, ConditionType::Ready).reason, "TokenExpired");
+        assert_eq!(condition(&s, ConditionType::Ready).status, "False");
     }
 
     #[test]
     fn refreshing_an_unchanged_status_changes_nothing() {
-        let ok = after_rotation(
-            &DsqlCredentialStatus::default(),
-            Some(1),
-            &published(),
-            t("2026-11-23T17:00:01Z"),
-        );
-        assert_eq!(refreshed(&ok, t("2026-11-23T17:20:00Z")), ok);
+        let ok = rotated(NO_PROJECTIONS);
+        let mut again = ok.clone();
+        set_ready(&mut again, NO_PROJECTIONS, t("2026-11-23T17:20:00Z"));
+        assert_eq!(again, ok);
     }
 
     #[test]
     fn a_stall_is_reported_without_touching_the_published_token() {
-        let ok = after_rotation(
-            &DsqlCredentialStatus::default(),
-            Some(1),
-            &published(),
-            t("2026-11-23T17:00:01Z"),
-        );
+        let ok = rotated(NO_PROJECTIONS);
         let s = after_stall(
             &ok,
             Some(2),

@@ -10,9 +10,11 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::ResourceExt;
 
-use crate::api::{ConditionReason, DeletionPolicy, DsqlCredential};
+use crate::api::{ConditionReason, DeletionPolicy, DsqlCredential, RolloutTarget};
 use crate::aws::ConnectionInfo;
 use crate::config::OperatorConfig;
+use crate::projection::template;
+use crate::reconcile::status::Targets;
 use crate::schedule::{self, MIN_WRITE_INTERVAL, RotationSchedule};
 use crate::token::TokenRequest;
 
@@ -41,6 +43,31 @@ pub struct ValidCredential {
     pub deletion_policy: DeletionPolicy,
     /// Recovery window for `Delete`.
     pub recovery_window_days: i64,
+    /// The Kubernetes Secret projection, when enabled.
+    pub kubernetes_secret: Option<SecretProjection>,
+    /// The SecretProviderClass name, when that projection is enabled.
+    pub secret_provider_class: Option<String>,
+    /// Workloads to restart after each rotation.
+    pub rollout_restart: Vec<RolloutTarget>,
+}
+
+/// The Kubernetes Secret to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretProjection {
+    /// Secret name.
+    pub name: String,
+    /// Rendered extra keys (validated templates).
+    pub extra_keys: BTreeMap<String, String>,
+}
+
+impl ValidCredential {
+    /// Which projections `Ready` waits for.
+    pub fn targets(&self) -> Targets {
+        Targets {
+            kubernetes_secret: self.kubernetes_secret.is_some(),
+            secret_provider_class: self.secret_provider_class.is_some(),
+        }
+    }
 }
 
 /// Why a spec cannot be acted on: becomes a `Stalled` condition.
@@ -139,6 +166,41 @@ pub fn validate(
         )));
     }
 
+    let kubernetes_secret = match &spec.kubernetes_secret {
+        ks if !ks.enabled => None,
+        ks => {
+            for (key, text) in &ks.extra_keys {
+                if template::PLACEHOLDERS.contains(&key.as_str()) {
+                    return Err(invalid(format!(
+                        "kubernetesSecret.extraKeys.{key} clashes with a built-in key of the Secret"
+                    )));
+                }
+                let valid_key = !key.is_empty()
+                    && key.len() <= 253
+                    && key.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+                if !valid_key {
+                    return Err(invalid(format!(
+                        "kubernetesSecret.extraKeys key {key:?} is not a valid Secret key ([-._a-zA-Z0-9]+)"
+                    )));
+                }
+                template::validate(text).map_err(|e| invalid(format!("kubernetesSecret.extraKeys.{key}: {e}")))?;
+            }
+            Some(SecretProjection {
+                name: ks.name.clone().unwrap_or_else(|| credential.name_any()),
+                extra_keys: ks.extra_keys.clone(),
+            })
+        }
+    };
+    let secret_provider_class = spec.secret_provider_class.enabled.then(|| {
+        spec.secret_provider_class
+            .name
+            .clone()
+            .unwrap_or_else(|| credential.name_any())
+    });
+    let mut rollout_restart = spec.rollout_restart.clone();
+    rollout_restart.sort();
+    rollout_restart.dedup();
+
     Ok(ValidCredential {
         token: TokenRequest {
             hostname: hostname.clone(),
@@ -159,6 +221,9 @@ pub fn validate(
         tags: sm.tags.clone(),
         deletion_policy: sm.deletion_policy,
         recovery_window_days: sm.recovery_window_days,
+        kubernetes_secret,
+        secret_provider_class,
+        rollout_restart,
     })
 }
 

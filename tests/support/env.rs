@@ -158,6 +158,7 @@ impl TestEnv {
             namespaces: vec![namespace.clone()],
             concurrency: 4,
             secrets_manager_writes_per_second: 0.0,
+            rollout_restarts_per_second: 0.0,
         };
         TestEnv {
             fake,
@@ -299,7 +300,7 @@ impl TestEnv {
         panic!(
             "timed out after {timeout:?} waiting for {name} to be {what}; last seen status: {:#?}\nlast operator log lines:\n{}",
             last.and_then(|o| o.status),
-            super::logs::tail(80)
+            super::logs::tail(400)
         );
     }
 

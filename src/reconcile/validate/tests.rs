@@ -153,10 +153,32 @@ fn spec_types_round_trip() {
         token: Default::default(),
         rotation: Default::default(),
         secrets_manager: Default::default(),
+        kubernetes_secret: Default::default(),
+        secret_provider_class: Default::default(),
+        rollout_restart: Vec::new(),
     };
     let json = serde_json::to_value(&spec).unwrap();
     let lifetime: kube::core::Duration = json["token"]["lifetime"].as_str().unwrap().parse().unwrap();
     assert_eq!(lifetime, Duration::from_secs(3600));
     let back: DsqlCredentialSpec = serde_json::from_value(json).unwrap();
     assert_eq!(back, spec);
+}
+
+#[test]
+fn projections_default_to_a_secret_named_after_the_credential() {
+    let valid = check(serde_json::json!({})).unwrap();
+    assert_eq!(
+        valid.kubernetes_secret.as_ref().map(|s| s.name.as_str()),
+        Some("orders")
+    );
+    assert_eq!(valid.secret_provider_class, None);
+    let valid = check(serde_json::json!({
+        "kubernetesSecret": {"enabled": false},
+        "secretProviderClass": {"enabled": true, "name": "orders-spc"},
+        "rolloutRestart": [{"kind": "Deployment", "name": "api"}, {"kind": "Deployment", "name": "api"}]
+    }))
+    .unwrap();
+    assert_eq!(valid.kubernetes_secret, None);
+    assert_eq!(valid.secret_provider_class.as_deref(), Some("orders-spc"));
+    assert_eq!(valid.rollout_restart.len(), 1, "duplicates are restarted once");
 }

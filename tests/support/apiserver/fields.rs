@@ -587,7 +587,8 @@ pub fn merge(hints: &Hints, live: &Value, config: &Value) -> Value {
     Walker { hints }.merge(live, config, &mut Vec::new())
 }
 
-/// Removes one path (as FieldsV1 elements) from a value.
+/// Removes one path (as FieldsV1 elements) from a value. A map left empty by the removal goes
+/// too, as in structured-merge-diff's removing walker (it only keeps maps with entries left).
 pub fn remove_path(v: &mut Value, path: &[String]) {
     let Some((first, rest)) = path.split_first() else {
         return;
@@ -598,6 +599,9 @@ pub fn remove_path(v: &mut Value, path: &[String]) {
             obj.remove(f);
         } else if let Some(child) = obj.get_mut(f) {
             remove_path(child, rest);
+            if child.as_object().is_some_and(Map::is_empty) {
+                obj.remove(f);
+            }
         }
         return;
     }

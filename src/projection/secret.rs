@@ -1,0 +1,150 @@
+//! The Kubernetes Secret projection: the Secrets Manager JSON keys one per key, plus rendered
+//! `extraKeys`. The body carries the token, so it is built straight into a redacting JSON type.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jiff::Timestamp;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::ObjectOwner;
+use super::template;
+use crate::aws::ConnectionInfo;
+use crate::token::DsqlToken;
+
+/// Annotation with the Secrets Manager version the Secret carries.
+pub const VERSION_ANNOTATION: &str = "dsql.credentials.dev/version-id";
+/// Annotation with the token's expiry.
+pub const EXPIRY_ANNOTATION: &str = "dsql.credentials.dev/expires-at";
+
+/// A JSON request body that contains a token: serialized as is, never shown by `Debug`.
+pub struct SecretBody(SecretString);
+
+impl Serialize for SecretBody {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = RawValue::from_string(self.0.expose_secret().to_owned()).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+impl fmt::Debug for SecretBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBody(<redacted>)")
+    }
+}
+
+/// The values a Secret key or template can name.
+pub struct CredentialValues<'a> {
+    /// Connection details.
+    pub info: &'a ConnectionInfo,
+    /// The token.
+    pub token: &'a DsqlToken,
+    /// Its expiry.
+    pub expires_at: Timestamp,
+}
+
+impl CredentialValues<'_> {
+    fn get(&self, name: &str) -> String {
+        match name {
+            "engine" => "postgres".to_owned(),
+            "host" => self.info.host.clone(),
+            "port" => "5432".to_owned(),
+            "dbname" => self.info.dbname.clone(),
+            "username" => self.info.username.clone(),
+            "password" => self.token.expose().to_owned(),
+            "region" => self.info.region.clone(),
+            "expiresAt" => self.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// The Secret to apply. Fails only on a template error (which validation catches earlier).
+pub fn secret_body(
+    owner: &ObjectOwner,
+    name: &str,
+    values: &CredentialValues<'_>,
+    extra_keys: &BTreeMap<String, String>,
+    version_id: &str,
+) -> Result<SecretBody, String> {
+    let mut data = BTreeMap::new();
+    for key in template::PLACEHOLDERS {
+        data.insert(key.to_owned(), STANDARD.encode(values.get(key)));
+    }
+    for (key, text) in extra_keys {
+        let rendered = template::render(text, |name| values.get(name)).map_err(|e| format!("extraKeys.{key}: {e}"))?;
+        data.insert(key.clone(), STANDARD.encode(rendered));
+    }
+    let body = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": owner.namespace,
+            "labels": owner.labels(),
+            "annotations": {
+                VERSION_ANNOTATION: version_id,
+                EXPIRY_ANNOTATION: values.get("expiresAt"),
+            },
+            "ownerReferences": [owner.owner_reference()],
+        },
+        "type": "Opaque",
+        "data": data,
+    });
+    Ok(SecretBody(SecretString::from(body.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn has_every_key_the_annotations_and_the_owner_and_hides_the_token_from_debug() {
+        let info = ConnectionInfo {
+            host: "abc.dsql.us-east-1.on.aws".into(),
+            dbname: "postgres".into(),
+            username: "admin".into(),
+            region: "us-east-1".into(),
+        };
+        let token =
+            DsqlToken::from_minted("abc.dsql.us-east-1.on.aws/?Action=DbConnectAdmin&X-Amz-Signature=ff".into());
+        let values = CredentialValues {
+            info: &info,
+            token: &token,
+            expires_at: "2026-11-23T18:00:00Z".parse().unwrap(),
+        };
+        let owner = ObjectOwner {
+            namespace: "shop".into(),
+            name: "orders".into(),
+            uid: "u1".into(),
+        };
+        let extra = BTreeMap::from([(
+            "DATABASE_URL".to_owned(),
+            "postgres://{username}:{password|urlencode}@{host}".to_owned(),
+        )]);
+        let body = secret_body(&owner, "orders-db", &values, &extra, "v-1").unwrap();
+        assert_eq!(format!("{body:?}"), "SecretBody(<redacted>)");
+        let json: serde_json::Value = serde_json::to_value(&body).unwrap();
+        let decode = |k: &str| String::from_utf8(STANDARD.decode(json["data"][k].as_str().unwrap()).unwrap()).unwrap();
+        assert_eq!(decode("password"), token.expose());
+        assert_eq!(decode("port"), "5432");
+        assert_eq!(decode("expiresAt"), "2026-11-23T18:00:00Z");
+        assert_eq!(
+            decode("DATABASE_URL"),
+            "postgres://admin:abc.dsql.us-east-1.on.aws%2F%3FAction%3DDbConnectAdmin%26X-Amz-Signature%3Dff@abc.dsql.us-east-1.on.aws"
+        );
+        assert_eq!(json["data"].as_object().unwrap().len(), 9);
+        assert_eq!(json["metadata"]["annotations"][VERSION_ANNOTATION], "v-1");
+        assert_eq!(json["metadata"]["ownerReferences"][0]["uid"], "u1");
+        assert_eq!(
+            json["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "dsql-credential-operator"
+        );
+        assert_eq!(json["type"], "Opaque");
+    }
+}

@@ -1,0 +1,344 @@
+//! End to end: the projections. The Kubernetes Secret per rotation, extraKeys, ownership
+//! conflicts, the SecretProviderClass with and without its CRD, rollout restarts, and removal
+//! when a projection is turned off or the credential is deleted.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use support::env::{TestEnv, condition};
+use support::moto::test_credentials;
+use support::token_check::{ExpectedToken, verify_dsql_token};
+
+const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
+
+fn decoded(secret: &Secret) -> BTreeMap<String, String> {
+    secret
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+        .collect()
+}
+
+async fn wait_for_secret(env: &TestEnv, name: &str, version: &str) -> Secret {
+    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
+    for _ in 0..200 {
+        if let Some(secret) = secrets.get_opt(name).await.unwrap() {
+            let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+            if annotations.get("dsql.credentials.dev/version-id").map(String::as_str) == Some(version) {
+                return secret;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("Secret {name} never carried version {version}");
+}
+
+async fn install_provider_class_crd(env: &TestEnv) {
+    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "secretproviderclasses.secrets-store.csi.x-k8s.io"},
+        "spec": {
+            "group": "secrets-store.csi.x-k8s.io",
+            "names": {"kind": "SecretProviderClass", "listKind": "SecretProviderClassList", "plural": "secretproviderclasses", "singular": "secretproviderclass"},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "provider": {"type": "string"},
+                        "parameters": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "secretObjects": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+                    }},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+                }}}
+            }]
+        }
+    }))
+    .unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(env.kube.clone());
+    crds.patch(
+        "secretproviderclasses.secrets-store.csi.x-k8s.io",
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_carries_every_key_and_follows_each_rotation() {
+    let env = TestEnv::new("k8s-secret").await;
+    let operator = env.start_operator();
+    env.create_credential(
+        "orders",
+        serde_json::json!({
+            "cluster": {"endpoint": ENDPOINT}, "role": "app", "database": "shop",
+            "kubernetesSecret": {"name": "orders-db", "extraKeys": {
+                "DATABASE_URL": "postgres://{username}:{password|urlencode}@{host}:{port}/{dbname}?sslmode=verify-full",
+                "PGPASSWORD": "{password}"
+            }}
+        }),
+    )
+    .await
+    .unwrap();
+    let ready = env.wait_ready("orders", 1).await;
+    let status = ready.status.clone().unwrap();
+    let version = status.version_id.clone().unwrap();
+    let projected = status.kubernetes_secret.clone().unwrap();
+    assert_eq!((projected.name.as_str(), projected.synced), ("orders-db", true));
+    assert_eq!(projected.version_id.as_deref(), Some(version.as_str()));
+
+    let secret = wait_for_secret(&env, "orders-db", &version).await;
+    let data = decoded(&secret);
+    let sm = env.secret_document(status.secret_name.as_deref().unwrap()).await;
+    for key in [
+        "engine",
+        "host",
+        "port",
+        "dbname",
+        "username",
+        "password",
+        "region",
+        "expiresAt",
+    ] {
+        assert_eq!(
+            data[key],
+            sm[key].as_str().unwrap(),
+            "key {key} matches Secrets Manager"
+        );
+    }
+    verify_dsql_token(
+        &data["password"],
+        &ExpectedToken::new(ENDPOINT, "us-east-1", false, &test_credentials()),
+    )
+    .unwrap();
+    assert_eq!(data["PGPASSWORD"], data["password"]);
+    let encoded: String = url::form_urlencoded::byte_serialize(data["password"].as_bytes()).collect();
+    assert_eq!(
+        data["DATABASE_URL"],
+        format!(
+            "postgres://app:{}@{ENDPOINT}:5432/shop?sslmode=verify-full",
+            encoded.replace('+', "%20")
+        )
+    );
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+    let labels = secret.metadata.labels.clone().unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "dsql-credential-operator");
+    let owner = &secret.metadata.owner_references.clone().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("DsqlCredential", ready.metadata.uid.as_deref().unwrap())
+    );
+    assert_eq!(
+        secret.metadata.annotations.clone().unwrap()["dsql.credentials.dev/expires-at"],
+        data["expiresAt"]
+    );
+
+    // The next rotation updates the Secret in the same reconcile.
+    env.clock.advance_to(status.next_rotation_time.clone().unwrap().0);
+    let second = env.wait_ready("orders", 2).await;
+    let version2 = second.status.as_ref().unwrap().version_id.clone().unwrap();
+    let secret2 = wait_for_secret(&env, "orders-db", &version2).await;
+    assert_ne!(decoded(&secret2)["password"], data["password"]);
+    assert_eq!(
+        decoded(&secret2)["password"],
+        env.secret_document(status.secret_name.as_deref().unwrap()).await["password"]
+            .as_str()
+            .unwrap()
+    );
+
+    // Turning the projection off removes the Secret the operator made.
+    let off = serde_json::json!({"spec": {"kubernetesSecret": {"enabled": false}}});
+    env.credentials()
+        .patch("orders", &PatchParams::default(), &Patch::Merge(&off))
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
+    let mut gone = false;
+    for _ in 0..200 {
+        if secrets.get_opt("orders-db").await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the Secret of a disabled projection is deleted");
+    let after = env
+        .wait_for("orders", Duration::from_secs(20), "without a Secret projection", |c| {
+            c.status.as_ref().is_some_and(|s| s.kubernetes_secret.is_none())
+                && condition(c, "Ready").is_some_and(|r| r.status == "True")
+        })
+        .await;
+    assert!(after.status.unwrap().kubernetes_secret.is_none());
+    operator.stop().await;
+    env.assert_no_token_leaks(&[status.secret_name.as_deref().unwrap()])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_the_operator_does_not_own_is_never_overwritten() {
+    let env = TestEnv::new("secret-conflict").await;
+    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
+    let theirs: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "payments"}, "stringData": {"password": "hunter2"}
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &theirs).await.unwrap();
+    let operator = env.start_operator();
+    env.create_credential(
+        "payments",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
+    )
+    .await
+    .unwrap();
+    let stalled = env
+        .wait_for("payments", Duration::from_secs(20), "Stalled", |c| {
+            condition(c, "Stalled").is_some_and(|s| s.status == "True")
+        })
+        .await;
+    let s = condition(&stalled, "Stalled").unwrap();
+    assert_eq!(s.reason, "SecretOwnedByOther");
+    assert!(s.message.contains("Secret \"payments\""), "{}", s.message);
+    assert_eq!(decoded(&secrets.get("payments").await.unwrap())["password"], "hunter2");
+    assert_eq!(
+        env.aws.count("secretsmanager.CreateSecret"),
+        0,
+        "nothing is minted or written while the Secret is taken"
+    );
+
+    // Deleting the credential leaves their Secret alone.
+    env.delete_credential("payments").await;
+    env.wait_deleted("payments").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(decoded(&secrets.get("payments").await.unwrap())["password"], "hunter2");
+    operator.stop().await;
+    env.assert_operator_calls_permitted();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_provider_class_says_when_its_crd_is_missing_and_heals_once_installed() {
+    let env = TestEnv::new("spc").await;
+    let operator = env.start_operator();
+    env.create_credential(
+        "reports",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "kubernetesSecret": {"enabled": false}, "secretProviderClass": {"enabled": true}}),
+    )
+    .await
+    .unwrap();
+    let missing = env
+        .wait_for("reports", Duration::from_secs(20), "reporting the missing CRD", |c| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.secret_provider_class.as_ref())
+                .is_some_and(|p| !p.synced)
+        })
+        .await;
+    let ready = condition(&missing, "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "NotPublished")
+    );
+    assert!(ready.message.contains("Secrets Store CSI driver"), "{}", ready.message);
+    assert!(
+        missing.status.as_ref().unwrap().version_id.is_some(),
+        "the token is still published to Secrets Manager"
+    );
+
+    install_provider_class_crd(&env).await;
+    env.clock.resync();
+    let healed = env
+        .wait_for("reports", Duration::from_secs(20), "Ready", |c| {
+            condition(c, "Ready").is_some_and(|r| r.status == "True")
+        })
+        .await;
+    let status = healed.status.clone().unwrap();
+    assert!(status.secret_provider_class.as_ref().unwrap().synced);
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        env.kube.clone(),
+        &env.namespace,
+        &dsql_credential_operator::projection::provider_class::api_resource(),
+    );
+    let spc = api.get("reports").await.unwrap();
+    assert_eq!(spc.data["spec"]["provider"], "aws");
+    assert_eq!(spc.data["spec"]["parameters"]["usePodIdentity"], "true");
+    assert_eq!(spc.data["spec"]["parameters"]["region"], "us-east-1");
+    let objects = spc.data["spec"]["parameters"]["objects"].as_str().unwrap();
+    assert!(objects.contains(status.secret_arn.as_deref().unwrap()), "{objects}");
+    assert!(objects.contains("objectAlias: \"password\""));
+    assert_eq!(
+        spc.metadata.owner_references.as_ref().unwrap()[0].uid,
+        healed.metadata.uid.clone().unwrap()
+    );
+
+    // Nothing to do: a resync writes nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.clear_recorded();
+    env.clock.resync();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(env.kube_writes(), Some(Vec::new()));
+
+    // Turning it off deletes it.
+    let off = serde_json::json!({"spec": {"secretProviderClass": {"enabled": false}}});
+    env.credentials()
+        .patch("reports", &PatchParams::default(), &Patch::Merge(&off))
+        .await
+        .unwrap();
+    env.wait_for(
+        "reports",
+        Duration::from_secs(20),
+        "without the SecretProviderClass",
+        |c| c.status.as_ref().is_some_and(|s| s.secret_provider_class.is_none()),
+    )
+    .await;
+    assert!(api.get_opt("reports").await.unwrap().is_none());
+    operator.stop().await;
+    env.assert_operator_calls_permitted();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_restart_annotates_existing_targets_and_reports_missing_ones() {
+    let env = TestEnv::new("restart").await;
+    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &env.namespace);
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "api"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "api"}},
+            "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "api", "image": "busybox"}]}}
+        }
+    }))
+    .unwrap();
+    deployments.create(&PostParams::default(), &deployment).await.unwrap();
+    let operator = env.start_operator();
+    env.create_credential(
+        "orders",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "rolloutRestart": [
+            {"kind": "Deployment", "name": "api"}, {"kind": "StatefulSet", "name": "ghost"}
+        ]}),
+    )
+    .await
+    .unwrap();
+    let ready = env.wait_ready("orders", 1).await;
+    let status = ready.status.clone().unwrap();
+    let restarts = &status.rollout_restarts;
+    assert_eq!(restarts.len(), 2);
+    let api = restarts.iter().find(|r| r.name == "api").unwrap();
+    assert_eq!(api.restarted_for_version, status.version_id);
+    let ghost = restarts.iter().find(|r| r.name == "ghost").unwrap();
+    assert_eq!(ghost.restarted_for_version, None);
+    assert!(ghost.message.as_deref().unwrap().contains("not found"), "{ghost:?}");
+    let annotated = deployments.get("api").await.unwrap();
+    let annotations = annotated.spec.unwrap().template.metadata.unwrap().annotations.unwrap();
+    assert!(annotations.contains_key("kubectl.kubernetes.io/restartedAt"));
+    operator.stop().await;
+    env.assert_operator_calls_permitted();
+}
