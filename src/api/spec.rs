@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use kube::core::Duration;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -120,12 +119,15 @@ pub struct TokenSpec {
     /// signing credentials, so the recorded expiry may be earlier. Defaults to `1h`.
     #[serde(default = "default_lifetime")]
     #[x_kube(validation = Rule::new("duration(self) >= duration('15m') && duration(self) <= duration('168h')").message("token.lifetime must be between 15m and 168h"))]
-    #[schemars(length(max = 32))]
-    pub lifetime: Duration,
+    #[schemars(
+        length(min = 2, max = 32),
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+    )]
+    pub lifetime: String,
 }
 
-fn default_lifetime() -> Duration {
-    Duration::from(std::time::Duration::from_secs(3600))
+fn default_lifetime() -> String {
+    "1h".to_owned()
 }
 
 impl Default for TokenSpec {
@@ -145,8 +147,11 @@ pub struct RotationSpec {
     /// third of `token.lifetime`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1m')").message("rotation.renewBefore must be at least 1m"))]
-    #[schemars(length(max = 32))]
-    pub renew_before: Option<Duration>,
+    #[schemars(
+        length(min = 2, max = 32),
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+    )]
+    pub renew_before: Option<String>,
 
     /// Optional schedule in Secrets Manager syntax, UTC: `rate(30 minutes)`, `rate(1 day)` or
     /// `cron(0 */4 * * ? *)`. Rotates at least this often; never later than `renewBefore` allows.

@@ -99,19 +99,16 @@ pub fn validate(
     if spec.role.is_empty() || spec.role.len() > 63 {
         return Err(invalid("role must be 1 to 63 characters"));
     }
-    if spec.token.lifetime.is_negative() {
-        return Err(invalid("token.lifetime must be between 15m and 168h"));
-    }
-    let lifetime: Duration = spec.token.lifetime.into();
+    let lifetime =
+        schedule::parse_duration(&spec.token.lifetime).map_err(|e| invalid(format!("token.lifetime: {e}")))?;
     if !(MIN_LIFETIME..=MAX_LIFETIME).contains(&lifetime) {
         return Err(invalid(format!(
             "token.lifetime is {}; it must be between 15m and 168h",
             schedule::format_duration(lifetime)
         )));
     }
-    let renew_before = match spec.rotation.renew_before {
-        Some(d) if d.is_negative() => return Err(invalid("rotation.renewBefore must be positive")),
-        Some(d) => d.into(),
+    let renew_before = match &spec.rotation.renew_before {
+        Some(text) => schedule::parse_duration(text).map_err(|e| invalid(format!("rotation.renewBefore: {e}")))?,
         None => lifetime / 3,
     };
     if renew_before < MIN_RENEW_BEFORE || renew_before >= lifetime {
