@@ -6,9 +6,9 @@
 //! rotating: bad input harms nothing else, never crashes the operator, and a Stalled object never
 //! gets a secret.
 //!
-//! Inputs that are admitted and accepted but should not be, or that break the operator, are kept
-//! out of the main corpus: `FINDINGS` below lists them, and `findings_current_behaviour` documents
-//! what happens today. When src/ is fixed, that test fails and the case moves into `corpus()`.
+//! Inputs a shared cluster should refuse but that are accepted until the namespace access policy
+//! exists are kept out of the main corpus: `accepted_but_questionable` lists them and
+//! `documented_gaps_current_behaviour` pins what happens today.
 
 mod support;
 
@@ -205,7 +205,7 @@ fn corpus() -> Vec<Case> {
         case(
             "lifetime -1h",
             with(json!({"token": {"lifetime": "-1h"}})),
-            Rejected("token.lifetime must be between 15m and 168h"),
+            Rejected("spec.token.lifetime in body should match"),
         ),
         case(
             "lifetime 1y (unknown unit)",
@@ -261,7 +261,7 @@ fn corpus() -> Vec<Case> {
         case(
             "renewBefore -1h",
             with(json!({"rotation": {"renewBefore": "-1h"}})),
-            Rejected("rotation.renewBefore must be at least 1m"),
+            Rejected("spec.rotation.renewBefore in body should match"),
         ),
         case(
             "renewBefore 59s",
@@ -570,6 +570,44 @@ fn corpus() -> Vec<Case> {
             Rejected("tag keys may not start with 'aws:' or 'dsql.credentials.dev/'"),
         ),
         case(
+            "tag key AWS: (upper case)",
+            with(json!({"secretsManager": {"tags": {"AWS:team": "x"}}})),
+            Rejected("tag keys may not start with 'aws:'"),
+        ),
+        case(
+            "tag key empty",
+            with(json!({"secretsManager": {"tags": {"": "x"}}})),
+            Rejected("tag keys"),
+        ),
+        case(
+            "tag key with * and value with <>",
+            with(json!({"secretsManager": {"tags": {"a*b": "x<>"}}})),
+            Rejected("tag keys"),
+        ),
+        // ---- durations the API server's Go parser refuses (found crashing the operator when a
+        // lenient CEL admitted them; now a pattern refuses them, and the controller parses with
+        // its own panic-free parser) ----------------------------------------------------------
+        case(
+            "lifetime with trailing text",
+            with(json!({"token": {"lifetime": "1h junk"}})),
+            Rejected("spec.token.lifetime"),
+        ),
+        case(
+            "lifetime with an exponent",
+            with(json!({"token": {"lifetime": "1.5e1m"}})),
+            Rejected("spec.token.lifetime"),
+        ),
+        case(
+            "lifetime with a negative part",
+            with(json!({"token": {"lifetime": "2h-1h"}})),
+            Rejected("spec.token.lifetime"),
+        ),
+        case(
+            "renewBefore with a negative part",
+            with(json!({"rotation": {"renewBefore": "30m-10m"}})),
+            Rejected("spec.rotation.renewBefore"),
+        ),
+        case(
             "41 tags",
             with(json!({"secretsManager": {"tags": tags(41)}})),
             Rejected("spec.secretsManager.tags"),
@@ -577,12 +615,12 @@ fn corpus() -> Vec<Case> {
         case(
             "tag key 129 chars",
             with(json!({"secretsManager": {"tags": {"k".repeat(129): "v"}}})),
-            Rejected("keys are at most 128 and values at most 256 characters"),
+            Rejected("keys are 1 to 128 and values at most 256"),
         ),
         case(
             "tag value 257 chars",
             with(json!({"secretsManager": {"tags": {"team": "v".repeat(257)}}})),
-            Rejected("keys are at most 128 and values at most 256 characters"),
+            Rejected("keys are 1 to 128 and values at most 256"),
         ),
         // ---- recoveryWindowDays / deletionPolicy --------------------------------------------
         case(
@@ -1208,50 +1246,16 @@ async fn a_corpus_of_bad_specs_is_rejected_or_stalled_and_harms_nothing_else() {
     eprintln!("corpus test took {:?}", started.elapsed());
 }
 
-/// FINDINGS: inputs that get past admission (at least past this fake API server's CEL, see below)
-/// and that the operator accepts, ignores or crashes on, although it should not. Each entry says
-/// what should happen. `findings_current_behaviour` pins what happens today.
-const FINDINGS: &[(&str, &str, &str)] = &[
-    // FINDING: a lifetime with trailing text passes the CEL rule here (cel-rust's duration()
-    // ignores input after the last unit; Go's time.ParseDuration in a real kube-apiserver refuses
-    // it) but kube::core::Duration cannot parse it: the typed watch cannot decode the object, so
-    // it gets no status at all, and after an operator restart the initial LIST fails and NO
-    // credential in the namespace is reconciled until the object is deleted.
-    // Should be: Rejected (a `pattern` on the duration fields), and for already-stored objects
-    // Stalled/InvalidSpec on that object alone.
-    ("lifetime with trailing text", "token.lifetime", "1h junk"),
-    // FINDING: same, with an exponent (cel-rust parses 1.5e1m as 15m; Go refuses).
-    ("lifetime with an exponent", "token.lifetime", "1.5e1m"),
-    // FINDING (crash): `2h-1h` passes CEL here (1h); kube::core::Duration::from_str calls
-    // std::time::Duration::mul_f64(-1.0), which panics, inside the operator's watch stream: the
-    // operator task dies ("cannot convert float seconds to Duration: value is negative").
-    // Should be: Rejected; and never a panic for a stored object.
-    ("lifetime with a negative second part", "token.lifetime", "2h-1h"),
-];
-
-/// FINDINGS that are accepted and made Ready: not crashes, but input the operator should refuse.
+/// Known gaps: input that is accepted and made Ready although a shared cluster should refuse it.
+/// The namespace access policy (issue 6) closes them; `documented_gaps_current_behaviour` pins
+/// today's behaviour so the change is visible when it lands.
 fn accepted_but_questionable() -> Vec<(&'static str, Value)> {
     vec![
-        // FINDING: tag keys are only checked for the case-sensitive prefix `aws:`; Secrets Manager
-        // reserves `aws:` in any case and refuses empty keys and characters outside letters,
-        // digits, spaces and `_.:/=+-@`. moto accepts them; real AWS would fail CreateSecret with
-        // a ValidationException, which the operator retries with backoff (Degraded) instead of
-        // Stalled. Should be: Rejected at admission (CEL: lowerAscii().startsWith('aws:'),
-        // size(k) >= 1, matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*$')).
-        (
-            "tag key AWS: (upper case)",
-            with(json!({"secretsManager": {"tags": {"AWS:team": "x"}}})),
-        ),
-        ("tag key empty", with(json!({"secretsManager": {"tags": {"": "x"}}}))),
-        (
-            "tag key with * and value with <>",
-            with(json!({"secretsManager": {"tags": {"a*b": "x<>"}}})),
-        ),
-        // FINDING (policy gap): secretsManager.name may name any path, including another
-        // namespace's default path under the operator's prefix (squatting it: that namespace's
-        // credential then stalls with SecretOwnedByOther) or a path outside the prefix (refused
-        // only by the IAM policy in real AWS, not checked by the operator). Should be: the name
-        // is confined to `<prefix>/<namespace>/` unless the cluster admin allows otherwise.
+        // GAP (policy): secretsManager.name may name any path, including another namespace's
+        // default path under the operator's prefix (squatting it: that namespace's credential then
+        // stalls with SecretOwnedByOther) or a path outside the prefix (refused only by the IAM
+        // policy in real AWS). Should be: confined to `<prefix>/<namespace>/` unless the cluster
+        // admin allows otherwise.
         (
             "secret name in another namespace's path",
             with(json!({"secretsManager": {"name": "dsql-e2e/other-namespace/victim"}})),
@@ -1263,38 +1267,11 @@ fn accepted_but_questionable() -> Vec<(&'static str, Value)> {
     ]
 }
 
-fn finding_spec(field: &str, value: &str) -> Value {
-    let (parent, child) = field.split_once('.').unwrap();
-    with(json!({parent: {child: value}}))
-}
-
-async fn rotation_count(env: &TestEnv, name: &str) -> Option<i64> {
-    env.credentials()
-        .get(name)
-        .await
-        .unwrap()
-        .status
-        .and_then(|s| s.rotation_count)
-}
-
-async fn raw_status(env: &TestEnv, name: &str) -> Value {
-    let resource = ApiResource::erase::<DsqlCredential>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(env.kube.clone(), &env.namespace, &resource);
-    api.get(name).await.unwrap().data["status"].clone()
-}
-
-/// Documents today's behaviour for every FINDING. When src/ is fixed this test fails: move the
-/// case into `corpus()` with the outcome its comment asks for.
+/// Documents today's behaviour for the known gaps (see `accepted_but_questionable`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn findings_current_behaviour() {
-    let env = TestEnv::new("bad-input-findings").await;
+async fn documented_gaps_current_behaviour() {
+    let env = TestEnv::new("bad-input-gaps").await;
     let operator = env.start_operator();
-    env.create_credential("h", json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}))
-        .await
-        .unwrap();
-    env.wait_ready("h", 1).await;
-
-    // Accepted and made Ready today.
     for (i, (label, spec)) in accepted_but_questionable().into_iter().enumerate() {
         let name = format!("accepted-{i}");
         create_raw(&env, &name, spec)
@@ -1303,92 +1280,6 @@ async fn findings_current_behaviour() {
         let c = env.wait_ready(&name, 1).await;
         assert_eq!(condition(&c, "Stalled").unwrap().status, "False", "{label}");
     }
-
-    // Undecodable lifetimes: admitted by this fake, then silently ignored by a running operator.
-    let undecodable = &FINDINGS[..2];
-    for (i, (label, field, value)) in undecodable.iter().enumerate() {
-        create_raw(&env, &format!("undecodable-{i}"), finding_spec(field, value))
-            .await
-            .unwrap_or_else(|e| panic!("{label}: admitted today, got {e}"));
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for (i, (label, _, _)) in undecodable.iter().enumerate() {
-        assert_eq!(
-            raw_status(&env, &format!("undecodable-{i}")).await,
-            Value::Null,
-            "{label}: no status, no Stalled"
-        );
-    }
-    let next = env
-        .credentials()
-        .get("h")
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .next_rotation_time
-        .unwrap();
-    env.clock.advance_to(next.0);
-    env.wait_ready("h", 2).await;
     assert!(!operator.is_finished());
     operator.stop().await;
-
-    // After a restart the initial LIST cannot be decoded: nothing in the namespace is served.
-    let operator = env.start_operator();
-    let next = env
-        .credentials()
-        .get("h")
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .next_rotation_time
-        .unwrap();
-    env.clock.advance_to(next.0);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    for _ in 0..5 {
-        env.clock.resync();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert_eq!(
-        rotation_count(&env, "h").await,
-        Some(2),
-        "h is due but not rotated while the bad objects exist"
-    );
-    // Deleting the undecodable objects lets the watcher list again, and h rotates.
-    for i in 0..undecodable.len() {
-        env.delete_credential(&format!("undecodable-{i}")).await;
-        env.wait_deleted(&format!("undecodable-{i}")).await;
-    }
-    let mut recovered = false;
-    for _ in 0..60 {
-        env.clock.resync();
-        if rotation_count(&env, "h").await == Some(3) {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert!(recovered, "h rotates once the undecodable objects are gone");
-    assert!(!operator.is_finished());
-
-    // The negative-part lifetime crashes the operator.
-    let (label, field, value) = FINDINGS[2];
-    create_raw(&env, "crash", finding_spec(field, value))
-        .await
-        .unwrap_or_else(|e| panic!("{label}: admitted today, got {e}"));
-    let mut ended = false;
-    for _ in 0..100 {
-        if operator.is_finished() {
-            ended = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ended, "{label}: the operator task ends today");
-    let result = operator.join_ended().await;
-    assert!(
-        result.as_ref().is_err_and(|m| m.contains("value is negative")),
-        "{label}: the operator panics today: {result:?}"
-    );
 }

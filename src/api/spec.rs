@@ -192,9 +192,10 @@ pub struct SecretsManagerSpec {
     pub kms_key_id: Option<String>,
 
     /// Extra tags for the secret, added to the operator's own ownership tags when the secret is
-    /// created. Keys may not start with `aws:` or `dsql.credentials.dev/`.
+    /// created. Keys may not start with `aws:` (any case) or `dsql.credentials.dev/`; keys and
+    /// values use letters, digits, spaces and `_.:/=+-@` (the Secrets Manager tag alphabet).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('aws:') && !k.startsWith('dsql.credentials.dev/') && size(k) <= 128 && size(self[k]) <= 256)").message("tag keys may not start with 'aws:' or 'dsql.credentials.dev/'; keys are at most 128 and values at most 256 characters"))]
+    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[a-zA-Z0-9 _.:/=+@-]{1,128}$') && !k.lowerAscii().startsWith('aws:') && !k.startsWith('dsql.credentials.dev/') && self[k].matches('^[a-zA-Z0-9 _.:/=+@-]{0,256}$'))").message("tag keys may not start with 'aws:' or 'dsql.credentials.dev/'; keys are 1 to 128 and values at most 256 letters, digits, spaces or _.:/=+-@"))]
     #[schemars(extend("maxProperties" = 40))]
     pub tags: BTreeMap<String, String>,
 

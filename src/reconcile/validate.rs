@@ -153,10 +153,21 @@ pub fn validate(
             "secretsManager.recoveryWindowDays must be 0 (delete at once) or between 7 and 30",
         ));
     }
+    let tag_text =
+        |t: &str, max: usize| t.len() <= max && t.chars().all(|c| c.is_ascii_alphanumeric() || " _.:/=+@-".contains(c));
+    if let Some((key, _)) = sm
+        .tags
+        .iter()
+        .find(|(k, v)| k.is_empty() || !tag_text(k, 128) || !tag_text(v, 256))
+    {
+        return Err(invalid(format!(
+            "secretsManager.tags {key:?}: keys are 1 to 128 and values at most 256 letters, digits, spaces or _.:/=+-@"
+        )));
+    }
     if let Some(key) = sm
         .tags
         .keys()
-        .find(|k| k.starts_with("aws:") || k.starts_with("dsql.credentials.dev/"))
+        .find(|k| k.to_ascii_lowercase().starts_with("aws:") || k.starts_with("dsql.credentials.dev/"))
     {
         return Err(invalid(format!(
             "secretsManager.tags key {key:?} uses a reserved prefix (aws: or dsql.credentials.dev/)"
