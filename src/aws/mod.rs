@@ -7,6 +7,6 @@ mod rate_limit;
 mod secrets;
 
 pub use errors::{AwsError, AwsErrorKind};
-pub use payload::{ConnectionInfo, secret_json};
+pub use payload::{CREDENTIAL_KEYS, ConnectionInfo, CredentialValues, secret_json};
 pub use rate_limit::WriteRateLimiter;
 pub use secrets::{OwnerRef, SecretDescription, SecretsManager, WrittenVersion, client_request_token};

@@ -2,7 +2,6 @@
 
 use jiff::Timestamp;
 use secrecy::SecretString;
-use serde::Serialize;
 
 use crate::token::DsqlToken;
 
@@ -19,34 +18,60 @@ pub struct ConnectionInfo {
     pub region: String,
 }
 
-/// Field order and names follow the published sample so existing consumers keep working.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SecretDocument<'a> {
-    engine: &'static str,
-    host: &'a str,
-    port: &'static str,
-    dbname: &'a str,
-    username: &'a str,
-    password: &'a str,
-    region: &'a str,
-    expires_at: String,
+/// The keys of the published credential, in the order of the published sample: the Secrets
+/// Manager JSON, the Kubernetes Secret's keys and the `extraKeys` placeholders all use them.
+pub const CREDENTIAL_KEYS: [&str; 8] = [
+    "engine",
+    "host",
+    "port",
+    "dbname",
+    "username",
+    "password",
+    "region",
+    "expiresAt",
+];
+
+/// Everything a published credential contains, the token included.
+pub struct CredentialValues<'a> {
+    /// Connection details.
+    pub info: &'a ConnectionInfo,
+    /// The token.
+    pub token: &'a DsqlToken,
+    /// Its expiry.
+    pub expires_at: Timestamp,
 }
 
-/// Renders the secret JSON straight into a redacting string.
-pub fn secret_json(info: &ConnectionInfo, token: &DsqlToken, expires_at: Timestamp) -> SecretString {
-    let doc = SecretDocument {
-        engine: "postgres",
-        host: &info.host,
-        port: "5432",
-        dbname: &info.dbname,
-        username: &info.username,
-        password: token.expose(),
-        region: &info.region,
-        expires_at: expires_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    };
-    // Serializing plain strings cannot fail; an empty document would be refused by AWS anyway.
-    SecretString::from(serde_json::to_string(&doc).unwrap_or_default())
+impl CredentialValues<'_> {
+    /// The value of one of [`CREDENTIAL_KEYS`] (empty for any other name). Callers put the
+    /// `password` straight into a redacting type.
+    pub fn get(&self, key: &str) -> String {
+        match key {
+            "engine" => "postgres".to_owned(),
+            "host" => self.info.host.clone(),
+            "port" => "5432".to_owned(),
+            "dbname" => self.info.dbname.clone(),
+            "username" => self.info.username.clone(),
+            "password" => self.token.expose().to_owned(),
+            "region" => self.info.region.clone(),
+            "expiresAt" => self.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// Renders the secret JSON, keys in the sample's order, straight into a redacting string.
+pub fn secret_json(values: &CredentialValues<'_>) -> SecretString {
+    let fields: Vec<String> = CREDENTIAL_KEYS
+        .iter()
+        .map(|key| {
+            format!(
+                "{}:{}",
+                serde_json::Value::from(*key),
+                serde_json::Value::from(values.get(key))
+            )
+        })
+        .collect();
+    SecretString::from(format!("{{{}}}", fields.join(",")))
 }
 
 #[cfg(test)]
@@ -65,7 +90,12 @@ mod tests {
         };
         let token =
             DsqlToken::from_minted("abc.dsql.us-east-1.on.aws/?Action=DbConnectAdmin&X-Amz-Signature=ff".into());
-        let json = secret_json(&info, &token, "2026-11-23T18:00:00.5Z".parse().unwrap());
+        let values = CredentialValues {
+            info: &info,
+            token: &token,
+            expires_at: "2026-11-23T18:00:00.5Z".parse().unwrap(),
+        };
+        let json = secret_json(&values);
         assert_eq!(
             json.expose_secret(),
             r#"{"engine":"postgres","host":"abc.dsql.us-east-1.on.aws","port":"5432","dbname":"postgres","username":"admin","password":"abc.dsql.us-east-1.on.aws/?Action=DbConnectAdmin&X-Amz-Signature=ff","region":"us-east-1","expiresAt":"2026-11-23T18:00:00Z"}"#

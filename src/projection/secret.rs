@@ -6,15 +6,13 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::ObjectOwner;
 use super::template;
-use crate::aws::ConnectionInfo;
-use crate::token::DsqlToken;
+use crate::aws::{CREDENTIAL_KEYS, CredentialValues};
 
 /// Annotation with the Secrets Manager version the Secret carries.
 pub const VERSION_ANNOTATION: &str = "dsql.credentials.dev/version-id";
@@ -37,32 +35,6 @@ impl fmt::Debug for SecretBody {
     }
 }
 
-/// The values a Secret key or template can name.
-pub struct CredentialValues<'a> {
-    /// Connection details.
-    pub info: &'a ConnectionInfo,
-    /// The token.
-    pub token: &'a DsqlToken,
-    /// Its expiry.
-    pub expires_at: Timestamp,
-}
-
-impl CredentialValues<'_> {
-    fn get(&self, name: &str) -> String {
-        match name {
-            "engine" => "postgres".to_owned(),
-            "host" => self.info.host.clone(),
-            "port" => "5432".to_owned(),
-            "dbname" => self.info.dbname.clone(),
-            "username" => self.info.username.clone(),
-            "password" => self.token.expose().to_owned(),
-            "region" => self.info.region.clone(),
-            "expiresAt" => self.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            _ => String::new(),
-        }
-    }
-}
-
 /// The Secret to apply. Fails only on a template error (which validation catches earlier).
 pub fn secret_body(
     owner: &ObjectOwner,
@@ -72,7 +44,7 @@ pub fn secret_body(
     version_id: &str,
 ) -> Result<SecretBody, String> {
     let mut data = BTreeMap::new();
-    for key in template::PLACEHOLDERS {
+    for key in CREDENTIAL_KEYS {
         data.insert(key.to_owned(), STANDARD.encode(values.get(key)));
     }
     for (key, text) in extra_keys {
@@ -102,6 +74,8 @@ pub fn secret_body(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::aws::ConnectionInfo;
+    use crate::token::DsqlToken;
 
     #[test]
     fn has_every_key_the_annotations_and_the_owner_and_hides_the_token_from_debug() {

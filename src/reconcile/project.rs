@@ -10,8 +10,8 @@ use tracing::warn;
 use super::Context;
 use super::validate::ValidCredential;
 use crate::api::{DsqlCredentialStatus, ProjectionStatus, RolloutRestartStatus};
-use crate::aws::ConnectionInfo;
-use crate::projection::secret::{CredentialValues, secret_body};
+use crate::aws::{ConnectionInfo, CredentialValues};
+use crate::projection::secret::secret_body;
 use crate::projection::{ObjectOwner, ProjectionError, objects, provider_class, restart};
 use crate::token::MintedToken;
 

@@ -3,7 +3,10 @@
 //! is created or adopted.
 
 use crate::api::{ConditionReason, DsqlCredentialStatus};
-use crate::aws::{AwsError, AwsErrorKind, OwnerRef, SecretsManager, WrittenVersion, client_request_token, secret_json};
+use crate::aws::{
+    AwsError, AwsErrorKind, CredentialValues, OwnerRef, SecretsManager, WrittenVersion, client_request_token,
+    secret_json,
+};
 use crate::projection::ProjectionError;
 use crate::reconcile::validate::ValidCredential;
 use crate::token::{MintError, MintedToken, TokenMinter};
@@ -76,7 +79,11 @@ pub async fn rotate(
     status: &DsqlCredentialStatus,
 ) -> Result<Rotation, RotationError> {
     let minted = minter.mint(&valid.token).await?;
-    let value = secret_json(&valid.connection, &minted.token, minted.expires_at);
+    let value = secret_json(&CredentialValues {
+        info: &valid.connection,
+        token: &minted.token,
+        expires_at: minted.expires_at,
+    });
     let first_rotation = status.rotation_count.unwrap_or(0).saturating_add(1);
     let writer = Writer {
         secrets,
