@@ -38,6 +38,22 @@ async fn delete_policy_schedules_the_secret_for_deletion_and_retain_keeps_it() {
     );
     let kept_desc = env.describe_secret(&kept).await.expect("Retain keeps the secret");
     assert!(kept_desc.deleted_date().is_none());
+    // The projected Kubernetes Secrets go with their owners (ownerReference garbage collection).
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(env.kube.clone(), &env.namespace);
+    let mut remaining = Vec::new();
+    for _ in 0..200 {
+        remaining = secrets.list(&Default::default()).await.unwrap().items;
+        if remaining.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        remaining.is_empty(),
+        "projected Secrets outlived their DsqlCredentials: {}",
+        remaining.len()
+    );
     let events = env.events_for("kept").await;
     assert!(events.iter().any(|e| e.starts_with("SecretRetained")), "{events:?}");
     operator.stop().await;
