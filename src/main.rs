@@ -106,7 +106,13 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    // A hung AWS call must not hold a credential's reconcile forever: bound every call.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .operation_attempt_timeout(std::time::Duration::from_secs(15))
+        .operation_timeout(std::time::Duration::from_secs(45))
+        .build();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
     if let Some(region) = args.region {
         loader = loader.region(aws_config::Region::new(region));
     }

@@ -208,3 +208,42 @@ async fn a_secret_owned_by_someone_else_is_never_overwritten() {
     operator.stop().await;
     env.assert_operator_calls_permitted();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_responses_from_aws_and_the_api_server_degrade_without_crashing() {
+    let env = TestEnv::new("hostile").await;
+    let operator = env.start_operator();
+    // A load balancer's HTML page instead of JSON, on the very first write.
+    env.aws
+        .inject_error("secretsmanager.CreateSecret", AwsError::MalformedInternalError, 1);
+    env.create_credential(
+        "orders",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
+    )
+    .await
+    .unwrap();
+    let degraded = env
+        .wait_for("orders", Duration::from_secs(20), "Degraded", |c| {
+            condition(c, "Degraded").is_some_and(|d| d.status == "True")
+        })
+        .await;
+    assert_eq!(condition(&degraded, "Degraded").unwrap().reason, "SecretsManagerError");
+    assert_eq!(condition(&degraded, "Ready").unwrap().reason, "NotPublished");
+
+    // The API server fails the status writes for a while: the operator backs off and recovers.
+    if let Some(fake) = &env.fake {
+        fake.inject_fault(Some("PATCH"), "/dsqlcredentials/orders/status", 500, 3);
+    }
+    let retry = degraded.status.as_ref().unwrap().next_rotation_time.clone().unwrap();
+    env.clock.advance_to(retry.0);
+    let ready = env
+        .wait_for("orders", Duration::from_secs(30), "Ready", |c| {
+            condition(c, "Ready").is_some_and(|r| r.status == "True")
+        })
+        .await;
+    assert_eq!(condition(&ready, "Degraded").unwrap().status, "False");
+    let secret_name = ready.status.as_ref().unwrap().secret_name.clone().unwrap();
+    assert!(!operator.is_finished(), "the operator survived");
+    operator.stop().await;
+    env.assert_no_token_leaks(&[&secret_name]).await;
+}

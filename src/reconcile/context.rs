@@ -35,7 +35,7 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// The rotation count last written to each object's status (by uid). The controller's cache
     /// can lag behind the operator's own status write; acting on the older copy would rotate twice.
-    written_rotations: Mutex<HashMap<String, i64>>,
+    written_rotations: Mutex<HashMap<String, (i64, std::time::Instant)>>,
 }
 
 impl Context {
@@ -84,16 +84,20 @@ impl Context {
             .written_rotations
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        written.insert(uid.to_owned(), count);
+        written.insert(uid.to_owned(), (count, std::time::Instant::now()));
     }
 
-    /// Whether the cached copy (with rotation `count` in status) is older than what was written.
+    /// Whether the cached copy (with rotation `count` in status) is older than what was written
+    /// moments ago. Bounded in time: a status someone else rewrote must not stall the object.
     pub(crate) fn is_stale(&self, uid: &str, count: i64) -> bool {
+        const WATCH_LAG: std::time::Duration = std::time::Duration::from_secs(30);
         let written = self
             .written_rotations
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        written.get(uid).is_some_and(|w| *w > count)
+        written
+            .get(uid)
+            .is_some_and(|(w, at)| *w > count && at.elapsed() < WATCH_LAG)
     }
 
     /// Forgets an object that is gone.

@@ -208,7 +208,6 @@ async fn rotate_now(
                 warning: short_lived_warning(&rotation.minted),
             };
             let mut next = status::after_rotation(&current, generation, &published, now);
-            ctx.record_rotation(&owner.uid, published.rotation_count);
             ctx.metrics
                 .token_expiry(&owner.namespace, name, published.expires_at.as_second());
             let version = &published.version.version_id;
@@ -251,6 +250,7 @@ async fn rotate_now(
         Ok((published, next_rotation)) => {
             status::set_ready(&mut next, valid.targets(), now);
             write_status(api, name, &current, &next).await?;
+            ctx.record_rotation(&owner.uid, published.rotation_count);
             ctx.events
                 .rotated(credential, &cause, &published, current.consecutive_failures)
                 .await;
@@ -282,6 +282,10 @@ async fn rotate_now(
             let mut failed = status::after_failure(&next, generation, &failure, failures_before, now);
             status::set_ready(&mut failed, valid.targets(), now);
             write_status(api, name, &current, &failed).await?;
+            if let Some(count) = failed.rotation_count.filter(|c| Some(*c) != current.rotation_count) {
+                // Secrets Manager took the version although a projection failed.
+                ctx.record_rotation(&owner.uid, count);
+            }
             if !was_degraded_with(&current, reason) {
                 ctx.events
                     .rotation_failed(credential, &failure, &error_kind(&error))
