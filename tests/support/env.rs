@@ -88,23 +88,6 @@ impl Operator {
         self.task.is_finished()
     }
 
-    /// Waits for a task that has already ended and says whether it panicked (with the message).
-    pub async fn join_ended(self) -> Result<(), String> {
-        match self.task.await {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_panic() => {
-                let payload = e.into_panic();
-                let message = payload
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_default();
-                Err(message)
-            }
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
     /// Stops it gracefully (as on SIGTERM) and waits until it has.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
