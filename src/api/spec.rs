@@ -79,6 +79,9 @@ pub struct DsqlCredentialSpec {
     pub rollout_restart: Vec<RolloutTarget>,
 }
 
+/// A Kubernetes object name (DNS-1123 subdomain).
+const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
 fn default_database() -> String {
     "postgres".to_owned()
 }
@@ -121,7 +124,7 @@ pub struct TokenSpec {
     #[x_kube(validation = Rule::new("duration(self) >= duration('15m') && duration(self) <= duration('168h')").message("token.lifetime must be between 15m and 168h"))]
     #[schemars(
         length(min = 2, max = 32),
-        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+        regex(pattern = crate::schedule::DURATION_PATTERN)
     )]
     pub lifetime: String,
 }
@@ -149,7 +152,7 @@ pub struct RotationSpec {
     #[x_kube(validation = Rule::new("duration(self) >= duration('1m')").message("rotation.renewBefore must be at least 1m"))]
     #[schemars(
         length(min = 2, max = 32),
-        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+        regex(pattern = crate::schedule::DURATION_PATTERN)
     )]
     pub renew_before: Option<String>,
 
@@ -222,7 +225,7 @@ pub struct KubernetesSecretSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        regex(pattern = DNS_SUBDOMAIN_PATTERN)
     )]
     pub name: Option<String>,
 
@@ -264,7 +267,7 @@ pub struct SecretProviderClassSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        regex(pattern = DNS_SUBDOMAIN_PATTERN)
     )]
     pub name: Option<String>,
 }

@@ -2,7 +2,7 @@
 //! error classification and a write-rate limiter shared by all credentials.
 
 mod errors;
-mod payload;
+pub(crate) mod payload;
 mod rate_limit;
 mod secrets;
 

@@ -74,6 +74,19 @@ pub fn secret_json(values: &CredentialValues<'_>) -> SecretString {
     SecretString::from(format!("{{{}}}", fields.join(",")))
 }
 
+/// A connection and token for unit tests of what is built from them.
+#[cfg(test)]
+pub(crate) fn sample_credential() -> (ConnectionInfo, DsqlToken) {
+    let info = ConnectionInfo {
+        host: "abc.dsql.us-east-1.on.aws".into(),
+        dbname: "postgres".into(),
+        username: "admin".into(),
+        region: "us-east-1".into(),
+    };
+    let token = DsqlToken::from_minted("abc.dsql.us-east-1.on.aws/?Action=DbConnectAdmin&X-Amz-Signature=ff".into());
+    (info, token)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -82,14 +95,7 @@ mod tests {
 
     #[test]
     fn secret_json_has_the_sample_shape_in_order() {
-        let info = ConnectionInfo {
-            host: "abc.dsql.us-east-1.on.aws".into(),
-            dbname: "postgres".into(),
-            username: "admin".into(),
-            region: "us-east-1".into(),
-        };
-        let token =
-            DsqlToken::from_minted("abc.dsql.us-east-1.on.aws/?Action=DbConnectAdmin&X-Amz-Signature=ff".into());
+        let (info, token) = sample_credential();
         let values = CredentialValues {
             info: &info,
             token: &token,

@@ -74,19 +74,11 @@ pub fn secret_body(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::aws::ConnectionInfo;
-    use crate::token::DsqlToken;
+    use crate::aws::payload::sample_credential;
 
     #[test]
     fn has_every_key_the_annotations_and_the_owner_and_hides_the_token_from_debug() {
-        let info = ConnectionInfo {
-            host: "abc.dsql.us-east-1.on.aws".into(),
-            dbname: "postgres".into(),
-            username: "admin".into(),
-            region: "us-east-1".into(),
-        };
-        let token =
-            DsqlToken::from_minted("abc.dsql.us-east-1.on.aws/?Action=DbConnectAdmin&X-Amz-Signature=ff".into());
+        let (info, token) = sample_credential();
         let values = CredentialValues {
             info: &info,
             token: &token,

@@ -4,17 +4,8 @@
 
 use std::fmt::Write;
 
-/// The placeholders a template may use.
-pub const PLACEHOLDERS: [&str; 8] = [
-    "engine",
-    "host",
-    "port",
-    "dbname",
-    "username",
-    "password",
-    "region",
-    "expiresAt",
-];
+/// The placeholders a template may use: the credential's keys.
+pub use crate::aws::CREDENTIAL_KEYS as PLACEHOLDERS;
 
 /// One piece of a parsed template.
 #[derive(Debug, Clone, PartialEq, Eq)]
