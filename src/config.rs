@@ -1,5 +1,7 @@
 //! Operator-wide settings (from the command line / Helm values).
 
+use crate::policy::AccessPolicy;
+
 /// Settings that apply to every DsqlCredential the operator manages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperatorConfig {
@@ -16,6 +18,8 @@ pub struct OperatorConfig {
     /// Ceiling on rollout restarts per second across all credentials (0 = unlimited), so many
     /// credentials rotating together do not restart a fleet at once.
     pub rollout_restarts_per_second: f64,
+    /// Which namespaces may mint what (see [`AccessPolicy`]).
+    pub access_policy: AccessPolicy,
 }
 
 impl Default for OperatorConfig {
@@ -26,6 +30,7 @@ impl Default for OperatorConfig {
             concurrency: 16,
             secrets_manager_writes_per_second: 5.0,
             rollout_restarts_per_second: 0.2,
+            access_policy: AccessPolicy::default(),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod ops;
+pub mod policy;
 pub mod projection;
 pub mod reconcile;
 pub mod schedule;

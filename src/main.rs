@@ -11,6 +11,7 @@ use dsql_credential_operator::clock::SystemClock;
 use dsql_credential_operator::config::OperatorConfig;
 use dsql_credential_operator::ops::leader::{LeaseConfig, run_when_leading};
 use dsql_credential_operator::ops::{Health, Metrics, http};
+use dsql_credential_operator::policy::AccessPolicy;
 use dsql_credential_operator::reconcile::Context;
 use dsql_credential_operator::telemetry::{LogFormat, init_logging};
 use dsql_credential_operator::token::TokenMinter;
@@ -29,7 +30,7 @@ struct Cli {
 enum Command {
     /// Run the controller (AWS credentials from the default chain, Kubernetes from in-cluster
     /// config or KUBECONFIG).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the DsqlCredential CustomResourceDefinition as YAML.
     Crd,
 }
@@ -54,6 +55,11 @@ struct RunArgs {
     /// Ceiling on rollout restarts per second across all credentials (0 = unlimited).
     #[arg(long, env = "DSQL_OPERATOR_ROLLOUT_RESTARTS_PER_SECOND", default_value_t = 0.2)]
     rollout_restarts_per_second: f64,
+    /// Access policy file (YAML): which namespaces may mint tokens for which clusters, roles,
+    /// secret names and signing roles. Without it, namespaces may mint non-admin tokens into
+    /// secrets under their own <prefix>/<namespace>/ path only.
+    #[arg(long, env = "DSQL_OPERATOR_ACCESS_POLICY")]
+    access_policy: Option<std::path::PathBuf>,
     /// Log format.
     #[arg(long, env = "DSQL_OPERATOR_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -94,7 +100,7 @@ async fn main() -> ExitCode {
         },
         Command::Run(args) => {
             init_logging(args.log_format);
-            match run(args).await {
+            match run(*args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!(error = %e, "operator failed");
@@ -106,6 +112,21 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    // A policy that cannot be read stops the operator before it acts: running without it would
+    // silently widen (or narrow) what namespaces may mint.
+    let access_policy = match &args.access_policy {
+        Some(path) => AccessPolicy::load(path)?,
+        None => AccessPolicy::default(),
+    };
+    info!(
+        rules = access_policy.rules.len(),
+        file = args
+            .access_policy
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "built-in default".to_owned()),
+        "access policy loaded"
+    );
     // A hung AWS call must not hold a credential's reconcile forever: bound every call.
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(std::time::Duration::from_secs(5))
@@ -124,6 +145,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         concurrency: args.concurrency,
         secrets_manager_writes_per_second: args.secrets_manager_writes_per_second,
         rollout_restarts_per_second: args.rollout_restarts_per_second,
+        access_policy,
     };
     let clock = Arc::new(SystemClock);
     let metrics = Arc::new(Metrics::default());

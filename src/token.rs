@@ -9,13 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_dsql::auth_token::{AuthTokenGenerator, Config as TokenConfig};
 use aws_sdk_dsql::config::Region;
 use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::aws::AwsError;
 use crate::clock::{Clock, ClockTimeSource};
+
+const STS: &str = "STS";
+const ASSUME_ROLE: &str = "AssumeRole";
 
 /// A DSQL auth token. Redacted in `Debug`; read it only with [`DsqlToken::expose`].
 pub struct DsqlToken(SecretString);
@@ -49,6 +54,35 @@ pub struct TokenRequest {
     pub admin: bool,
     /// Requested lifetime.
     pub lifetime: Duration,
+    /// The role that signs, when not the operator's own identity.
+    pub signing_role: Option<SigningRole>,
+}
+
+/// An IAM role the operator assumes to sign one credential's tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningRole {
+    /// The role's ARN.
+    pub role_arn: String,
+    /// Namespace of the DsqlCredential, sent as the session tag `dsql-namespace`.
+    pub namespace: String,
+    /// Name of the DsqlCredential, sent as the session tag `dsql-credential`.
+    pub credential: String,
+}
+
+/// Session tag naming the credential's namespace; the signing role's trust policy can require it
+/// (`aws:RequestTag/dsql-namespace`) and its permissions can use it (`aws:PrincipalTag/...`).
+pub const NAMESPACE_SESSION_TAG: &str = "dsql-namespace";
+/// Session tag naming the DsqlCredential.
+pub const CREDENTIAL_SESSION_TAG: &str = "dsql-credential";
+
+impl SigningRole {
+    /// `dsql-<namespace>-<name>`, cut to STS's 64 characters, so CloudTrail shows which
+    /// credential the session signed for.
+    pub fn session_name(&self) -> String {
+        let mut name = format!("dsql-{}-{}", self.namespace, self.credential);
+        name.truncate(64);
+        name
+    }
 }
 
 /// A freshly minted token and when it stops working.
@@ -73,12 +107,23 @@ pub enum MintError {
     /// Signing itself failed.
     #[error("could not sign the DSQL auth token: {0}")]
     Signing(String),
+    /// The signing role could not be assumed.
+    #[error("assuming signing role {role_arn}: {source}")]
+    AssumeRole {
+        /// The role.
+        role_arn: String,
+        /// The STS error.
+        #[source]
+        source: AwsError,
+    },
 }
 
-/// Mints tokens with the operator's own AWS credentials (default chain, e.g. EKS Pod Identity).
+/// Mints tokens with the operator's own AWS credentials (default chain, e.g. EKS Pod Identity),
+/// or with a signing role it assumes with them.
 #[derive(Debug, Clone)]
 pub struct TokenMinter {
     sdk_config: SdkConfig,
+    sts: aws_sdk_sts::Client,
     clock: Arc<dyn Clock>,
 }
 
@@ -89,20 +134,69 @@ impl TokenMinter {
             .to_builder()
             .time_source(ClockTimeSource(clock.clone()))
             .build();
-        Self { sdk_config, clock }
+        let sts = aws_sdk_sts::Client::new(&sdk_config);
+        Self { sdk_config, sts, clock }
+    }
+
+    /// The credentials that sign `request`: the operator's own, or a fresh session of the signing
+    /// role. A fresh session per rotation is one STS call and gives the token the longest life.
+    async fn signing_credentials(&self, request: &TokenRequest) -> Result<Credentials, MintError> {
+        let Some(role) = &request.signing_role else {
+            let provider = self
+                .sdk_config
+                .credentials_provider()
+                .ok_or_else(|| MintError::NoCredentials("no credentials provider is configured".into()))?;
+            return provider
+                .provide_credentials()
+                .await
+                .map_err(|e| MintError::NoCredentials(aws_sdk_dsql::error::DisplayErrorContext(e).to_string()));
+        };
+        let failed = |source| MintError::AssumeRole {
+            role_arn: role.role_arn.clone(),
+            source,
+        };
+        let tag = |key: &str, value: &str| {
+            aws_sdk_sts::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .map_err(|e| failed(AwsError::unusable_response(STS, ASSUME_ROLE, e.to_string())))
+        };
+        // STS refuses a session shorter than 15 minutes; the lifetime floor is the same.
+        let duration = i32::try_from(request.lifetime.as_secs()).unwrap_or(i32::MAX).max(900);
+        let output = self
+            .sts
+            .assume_role()
+            .role_arn(&role.role_arn)
+            .role_session_name(role.session_name())
+            .duration_seconds(duration)
+            .tags(tag(NAMESPACE_SESSION_TAG, &role.namespace)?)
+            .tags(tag(CREDENTIAL_SESSION_TAG, &role.credential)?)
+            .send()
+            .await
+            .map_err(|e| failed(AwsError::from_sdk(STS, ASSUME_ROLE, e)))?;
+        let session = output.credentials.ok_or_else(|| {
+            failed(AwsError::unusable_response(
+                STS,
+                ASSUME_ROLE,
+                "the response has no credentials",
+            ))
+        })?;
+        let expiry = std::time::SystemTime::try_from(session.expiration)
+            .map_err(|e| failed(AwsError::unusable_response(STS, ASSUME_ROLE, e.to_string())))?;
+        Ok(Credentials::new(
+            session.access_key_id,
+            session.secret_access_key,
+            Some(session.session_token),
+            Some(expiry),
+            "AssumeRole",
+        ))
     }
 
     /// Mints one token. The credentials are resolved once and handed to the signer so the expiry
     /// recorded is the expiry of the very credentials that signed.
     pub async fn mint(&self, request: &TokenRequest) -> Result<MintedToken, MintError> {
-        let provider = self
-            .sdk_config
-            .credentials_provider()
-            .ok_or_else(|| MintError::NoCredentials("no credentials provider is configured".into()))?;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| MintError::NoCredentials(aws_sdk_dsql::error::DisplayErrorContext(e).to_string()))?;
+        let credentials = self.signing_credentials(request).await?;
         let credentials_expiry = credentials.expiry().and_then(|t| Timestamp::try_from(t).ok());
 
         let now = self.clock.now();
@@ -145,7 +239,6 @@ impl TokenMinter {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use aws_credential_types::Credentials;
     use aws_credential_types::provider::SharedCredentialsProvider;
     use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -171,6 +264,7 @@ mod tests {
             region: "us-east-1".into(),
             admin,
             lifetime: Duration::from_secs(3600),
+            signing_role: None,
         }
     }
 

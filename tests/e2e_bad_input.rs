@@ -6,9 +6,9 @@
 //! rotating: bad input harms nothing else, never crashes the operator, and a Stalled object never
 //! gets a secret.
 //!
-//! Inputs a shared cluster should refuse but that are accepted until the namespace access policy
-//! exists are kept out of the main corpus: `accepted_but_questionable` lists them and
-//! `documented_gaps_current_behaviour` pins what happens today.
+//! The operator runs with the e2e access policy (`support::env::test_access_policy`): admin
+//! allowed, secret names confined to the namespace's own path (plus the foreign path the
+//! ownership case uses), no signing roles; requests outside it stall with `PolicyDenied`.
 
 mod support;
 
@@ -933,6 +933,46 @@ fn corpus() -> Vec<Case> {
                 message: FOREIGN_SECRET,
             },
         ),
+        // ---- outside the access policy ------------------------------------------------------
+        case(
+            "secret name in another namespace's path",
+            with(json!({"secretsManager": {"name": "dsql-e2e/other-namespace/victim"}})),
+            Stalled {
+                reason: "PolicyDenied",
+                message: "does not allow secret name \"dsql-e2e/other-namespace/victim\"",
+            },
+        ),
+        case(
+            "secret name outside the operator's prefix",
+            with(json!({"secretsManager": {"name": "prod/payments/db"}})),
+            Stalled {
+                reason: "PolicyDenied",
+                message: "does not allow secret name \"prod/payments/db\"",
+            },
+        ),
+        case(
+            "signing role the policy does not list",
+            with(json!({"token": {"lifetime": "1h", "signingRoleArn": "arn:aws:iam::123456789012:role/anything"}})),
+            Stalled {
+                reason: "PolicyDenied",
+                message: "does not allow signing role",
+            },
+        ),
+        case(
+            "signing role with a lifetime over the chained-session hour",
+            with(json!({"token": {"lifetime": "2h", "signingRoleArn": "arn:aws:iam::123456789012:role/x"}})),
+            Rejected("at most 1h with token.signingRoleArn"),
+        ),
+        case(
+            "signing role that is a user ARN",
+            with(json!({"token": {"signingRoleArn": "arn:aws:iam::123456789012:user/alice"}})),
+            Rejected("spec.token.signingRoleArn"),
+        ),
+        case(
+            "signing role with a short account id",
+            with(json!({"token": {"signingRoleArn": "arn:aws:iam::12345:role/x"}})),
+            Rejected("spec.token.signingRoleArn"),
+        ),
         // ---- unknown fields are pruned, not rejected ----------------------------------------
         case(
             "unknown top-level field",
@@ -1006,7 +1046,7 @@ fn corpus() -> Vec<Case> {
         ),
         case(
             "secret name 512 chars",
-            with(json!({"secretsManager": {"name": format!("dsql-e2e/long/{}", "n".repeat(498))}})),
+            with(json!({"secretsManager": {"name": format!("someone-else/{}", "n".repeat(499))}})),
             Ready,
         ),
         case(
@@ -1022,21 +1062,6 @@ async fn raw_spec(env: &TestEnv, name: &str) -> Value {
     let resource = ApiResource::erase::<DsqlCredential>(&());
     let api: Api<DynamicObject> = Api::namespaced_with(env.kube.clone(), &env.namespace, &resource);
     api.get(name).await.unwrap().data["spec"].clone()
-}
-
-/// Creates a credential without reading the answer back as a typed `DsqlCredential` (which some
-/// admitted specs cannot be).
-async fn create_raw(env: &TestEnv, name: &str, spec: Value) -> Result<(), kube::Error> {
-    let resource = ApiResource::erase::<DsqlCredential>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(env.kube.clone(), &env.namespace, &resource);
-    let object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "dsql.credentials.dev/v1alpha1",
-        "kind": "DsqlCredential",
-        "metadata": {"name": name, "namespace": env.namespace},
-        "spec": spec,
-    }))
-    .unwrap();
-    api.create(&Default::default(), &object).await.map(|_| ())
 }
 
 fn lookup<'a>(spec: &'a Value, dotted: &str) -> Option<&'a Value> {
@@ -1244,42 +1269,4 @@ async fn a_corpus_of_bad_specs_is_rejected_or_stalled_and_harms_nothing_else() {
     let ids: Vec<&str> = healthy_secrets.iter().map(String::as_str).collect();
     env.assert_no_token_leaks(&ids).await;
     eprintln!("corpus test took {:?}", started.elapsed());
-}
-
-/// Known gaps: input that is accepted and made Ready although a shared cluster should refuse it.
-/// The namespace access policy (issue 6) closes them; `documented_gaps_current_behaviour` pins
-/// today's behaviour so the change is visible when it lands.
-fn accepted_but_questionable() -> Vec<(&'static str, Value)> {
-    vec![
-        // GAP (policy): secretsManager.name may name any path, including another namespace's
-        // default path under the operator's prefix (squatting it: that namespace's credential then
-        // stalls with SecretOwnedByOther) or a path outside the prefix (refused only by the IAM
-        // policy in real AWS). Should be: confined to `<prefix>/<namespace>/` unless the cluster
-        // admin allows otherwise.
-        (
-            "secret name in another namespace's path",
-            with(json!({"secretsManager": {"name": "dsql-e2e/other-namespace/victim"}})),
-        ),
-        (
-            "secret name outside the operator's prefix",
-            with(json!({"secretsManager": {"name": "prod/payments/db"}})),
-        ),
-    ]
-}
-
-/// Documents today's behaviour for the known gaps (see `accepted_but_questionable`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documented_gaps_current_behaviour() {
-    let env = TestEnv::new("bad-input-gaps").await;
-    let operator = env.start_operator();
-    for (i, (label, spec)) in accepted_but_questionable().into_iter().enumerate() {
-        let name = format!("accepted-{i}");
-        create_raw(&env, &name, spec)
-            .await
-            .unwrap_or_else(|e| panic!("{label}: admitted today, got {e}"));
-        let c = env.wait_ready(&name, 1).await;
-        assert_eq!(condition(&c, "Stalled").unwrap().status, "False", "{label}");
-    }
-    assert!(!operator.is_finished());
-    operator.stop().await;
 }

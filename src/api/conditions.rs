@@ -46,6 +46,8 @@ pub enum ConditionReason {
     KubernetesError,
     /// Degraded: the token could not be signed, or the signing credentials expire too soon.
     SigningCredentialsExpiring,
+    /// Degraded: the operator could not assume `token.signingRoleArn`.
+    AssumeRoleFailed,
     /// Stalled: the spec is invalid.
     InvalidSpec,
     /// Stalled: the rotation schedule is invalid.
@@ -69,6 +71,7 @@ impl ConditionReason {
             Self::SecretsManagerError => "SecretsManagerError",
             Self::KubernetesError => "KubernetesError",
             Self::SigningCredentialsExpiring => "SigningCredentialsExpiring",
+            Self::AssumeRoleFailed => "AssumeRoleFailed",
             Self::InvalidSpec => "InvalidSpec",
             Self::InvalidSchedule => "InvalidSchedule",
             Self::SecretOwnedByOther => "SecretOwnedByOther",

@@ -114,8 +114,11 @@ pub struct ClusterRef {
     pub region: Option<String>,
 }
 
-/// How long each minted token is valid.
+/// How long each minted token is valid, and who signs it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!has(self.signingRoleArn) || !has(self.lifetime) || duration(self.lifetime) <= duration('1h')").message("token.lifetime must be at most 1h with token.signingRoleArn: AWS limits a chained role session to 1h").field_path(".lifetime")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenSpec {
     /// Token lifetime as a duration (`15m` to `168h`). The token also dies with the operator's
@@ -127,6 +130,19 @@ pub struct TokenSpec {
         regex(pattern = crate::schedule::DURATION_PATTERN)
     )]
     pub lifetime: String,
+
+    /// IAM role that signs the tokens instead of the operator's own identity. For each rotation
+    /// the operator assumes it (STS AssumeRole, with session tags `dsql-namespace` and
+    /// `dsql-credential`), so the role's own IAM policy limits which clusters and Postgres roles
+    /// this credential reaches, and CloudTrail names the credential. The operator's access policy
+    /// must allow the role for this namespace. AWS caps such a session at 1h, so `lifetime` may
+    /// be at most `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 20, max = 2048),
+        regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$")
+    )]
+    pub signing_role_arn: Option<String>,
 }
 
 fn default_lifetime() -> String {
@@ -137,6 +153,7 @@ impl Default for TokenSpec {
     fn default() -> Self {
         Self {
             lifetime: default_lifetime(),
+            signing_role_arn: None,
         }
     }
 }

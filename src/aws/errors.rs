@@ -36,8 +36,10 @@ impl AwsErrorKind {
 /// A failed AWS call: which operation, what kind of failure, and AWS's own message. AWS error
 /// messages never contain the secret value, and the request inputs are not included here.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("Secrets Manager {operation} failed: {message}")]
+#[error("{service} {operation} failed: {message}")]
 pub struct AwsError {
+    /// The service, e.g. `Secrets Manager`.
+    pub service: &'static str,
     /// The API operation, e.g. `PutSecretValue`.
     pub operation: &'static str,
     /// The classification.
@@ -47,8 +49,8 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    /// Classifies an SDK error from `operation`.
-    pub fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    /// Classifies an SDK error from `service`'s `operation`.
+    pub fn from_sdk<E, R>(service: &'static str, operation: &'static str, err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
@@ -62,9 +64,22 @@ impl AwsError {
             _ => DisplayErrorContext(&err).to_string(),
         };
         Self {
+            service,
             operation,
             kind,
             message: truncate(message),
+        }
+    }
+}
+
+impl AwsError {
+    /// A response the operator cannot use, e.g. one missing a required field.
+    pub fn unusable_response(service: &'static str, operation: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            service,
+            operation,
+            kind: AwsErrorKind::Other,
+            message: truncate(message.into()),
         }
     }
 }

@@ -15,6 +15,9 @@ use super::{AwsError, AwsErrorKind, WriteRateLimiter};
 use crate::api::MANAGER_NAME;
 use crate::ops::Metrics;
 
+/// Named in error messages.
+const SERVICE: &str = "Secrets Manager";
+
 /// Tag keys the operator puts on every secret it creates; ownership is judged by them, and the
 /// IAM policy in deploy/ makes AWS refuse writes to secrets without them.
 pub mod tag_keys {
@@ -117,7 +120,7 @@ impl SecretsManager {
                 Ok(out)
             }
             Err(e) => {
-                let error = AwsError::from_sdk(operation, e);
+                let error = AwsError::from_sdk(SERVICE, operation, e);
                 self.metrics
                     .aws_call("secretsmanager", operation, error.kind.as_label());
                 Err(error)

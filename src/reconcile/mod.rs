@@ -299,6 +299,7 @@ async fn rotate_now(
 
 fn error_kind(error: &RotationError) -> String {
     match error {
+        RotationError::Mint(crate::token::MintError::AssumeRole { .. }) => "AssumeRole".to_owned(),
         RotationError::Mint(_) => "MintToken".to_owned(),
         RotationError::Aws(e) => e.operation.to_owned(),
         RotationError::OwnedByOther { .. } => "CheckOwnership".to_owned(),

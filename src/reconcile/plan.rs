@@ -2,7 +2,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::api::{ConditionType, DsqlCredentialStatus};
+use crate::api::{ConditionReason, ConditionType, DsqlCredentialStatus};
 
 /// Forced and spec-change rotations are limited to one per credential per this interval.
 pub const MIN_FORCED_INTERVAL: SignedDuration = SignedDuration::from_secs(60);
@@ -20,6 +20,8 @@ pub enum RotationCause {
     Due,
     /// Retrying after a failed attempt.
     Retry,
+    /// It was stalled by a check the spec now passes (the access policy or the operator changed).
+    Unstalled,
 }
 
 impl RotationCause {
@@ -31,6 +33,7 @@ impl RotationCause {
             Self::Forced(_) => "rotation requested by annotation",
             Self::Due => "scheduled rotation",
             Self::Retry => "retry after failure",
+            Self::Unstalled => "no longer stalled",
         }
     }
 }
@@ -50,7 +53,18 @@ pub enum Plan {
     },
 }
 
-/// Decides from the object's generation, its rotate annotation and its status.
+/// Stall reasons that come from validating the spec (and the access policy). The plan is made
+/// only for a spec that passed validation, so such a stall is stale: the operator's policy or
+/// version changed since. Other stalls (a secret owned by someone else) persist until the spec
+/// changes, so a refused write is not retried forever.
+const VALIDATION_STALLS: [ConditionReason; 3] = [
+    ConditionReason::InvalidSpec,
+    ConditionReason::InvalidSchedule,
+    ConditionReason::PolicyDenied,
+];
+
+/// Decides, for a spec that passed validation, from the object's generation, its rotate
+/// annotation and its status.
 pub fn plan(
     generation: Option<i64>,
     rotate_annotation: Option<&str>,
@@ -64,11 +78,16 @@ pub fn plan(
         .filter(|value| status.last_forced_rotation.as_deref() != Some(*value))
         .map(str::to_owned);
     let spec_changed = generation.is_some() && status.observed_generation != generation;
-    let stalled = status
+    let stall = status
         .condition(ConditionType::Stalled)
-        .is_some_and(|c| c.status == "True");
-    if stalled && !spec_changed && forced.is_none() {
-        return Plan::Stalled;
+        .filter(|c| c.status == "True")
+        .map(|c| VALIDATION_STALLS.iter().any(|r| r.as_str() == c.reason));
+    match stall {
+        Some(false) if !spec_changed && forced.is_none() => return Plan::Stalled,
+        Some(true) if published && !spec_changed && forced.is_none() => {
+            return Plan::Rotate(RotationCause::Unstalled);
+        }
+        _ => {}
     }
 
     if !published {
@@ -224,6 +243,35 @@ mod tests {
         assert_eq!(
             plan(Some(1), Some("retry"), &status, now),
             Plan::Rotate(RotationCause::Initial)
+        );
+    }
+
+    #[test]
+    fn a_stall_from_validation_is_lifted_once_the_spec_passes_it() {
+        let now = t("2026-11-23T17:05:00Z");
+        let stall = |mut status: DsqlCredentialStatus| {
+            crate::api::set_condition(
+                &mut status.conditions,
+                ConditionType::Stalled,
+                true,
+                crate::api::ConditionReason::PolicyDenied,
+                "denied",
+                Some(1),
+                t("2026-11-23T17:00:00Z"),
+            );
+            status
+        };
+        let never_published = stall(DsqlCredentialStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        });
+        assert_eq!(
+            plan(Some(1), None, &never_published, now),
+            Plan::Rotate(RotationCause::Initial)
+        );
+        assert_eq!(
+            plan(Some(1), None, &stall(published()), now),
+            Plan::Rotate(RotationCause::Unstalled)
         );
     }
 

@@ -52,6 +52,11 @@ impl RotationError {
     /// something changes) rather than degrading it (retry with backoff).
     pub fn reason(&self) -> (ConditionReason, bool) {
         match self {
+            Self::Mint(MintError::AssumeRole { source, .. }) => match source.kind {
+                AwsErrorKind::Throttled => (ConditionReason::Throttled, false),
+                AwsErrorKind::AccessDenied => (ConditionReason::AccessDenied, false),
+                _ => (ConditionReason::AssumeRoleFailed, false),
+            },
             Self::Mint(_) => (ConditionReason::SigningCredentialsExpiring, false),
             Self::Aws(e) => match e.kind {
                 AwsErrorKind::Throttled => (ConditionReason::Throttled, false),

@@ -13,14 +13,17 @@ use kube::ResourceExt;
 use crate::api::{ConditionReason, DeletionPolicy, DsqlCredential, RolloutTarget};
 use crate::aws::ConnectionInfo;
 use crate::config::OperatorConfig;
+use crate::policy::{ADMIN_ROLE, AccessRequest, Placeholders};
 use crate::projection::template;
 use crate::reconcile::status::Targets;
 use crate::schedule::{self, MIN_WRITE_INTERVAL, RotationSchedule};
-use crate::token::TokenRequest;
+use crate::token::{SigningRole, TokenRequest};
 
 const MIN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 const MAX_LIFETIME: Duration = Duration::from_secs(604_800);
 const MIN_RENEW_BEFORE: Duration = Duration::from_secs(60);
+/// AWS caps a session of a role assumed with role credentials (role chaining) at one hour.
+const MAX_CHAINED_SESSION: Duration = Duration::from_secs(3600);
 
 /// A credential whose spec the controller can act on.
 #[derive(Debug, Clone)]
@@ -208,13 +211,52 @@ pub fn validate(
     let mut rollout_restart = spec.rollout_restart.clone();
     rollout_restart.sort();
     rollout_restart.dedup();
+    let signing_role = match &spec.token.signing_role_arn {
+        None => None,
+        Some(arn) => {
+            validate_role_arn(arn)?;
+            if lifetime > MAX_CHAINED_SESSION {
+                return Err(invalid(format!(
+                    "token.lifetime is {}; with token.signingRoleArn it can be at most 1h: AWS limits a chained role session to 1h and the token dies with the session",
+                    schedule::format_duration(lifetime)
+                )));
+            }
+            Some(SigningRole {
+                role_arn: arn.clone(),
+                namespace: namespace.clone(),
+                credential: credential.name_any(),
+            })
+        }
+    };
+
+    let name = credential.name_any();
+    let access = AccessRequest {
+        namespace: &namespace,
+        name: &name,
+        cluster_identifier: hostname.split('.').next().unwrap_or_default(),
+        cluster_endpoint: &hostname,
+        role: &spec.role,
+        secret_name: &secret_name,
+        signing_role: spec.token.signing_role_arn.as_deref(),
+    };
+    let placeholders = Placeholders {
+        prefix: &config.secret_name_prefix,
+    };
+    config
+        .access_policy
+        .authorize(&access, placeholders)
+        .map_err(|message| InvalidSpec {
+            reason: ConditionReason::PolicyDenied,
+            message,
+        })?;
 
     Ok(ValidCredential {
         token: TokenRequest {
             hostname: hostname.clone(),
             region: region.clone(),
-            admin: spec.role == "admin",
+            admin: spec.role == ADMIN_ROLE,
             lifetime,
+            signing_role,
         },
         connection: ConnectionInfo {
             host: hostname,
@@ -233,6 +275,33 @@ pub fn validate(
         secret_provider_class,
         rollout_restart,
     })
+}
+
+/// `arn:<partition>:iam::<account>:role/<path/name>`, as STS accepts it.
+fn validate_role_arn(arn: &str) -> Result<(), InvalidSpec> {
+    let role_path = arn
+        .strip_prefix("arn:")
+        .and_then(|rest| rest.split_once(":iam::"))
+        .filter(|(partition, _)| {
+            partition.starts_with("aws") && partition.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        })
+        .and_then(|(_, rest)| rest.split_once(":role/"))
+        .filter(|(account, _)| account.len() == 12 && account.chars().all(|c| c.is_ascii_digit()))
+        .map(|(_, path)| path);
+    match role_path {
+        Some(path)
+            if !path.is_empty()
+                && arn.len() <= 2048
+                && path
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_/-".contains(c)) =>
+        {
+            Ok(())
+        }
+        _ => Err(invalid(format!(
+            "token.signingRoleArn {arn:?} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)"
+        ))),
+    }
 }
 
 /// Endpoint and region from either form of cluster reference.

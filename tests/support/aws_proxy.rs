@@ -174,9 +174,22 @@ struct Fault {
     remaining: usize,
 }
 
+/// A request body and the upstream's response body.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub operation: String,
+    pub request: String,
+    pub response: String,
+}
+
+/// Operations whose requests and responses the proxy keeps, so tests can check what was signed with the
+/// credentials they hand out.
+const RECORDED_RESPONSES: &[&str] = &["AssumeRole"];
+
 #[derive(Default)]
 struct ProxyState {
     calls: Vec<String>,
+    exchanges: Vec<Exchange>,
     faults: HashMap<String, VecDeque<Fault>>,
 }
 
@@ -261,9 +274,22 @@ impl AwsProxy {
             .count()
     }
 
+    /// The recorded exchanges (see `RECORDED_RESPONSES`) of `operation`, oldest first.
+    pub fn exchanges(&self, operation: &str) -> Vec<Exchange> {
+        let state = self.shared.lock();
+        state
+            .exchanges
+            .iter()
+            .filter(|e| e.operation == operation)
+            .cloned()
+            .collect()
+    }
+
     /// Forgets the recorded calls (injected faults stay).
     pub fn clear(&self) {
-        self.shared.lock().calls.clear();
+        let mut state = self.shared.lock();
+        state.calls.clear();
+        state.exchanges.clear();
     }
 
     /// The next `times` calls of `operation` get `error` instead of reaching
@@ -309,9 +335,17 @@ impl Drop for AwsProxy {
     }
 }
 
-fn operation_name(parts: &Parts) -> String {
-    match parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
-        Some(target) => target.to_owned(),
+/// `secretsmanager.PutSecretValue` (JSON protocol target), `AssumeRole` (query protocol
+/// `Action`), or the method and path.
+fn operation_name(parts: &Parts, body: &[u8]) -> String {
+    if let Some(target) = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return target.to_owned();
+    }
+    let action = std::str::from_utf8(body)
+        .ok()
+        .and_then(|form| form.split('&').find_map(|pair| pair.strip_prefix("Action=")));
+    match action {
+        Some(action) => action.to_owned(),
         None => format!("{} {}", parts.method, parts.uri.path()),
     }
 }
@@ -358,12 +392,6 @@ fn plain_response(status: StatusCode, message: String) -> Response<Body> {
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    let operation = operation_name(&parts);
-    let fault = {
-        let mut state = shared.lock();
-        state.calls.push(operation.clone());
-        take_fault(&mut state, &operation)
-    };
     // Read the whole request either way, as a real endpoint would.
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(bytes) => bytes,
@@ -374,20 +402,41 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
             );
         }
     };
+    let operation = operation_name(&parts, &body);
+    let fault = {
+        let mut state = shared.lock();
+        state.calls.push(operation.clone());
+        take_fault(&mut state, &operation)
+    };
     if let Some(error) = fault {
         let n = shared.request_ids.fetch_add(1, Ordering::Relaxed);
         let request_id = format!("00000000-0000-4000-8000-{n:012x}");
         return error.response(&operation, &request_id);
     }
-    forward(&shared, parts, body).await
+    let recorded_request = RECORDED_RESPONSES
+        .contains(&operation.as_str())
+        .then(|| String::from_utf8_lossy(&body).into_owned());
+    let (response, response_body) = forward(&shared, parts, body).await;
+    if let (Some(request), Some(response)) = (recorded_request, response_body) {
+        shared.lock().exchanges.push(Exchange {
+            operation,
+            request,
+            response: String::from_utf8_lossy(&response).into_owned(),
+        });
+    }
+    response
 }
 
-async fn forward(shared: &Shared, parts: Parts, body: Bytes) -> Response<Body> {
+/// The upstream's response, and its body when it came from upstream.
+async fn forward(shared: &Shared, parts: Parts, body: Bytes) -> (Response<Body>, Option<Bytes>) {
     let path_and_query = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
     let uri: Uri = match format!("{}{path_and_query}", shared.upstream).parse() {
         Ok(uri) => uri,
         Err(e) => {
-            return plain_response(StatusCode::BAD_GATEWAY, format!("proxy built a bad upstream URI: {e}"));
+            return (
+                plain_response(StatusCode::BAD_GATEWAY, format!("proxy built a bad upstream URI: {e}")),
+                None,
+            );
         }
     };
     let mut upstream_request = Request::new(Full::new(body));
@@ -401,9 +450,12 @@ async fn forward(shared: &Shared, parts: Parts, body: Bytes) -> Response<Body> {
     let upstream_response = match shared.client.request(upstream_request).await {
         Ok(response) => response,
         Err(e) => {
-            return plain_response(
-                StatusCode::BAD_GATEWAY,
-                format!("proxy could not reach {}: {e}", shared.upstream),
+            return (
+                plain_response(
+                    StatusCode::BAD_GATEWAY,
+                    format!("proxy could not reach {}: {e}", shared.upstream),
+                ),
+                None,
             );
         }
     };
@@ -411,18 +463,21 @@ async fn forward(shared: &Shared, parts: Parts, body: Bytes) -> Response<Body> {
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            return plain_response(
-                StatusCode::BAD_GATEWAY,
-                format!("proxy could not read the upstream response: {e}"),
+            return (
+                plain_response(
+                    StatusCode::BAD_GATEWAY,
+                    format!("proxy could not read the upstream response: {e}"),
+                ),
+                None,
             );
         }
     };
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(Body::from(body.clone()));
     *response.status_mut() = parts.status;
     for (name, value) in &parts.headers {
         if !is_hop_by_hop(name) && name != CONTENT_LENGTH {
             response.headers_mut().append(name.clone(), value.clone());
         }
     }
-    response
+    (response, Some(body))
 }

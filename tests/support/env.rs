@@ -12,6 +12,7 @@ use dsql_credential_operator::aws::{SecretsManager, WriteRateLimiter};
 use dsql_credential_operator::clock::Clock;
 use dsql_credential_operator::config::OperatorConfig;
 use dsql_credential_operator::ops::{Health, Metrics};
+use dsql_credential_operator::policy::AccessPolicy;
 use dsql_credential_operator::reconcile::Context;
 use dsql_credential_operator::token::TokenMinter;
 use futures::channel::mpsc;
@@ -128,6 +129,15 @@ pub struct TestEnv {
     earlier_operator_requests: std::sync::Mutex<Vec<super::apiserver::RecordedRequest>>,
 }
 
+/// What a cluster admin would grant the namespace of an e2e test: admin tokens, its own secret
+/// path, and the foreign path the ownership tests point at. Policy tests replace it.
+pub fn test_access_policy(namespace: &str) -> AccessPolicy {
+    AccessPolicy::parse(&format!(
+        "rules:\n  - name: e2e\n    namespaces: [{namespace}]\n    allowAdmin: true\n    secretNames: ['{{prefix}}/{{namespace}}/*', 'someone-else/*']\n"
+    ))
+    .expect("the e2e access policy parses")
+}
+
 impl TestEnv {
     /// Starts moto, the proxy, the API (fake or real), installs the CRD and creates a namespace.
     pub async fn new(test_name: &str) -> TestEnv {
@@ -164,6 +174,7 @@ impl TestEnv {
             concurrency: 4,
             secrets_manager_writes_per_second: 0.0,
             rollout_restarts_per_second: 0.0,
+            access_policy: test_access_policy(&namespace),
         };
         TestEnv {
             fake,

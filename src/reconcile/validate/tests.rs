@@ -21,8 +21,20 @@ fn credential(spec: serde_json::Value) -> DsqlCredential {
     serde_json::from_value(full).unwrap()
 }
 
+/// An operator whose access policy lets namespace `shop` mint anything, so these tests see the
+/// spec checks alone.
+fn config() -> OperatorConfig {
+    OperatorConfig {
+        access_policy: crate::policy::AccessPolicy::parse(
+            "rules:\n  - {name: shop, namespaces: [shop], allowAdmin: true, secretNames: ['*'], signingRoles: ['*']}\n",
+        )
+        .unwrap(),
+        ..OperatorConfig::default()
+    }
+}
+
 fn check(spec: serde_json::Value) -> Result<ValidCredential, InvalidSpec> {
-    validate(&credential(spec), &OperatorConfig::default(), t("2026-11-23T17:00:00Z"))
+    validate(&credential(spec), &config(), t("2026-11-23T17:00:00Z"))
 }
 
 #[test]
@@ -132,9 +144,7 @@ fn bad_schedules_are_reported_as_invalid_schedules() {
 fn the_secret_name_recorded_in_status_wins() {
     let mut c = credential(serde_json::json!({"secretsManager": {"name": "custom/name"}}));
     assert_eq!(
-        validate(&c, &OperatorConfig::default(), t("2026-11-23T17:00:00Z"))
-            .unwrap()
-            .secret_name,
+        validate(&c, &config(), t("2026-11-23T17:00:00Z")).unwrap().secret_name,
         "custom/name"
     );
     c.status = Some(crate::api::DsqlCredentialStatus {
@@ -142,9 +152,7 @@ fn the_secret_name_recorded_in_status_wins() {
         ..Default::default()
     });
     assert_eq!(
-        validate(&c, &OperatorConfig::default(), t("2026-11-23T17:00:00Z"))
-            .unwrap()
-            .secret_name,
+        validate(&c, &config(), t("2026-11-23T17:00:00Z")).unwrap().secret_name,
         "from/status"
     );
 }
@@ -188,4 +196,62 @@ fn projections_default_to_a_secret_named_after_the_credential() {
     assert_eq!(valid.kubernetes_secret, None);
     assert_eq!(valid.secret_provider_class.as_deref(), Some("orders-spc"));
     assert_eq!(valid.rollout_restart.len(), 1, "duplicates are restarted once");
+}
+
+#[test]
+fn the_access_policy_is_applied_last_and_stalls_with_policy_denied() {
+    let denied = validate(
+        &credential(serde_json::json!({})),
+        &OperatorConfig::default(),
+        t("2026-11-23T17:00:00Z"),
+    )
+    .unwrap_err();
+    assert_eq!(denied.reason, ConditionReason::PolicyDenied);
+    assert!(
+        denied
+            .message
+            .contains("rule \"default\" does not allow the admin role"),
+        "{}",
+        denied.message
+    );
+    // Spec errors are reported before the policy is consulted.
+    let invalid = validate(
+        &credential(serde_json::json!({"token": {"lifetime": "1m"}})),
+        &OperatorConfig::default(),
+        t("2026-11-23T17:00:00Z"),
+    )
+    .unwrap_err();
+    assert_eq!(invalid.reason, ConditionReason::InvalidSpec);
+    let custom_role = validate(
+        &credential(serde_json::json!({"role": "app_user"})),
+        &OperatorConfig::default(),
+        t("2026-11-23T17:00:00Z"),
+    )
+    .unwrap();
+    assert!(!custom_role.token.admin);
+}
+
+#[test]
+fn a_signing_role_is_checked_and_caps_the_lifetime_at_an_hour() {
+    let arn = "arn:aws:iam::123456789012:role/dsql/shop-orders";
+    let valid = check(serde_json::json!({"token": {"lifetime": "45m", "signingRoleArn": arn}})).unwrap();
+    let role = valid.token.signing_role.unwrap();
+    assert_eq!(role.role_arn, arn);
+    assert_eq!((role.namespace.as_str(), role.credential.as_str()), ("shop", "orders"));
+    assert_eq!(role.session_name(), "dsql-shop-orders");
+
+    let long = check(serde_json::json!({"token": {"lifetime": "2h", "signingRoleArn": arn}})).unwrap_err();
+    assert!(long.message.contains("at most 1h"), "{}", long.message);
+    for bad in [
+        "arn:aws:iam::12345678901:role/x",
+        "arn:aws:iam::123456789012:user/x",
+        "arn:aws:iam::123456789012:role/",
+        "arn:aws:sts::123456789012:role/x",
+        "arn:aws:iam::123456789012:role/x y",
+        "role/x",
+    ] {
+        let err = check(serde_json::json!({"token": {"signingRoleArn": bad}})).unwrap_err();
+        assert!(err.message.contains("is not an IAM role ARN"), "{bad}: {}", err.message);
+    }
+    assert!(check(serde_json::json!({"token": {"signingRoleArn": "arn:aws-cn:iam::123456789012:role/x"}})).is_ok());
 }
