@@ -220,3 +220,13 @@ fn load_names_the_file() {
         "{invalid}"
     );
 }
+
+#[test]
+fn the_charts_default_policy_is_the_built_in_default() {
+    let values_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/dsql-credential-operator/values.yaml");
+    let values: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(values_path).unwrap()).unwrap();
+    let policy: AccessPolicy = serde_json::from_value(values["accessPolicy"].clone()).unwrap();
+    policy.check().unwrap();
+    assert_eq!(policy, AccessPolicy::default());
+}

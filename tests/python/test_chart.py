@@ -116,12 +116,12 @@ def test_every_rendered_manifest_is_valid_kubernetes(case):
 
 def test_kinds_rendered_per_value_set(render):
     assert render({}).kinds() == sorted([
-        "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment",
+        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "Deployment",
         "Role", "RoleBinding", "Service", "ServiceAccount"])
     assert render(NAMESPACED, name="prod").kinds() == sorted([
-        "CustomResourceDefinition", "Deployment", "PodDisruptionBudget", "Service",
+        "ConfigMap", "CustomResourceDefinition", "Deployment", "PodDisruptionBudget", "Service",
         "ServiceAccount", "ServiceMonitor"] + ["Role", "RoleBinding"] * 3)
-    assert render(MINIMAL).kinds() == ["Deployment", "Service"]
+    assert render(MINIMAL).kinds() == ["ConfigMap", "Deployment", "Service"]
 
 
 def test_chart_has_no_crds_directory():
@@ -188,6 +188,8 @@ def test_default_command_line(render):
         "--secret-prefix=dsql",
         "--concurrency=16",
         "--secrets-manager-writes-per-second=5",
+        "--rollout-restarts-per-second=0.2",
+        "--access-policy=/etc/dsql-credential-operator/access-policy.yaml",
         "--log-format=json",
         "--http-addr=0.0.0.0:8080",
         "--leader-election=true",
@@ -207,6 +209,8 @@ def test_configured_command_line(render):
         "--namespace=billing",
         "--concurrency=4",
         "--secrets-manager-writes-per-second=2.5",
+        "--rollout-restarts-per-second=0.2",
+        "--access-policy=/etc/dsql-credential-operator/access-policy.yaml",
         "--log-format=text",
         "--http-addr=0.0.0.0:8080",
         "--leader-election=true",
@@ -250,7 +254,9 @@ def test_hardened_security_context(case):
     assert sc["privileged"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("volumes")
+    assert not pod.get("hostNetwork") and not pod.get("hostPID")
+    # The only volume is the access policy ConfigMap, mounted read-only.
+    assert [v.get("configMap", {}).get("name", "").endswith("-access-policy") for v in pod["volumes"]] == [True]
 
 
 def test_probes_and_port(case):
@@ -273,7 +279,9 @@ def test_pod_spec_passthrough(render):
     assert spec["topologySpreadConstraints"] == NAMESPACED["topologySpreadConstraints"]
     assert spec["priorityClassName"] == "system-cluster-critical"
     assert spec["terminationGracePeriodSeconds"] == 45
-    assert pod["spec"]["template"]["metadata"]["annotations"] == NAMESPACED["podAnnotations"]
+    annotations = dict(pod["spec"]["template"]["metadata"]["annotations"])
+    assert annotations.pop("checksum/access-policy")
+    assert annotations == NAMESPACED["podAnnotations"]
     assert pod["spec"]["template"]["metadata"]["labels"]["team"] == "platform"
     assert spec["serviceAccountName"] == "prod-dsql-credential-operator"
     assert spec["automountServiceAccountToken"] is True
@@ -499,7 +507,7 @@ def test_crd_can_be_left_out(render):
 # values.yaml documentation
 # ---------------------------------------------------------------------------------------------
 
-SECTIONS = {"image", "config", "leaderElection", "serviceAccount", "rbac", "crds", "livenessProbe",
+SECTIONS = {"accessPolicy", "image", "config", "leaderElection", "serviceAccount", "rbac", "crds", "livenessProbe",
             "readinessProbe", "service", "serviceMonitor", "podDisruptionBudget"}
 
 
@@ -531,3 +539,70 @@ def test_secret_prefix_default_matches_iam_policy(chart):
         if any(a.startswith("secretsmanager:") for a in actions):
             resources.add(statement["Resource"])
     assert resources == {f"arn:aws:secretsmanager:*:*:secret:{prefix}/*"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Access policy
+# ---------------------------------------------------------------------------------------------
+
+TEAM_POLICY = {"rules": [
+    {"name": "payments", "namespaces": ["payments", "payments-*"], "clusters": ["abcdefghijklmnopqrstuvwxyz"],
+     "roles": ["pay_*"], "secretNames": ["{prefix}/{namespace}/*"],
+     "signingRoles": ["arn:aws:iam::123456789012:role/dsql-{namespace}-*"]},
+    {"name": "platform-admins", "namespaces": ["platform"], "allowAdmin": True,
+     "requireSigningRole": True, "signingRoles": ["arn:aws:iam::123456789012:role/dsql-admin"]},
+]}
+
+
+def policy_of(rendered: Rendered) -> dict[str, Any]:
+    config_map = rendered.one("ConfigMap")
+    return yaml.safe_load(config_map["data"]["access-policy.yaml"])
+
+
+def test_access_policy_is_rendered_mounted_and_passed(render):
+    rendered = render({"accessPolicy": TEAM_POLICY}, name="prod")
+    config_map = rendered.one("ConfigMap")
+    assert config_map["metadata"]["name"] == "prod-dsql-credential-operator-access-policy"
+    assert config_map["metadata"]["namespace"] == NAMESPACE
+    assert policy_of(rendered) == TEAM_POLICY
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "access-policy", "configMap": {
+        "name": "prod-dsql-credential-operator-access-policy"}}]
+    container = rendered.container()
+    assert container["volumeMounts"] == [{"name": "access-policy", "mountPath": "/etc/dsql-credential-operator",
+                                          "readOnly": True}]
+    assert "--access-policy=/etc/dsql-credential-operator/access-policy.yaml" in container["args"]
+
+
+def test_default_access_policy_denies_admin_and_confines_secret_names(chart, render):
+    rules = policy_of(render({}))["rules"]
+    assert rules == chart.values["accessPolicy"]["rules"]
+    assert [r["name"] for r in rules] == ["default"]
+    assert rules[0]["allowAdmin"] is False
+    assert rules[0]["secretNames"] == ["{prefix}/{namespace}/*"]
+    assert rules[0]["signingRoles"] == []
+
+
+def test_a_policy_change_restarts_the_operator(render):
+    def checksum(values):
+        return render(values).one("Deployment")["spec"]["template"]["metadata"]["annotations"][
+            "checksum/access-policy"]
+    assert checksum({}) == checksum({})
+    assert checksum({}) != checksum({"accessPolicy": TEAM_POLICY})
+    annotations = render({"podAnnotations": {"a": "b"}}).one("Deployment")["spec"]["template"]["metadata"][
+        "annotations"]
+    assert annotations["a"] == "b" and "checksum/access-policy" in annotations
+
+
+@pytest.mark.parametrize("bad", [
+    {"rules": [{"name": "x"}]},
+    {"rules": [{"name": "x", "namespaces": []}]},
+    {"rules": [{"name": "x", "namespaces": ["a"], "roles": ["admin"]}]},
+    {"rules": [{"name": "x", "namespaces": ["a"], "allowAdmn": True}]},
+    {"rules": [{"name": "", "namespaces": ["a"]}]},
+])
+def test_values_schema_refuses_a_malformed_policy(chart, bad):
+    values = copy.deepcopy(chart.values)
+    values["accessPolicy"] = bad
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(values, json.loads((CHART / "values.schema.json").read_text()))

@@ -93,6 +93,32 @@ def test_kms_statement_only_through_secrets_manager():
     assert statement["Resource"].startswith("arn:aws:kms:") and "*" not in statement["Resource"]
 
 
+def test_signing_role_statement_needs_the_operators_session_tags():
+    """The operator sends exactly these tags (src/token.rs NAMESPACE_SESSION_TAG,
+    CREDENTIAL_SESSION_TAG); the statement allows nothing else."""
+    policy = json.loads((IAM / "operator-policy-signing-roles.json").read_text())
+    assert actions_of(policy) == {"sts:AssumeRole", "sts:TagSession"}
+    (statement,) = policy["Statement"]
+    assert statement["Resource"] == "arn:aws:iam::ACCOUNT_ID:role/dsql-signing-*"
+    assert statement["Condition"]["ForAllValues:StringEquals"] == {"aws:TagKeys": ["dsql-namespace", "dsql-credential"]}
+    assert set(statement["Condition"]["StringLike"]) == {"aws:RequestTag/dsql-namespace",
+                                                         "aws:RequestTag/dsql-credential"}
+    token_rs = (REPO / "src" / "token.rs").read_text()
+    for tag in ("dsql-namespace", "dsql-credential"):
+        assert f'SESSION_TAG: &str = "{tag}"' in token_rs
+
+
+def test_signing_role_example_trusts_only_the_operator_for_one_namespace():
+    trust = json.loads((IAM / "signing-role-trust-policy.json").read_text())
+    (statement,) = statements(trust)
+    assert statement["Principal"] == {"AWS": "arn:aws:iam::ACCOUNT_ID:role/dsql-credential-operator"}
+    assert set(as_list(statement["Action"])) == {"sts:AssumeRole", "sts:TagSession"}
+    assert statement["Condition"] == {"StringEquals": {"aws:RequestTag/dsql-namespace": "NAMESPACE"}}
+    permissions = json.loads((IAM / "signing-role-policy.json").read_text())
+    assert actions_of(permissions) == {"dsql:DbConnect"}
+    assert "*" not in json.dumps(permissions)
+
+
 def test_pod_identity_trust_policy():
     policy = json.loads((IAM / "pod-identity-trust-policy.json").read_text())
     (statement,) = statements(policy)

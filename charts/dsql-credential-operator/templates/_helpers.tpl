@@ -91,3 +91,10 @@ what to change.
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" }}
 {{- end }}
 {{- end }}
+
+{{/*
+The access policy file the operator reads (--access-policy).
+*/}}
+{{- define "dsql-credential-operator.accessPolicy" -}}
+{{ toYaml (dict "rules" .Values.accessPolicy.rules) }}
+{{- end }}
