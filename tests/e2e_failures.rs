@@ -247,3 +247,37 @@ async fn hostile_responses_from_aws_and_the_api_server_degrade_without_crashing(
     operator.stop().await;
     env.assert_no_token_leaks(&[&secret_name]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_secrets_manager_response_holds_up_only_its_own_credential() {
+    let env = TestEnv::new("slow-aws").await;
+    let operator = env.start_operator();
+    let spec = serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"});
+    let gate = env.aws.hold_next("secretsmanager.CreateSecret");
+    env.create_credential("slow", spec.clone()).await.unwrap();
+    for _ in 0..600 {
+        if env.aws.count("secretsmanager.CreateSecret") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        env.aws.count("secretsmanager.CreateSecret"),
+        1,
+        "the slow call is in flight"
+    );
+
+    // While that response hangs, another credential is created, rotated and made Ready.
+    env.create_credential("fast", spec).await.unwrap();
+    env.wait_ready("fast", 1).await;
+    let slow = env.credentials().get("slow").await.unwrap();
+    assert_eq!(slow.status.and_then(|s| s.rotation_count), None, "still waiting on AWS");
+
+    // The response arrives: the slow credential completes normally, with one version.
+    gate.notify_one();
+    let slow = env.wait_ready("slow", 1).await;
+    let secret = slow.status.unwrap().secret_name.unwrap();
+    assert_eq!(env.secret_versions(&secret).await.len(), 1);
+    assert!(!operator.is_finished());
+    operator.stop().await;
+}

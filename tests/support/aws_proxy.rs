@@ -24,7 +24,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use super::moto::SupportError;
@@ -174,6 +174,9 @@ struct Fault {
     remaining: usize,
 }
 
+/// The longest a held call waits for its release.
+const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A request body and the upstream's response body.
 #[derive(Debug, Clone)]
 pub struct Exchange {
@@ -191,6 +194,7 @@ struct ProxyState {
     calls: Vec<String>,
     exchanges: Vec<Exchange>,
     faults: HashMap<String, VecDeque<Fault>>,
+    holds: HashMap<String, VecDeque<Arc<Notify>>>,
 }
 
 struct Shared {
@@ -295,6 +299,20 @@ impl AwsProxy {
     /// The next `times` calls of `operation` get `error` instead of reaching
     /// the upstream. Faults injected for the same operation queue up in order.
     /// `operation` may be [`ANY_OPERATION`] for every operation without a fault of its own.
+    /// Holds the next call of `operation` (a slow AWS response) until the returned gate is
+    /// released with `notify_one`, or for at most `HOLD_LIMIT`, so a test that forgets to release
+    /// it still ends.
+    pub fn hold_next(&self, operation: &str) -> Arc<Notify> {
+        let gate = Arc::new(Notify::new());
+        self.shared
+            .lock()
+            .holds
+            .entry(operation.to_owned())
+            .or_default()
+            .push_back(gate.clone());
+        gate
+    }
+
     pub fn inject_error(&self, operation: &str, error: AwsError, times: usize) {
         if times == 0 {
             return;
@@ -403,11 +421,15 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
         }
     };
     let operation = operation_name(&parts, &body);
-    let fault = {
+    let (fault, hold) = {
         let mut state = shared.lock();
         state.calls.push(operation.clone());
-        take_fault(&mut state, &operation)
+        let hold = state.holds.get_mut(&operation).and_then(VecDeque::pop_front);
+        (take_fault(&mut state, &operation), hold)
     };
+    if let Some(gate) = hold {
+        let _ = tokio::time::timeout(HOLD_LIMIT, gate.notified()).await;
+    }
     if let Some(error) = fault {
         let n = shared.request_ids.fetch_add(1, Ordering::Relaxed);
         let request_id = format!("00000000-0000-4000-8000-{n:012x}");
