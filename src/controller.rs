@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::{Stream, StreamExt};
 use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::{Controller, WatchStreamExt, controller, reflector, watcher};
 use tracing::{debug, warn};
 
@@ -35,7 +36,9 @@ where
         .into_iter()
         .zip(resync.receivers)
         .map(|(namespace, resync)| {
-            let api: Api<DsqlCredential> = match &namespace {
+            // Decoding through DeserializeGuard keeps one undecodable object from failing the list
+            // of its whole namespace; the reconciler reports it on its own.
+            let api: Api<DeserializeGuard<DsqlCredential>> = match &namespace {
                 Some(ns) => Api::namespaced(ctx.client.clone(), ns),
                 None => Api::all(ctx.client.clone()),
             };

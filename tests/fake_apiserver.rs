@@ -815,6 +815,63 @@ async fn custom_resource_defaulting_pruning_and_validation() {
     );
 }
 
+/// A CRD update changes the schema for the next write, and unchanged values that fail the new
+/// schema are let through on updates (validation ratcheting, default since Kubernetes 1.30).
+#[tokio::test]
+async fn crd_schema_updates_apply_to_next_writes_with_ratcheting() {
+    let (_srv, client) = setup().await;
+    let api = widgets(&client, "ns1");
+    api.create(&PostParams::default(), &widget("w", json!({"color": "red"})))
+        .await
+        .unwrap();
+
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    let name = "widgets.example.dev";
+    let mut crd = serde_json::to_value(crds.get(name).await.unwrap()).unwrap();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["color"] =
+        json!({"type": "integer"});
+    crds.replace(name, &PostParams::default(), &serde_json::from_value(crd).unwrap())
+        .await
+        .unwrap();
+
+    // New objects get the new schema.
+    let e = api_err(
+        api.create(&PostParams::default(), &widget("x", json!({"color": "red"})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 422);
+    assert!(e.message.contains("spec.color"), "{}", e.message);
+    // The old value may stay while other fields and the status change...
+    api.patch_status(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "checked"}})),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"size": 3}})),
+    )
+    .await
+    .unwrap();
+    // ...but a changed value must pass.
+    let e = api_err(
+        api.patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"color": "blue"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.code, 422);
+    assert!(e.message.contains("spec.color"), "{}", e.message);
+}
+
 #[tokio::test]
 async fn status_subresource_and_generation() {
     let (_srv, client) = setup().await;

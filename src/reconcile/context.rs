@@ -36,6 +36,9 @@ pub struct Context {
     /// The rotation count last written to each object's status (by uid). The controller's cache
     /// can lag behind the operator's own status write; acting on the older copy would rotate twice.
     written_rotations: Mutex<HashMap<String, (i64, std::time::Instant)>>,
+    /// The generation of each undecodable object (by uid) already reported, so reporting it
+    /// (which changes the object) does not report it again.
+    unreadable_reported: Mutex<HashMap<String, i64>>,
 }
 
 impl Context {
@@ -63,6 +66,7 @@ impl Context {
             events,
             failures: Mutex::new(HashMap::new()),
             written_rotations: Mutex::new(HashMap::new()),
+            unreadable_reported: Mutex::new(HashMap::new()),
         }
     }
 
@@ -100,6 +104,24 @@ impl Context {
             .is_some_and(|(w, at)| *w > count && at.elapsed() < WATCH_LAG)
     }
 
+    /// Records that generation `generation` of the undecodable object `uid` is being reported;
+    /// false when it already was.
+    pub(crate) fn first_report_of_unreadable(&self, uid: &str, generation: i64) -> bool {
+        let mut reported = self
+            .unreadable_reported
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        reported.insert(uid.to_owned(), generation) != Some(generation)
+    }
+
+    /// Forgets that an undecodable object was reported, so the next attempt reports it again.
+    pub(crate) fn forget_unreadable_report(&self, uid: &str) {
+        self.unreadable_reported
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(uid);
+    }
+
     /// Forgets an object that is gone.
     pub(crate) fn forget(&self, uid: &str) {
         let mut written = self
@@ -107,5 +129,7 @@ impl Context {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         written.remove(uid);
+        drop(written);
+        self.forget_unreadable_report(uid);
     }
 }

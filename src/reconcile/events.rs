@@ -2,6 +2,7 @@
 //! deletion. Never one per no-op reconcile. Publishing is best effort: a lost Event is logged,
 //! it never fails a rotation.
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;
@@ -27,6 +28,19 @@ impl EventPublisher {
     }
 
     async fn publish(&self, credential: &DsqlCredential, type_: EventType, reason: &str, action: &str, note: String) {
+        self.publish_for(&credential.object_ref(&()), type_, reason, action, note)
+            .await;
+    }
+
+    /// Publishes about an object known only by its reference (one that cannot be decoded).
+    pub(crate) async fn publish_for(
+        &self,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
             type_,
             reason: reason.to_owned(),
@@ -34,7 +48,7 @@ impl EventPublisher {
             action: action.to_owned(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &credential.object_ref(&())).await {
+        if let Err(error) = self.recorder.publish(&event, reference).await {
             warn!(reason, error = %error, "could not publish a Kubernetes Event");
         }
     }

@@ -8,6 +8,7 @@ pub mod plan;
 mod project;
 pub mod rotate;
 pub mod status;
+mod unreadable;
 pub mod validate;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
@@ -61,10 +63,26 @@ pub enum Error {
     /// Adding or removing the finalizer failed.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// Reporting (or releasing) an object that cannot be decoded failed.
+    #[error("reporting unreadable {object}: {source}")]
+    Unreadable {
+        /// namespace/name.
+        object: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
 }
 
-/// Reconciles one DsqlCredential.
-pub async fn reconcile(credential: Arc<DsqlCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// Reconciles one watched object: a DsqlCredential, or one that cannot be decoded.
+pub async fn reconcile(object: Arc<DeserializeGuard<DsqlCredential>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    match &object.0 {
+        Ok(credential) => reconcile_credential(Arc::new(credential.clone()), ctx).await,
+        Err(invalid) => unreadable::report(invalid, &ctx).await,
+    }
+}
+
+async fn reconcile_credential(credential: Arc<DsqlCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = credential.namespace().unwrap_or_default();
     let key = object_key(&namespace, &credential.name_any());
     let api: Api<DsqlCredential> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -83,8 +101,15 @@ pub async fn reconcile(credential: Arc<DsqlCredential>, ctx: Arc<Context>) -> Re
 }
 
 /// Backoff for errors that escaped the pipeline (Kubernetes writes, cleanup).
-pub fn error_policy(credential: Arc<DsqlCredential>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = object_key(&credential.namespace().unwrap_or_default(), &credential.name_any());
+pub fn error_policy(object: Arc<DeserializeGuard<DsqlCredential>>, error: &Error, ctx: Arc<Context>) -> Action {
+    let meta = match &object.0 {
+        Ok(credential) => credential.meta(),
+        Err(invalid) => &invalid.metadata,
+    };
+    let key = object_key(
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    );
     ctx.metrics.reconcile_error();
     let failures = ctx.record_failure(&key);
     let delay = schedule::failure_backoff(failures, rand::random::<f64>());

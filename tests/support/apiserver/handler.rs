@@ -587,8 +587,14 @@ fn commit(
         return Ok(Reply::Json(200, builtin::to_version(def, &new), headers));
     }
     let stored = state.put(&def.storage, new);
-    if def.kind == "CustomResourceDefinition" && old.is_none() {
-        establish_crd(state, &stored, &ctx.now);
+    if def.kind == "CustomResourceDefinition" {
+        if old.is_none() {
+            establish_crd(state, &stored, &ctx.now);
+        } else {
+            // A changed schema applies to the next write, as the apiserver rebuilds the
+            // resource's handler from the updated CRD.
+            state.register_crd(&stored);
+        }
     }
     Ok(Reply::Json(
         if old.is_some() { 200 } else { 201 },

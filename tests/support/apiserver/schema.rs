@@ -423,6 +423,21 @@ fn has_cel_rules(schema: &Value) -> bool {
     }
 }
 
+/// The value at a field path as causes name it (`spec.items[2].name`).
+fn value_at<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(root, |value, segment| {
+        let (key, indices) = match segment.find('[') {
+            Some(i) => (&segment[..i], &segment[i..]),
+            None => (segment, ""),
+        };
+        let mut current = if key.is_empty() { value } else { value.get(key)? };
+        for index in indices.split('[').filter(|s| !s.is_empty()) {
+            current = current.get(index.trim_end_matches(']').parse::<usize>().ok()?)?;
+        }
+        Some(current)
+    })
+}
+
 /// Full custom resource validation: structural first; CEL rules only when that passes (as the real
 /// server, which then reports that some rules were not checked).
 pub fn validate_custom(
@@ -435,6 +450,16 @@ pub fn validate_custom(
 ) -> Vec<Cause> {
     let mut errs = Vec::new();
     validate(schema, obj, "", true, &mut errs);
+    // Validation ratcheting (CRDValidationRatcheting, on by default since 1.30, GA in 1.33): on an
+    // update, a value left unchanged is not refused for failing a schema that has since become
+    // stricter, so an object stored under an older schema can still have its status written.
+    if let Some(old) = old {
+        errs.retain(|cause| {
+            let unchanged =
+                value_at(obj, &cause.field).is_some() && value_at(obj, &cause.field) == value_at(old, &cause.field);
+            !unchanged
+        });
+    }
     if !errs.is_empty() {
         if has_cel_rules(schema) {
             errs.push(Cause::new(
