@@ -100,6 +100,33 @@ data "aws_iam_policy_document" "operator" {
   }
 
   dynamic "statement" {
+    for_each = length(var.signing_role_arns) > 0 ? [1] : []
+    content {
+      # token.signingRoleArn: the operator assumes these roles with exactly its two session tags.
+      sid       = "AssumeSigningRolesWithCredentialTags"
+      effect    = "Allow"
+      actions   = ["sts:AssumeRole", "sts:TagSession"]
+      resources = var.signing_role_arns
+
+      condition {
+        test     = "StringLike"
+        variable = "aws:RequestTag/dsql-namespace"
+        values   = ["?*"]
+      }
+      condition {
+        test     = "StringLike"
+        variable = "aws:RequestTag/dsql-credential"
+        values   = ["?*"]
+      }
+      condition {
+        test     = "ForAllValues:StringEquals"
+        variable = "aws:TagKeys"
+        values   = ["dsql-namespace", "dsql-credential"]
+      }
+    }
+  }
+
+  dynamic "statement" {
     for_each = length(var.kms_key_arns) > 0 ? [1] : []
     content {
       sid       = "UseCustomerKeyOnlyThroughSecretsManager"

@@ -56,6 +56,12 @@ variable "kms_key_arns" {
   default     = []
 }
 
+variable "signing_role_arns" {
+  description = "IAM roles (ARNs or ARN patterns, e.g. arn:aws:iam::123456789012:role/dsql-signing-*) DsqlCredentials may name in token.signingRoleArn; empty when none do."
+  type        = list(string)
+  default     = []
+}
+
 variable "tags" {
   description = "Tags for the IAM role, policy and association."
   type        = map(string)

@@ -152,7 +152,8 @@ def test_terraform_module_grants_the_same_actions():
     assert "GetSecretValue" not in main
     assert 'resource "aws_eks_pod_identity_association" "operator"' in main
     for condition in ("aws:RequestTag/dsql.credentials.dev/managed-by", "aws:ResourceTag/dsql.credentials.dev/managed-by",
-                      "kms:ViaService", "aws:RequestTag/kubernetes-namespace", "aws:RequestTag/kubernetes-service-account"):
+                      "kms:ViaService", "aws:RequestTag/kubernetes-namespace", "aws:RequestTag/kubernetes-service-account",
+                      "aws:RequestTag/dsql-namespace", "aws:RequestTag/dsql-credential"):
         assert condition in main, condition
 
 
@@ -188,7 +189,7 @@ def test_cloudformation_grants_the_same_actions():
                 walk(value)
 
     walk(resources["OperatorPolicy"]["Properties"]["PolicyDocument"])
-    assert found == OPERATOR_ACTIONS | {"kms:GenerateDataKey", "kms:Decrypt"}
+    assert found == OPERATOR_ACTIONS | {"kms:GenerateDataKey", "kms:Decrypt", "sts:AssumeRole", "sts:TagSession"}
     trust = resources["OperatorRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
     assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
     assert set(trust["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
