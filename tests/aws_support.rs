@@ -207,6 +207,10 @@ async fn injected_errors_map_to_sdk_error_codes_and_then_clear() -> TestResult {
                     service_err.meta().code().is_none() && !service_err.is_internal_service_error(),
                     "an unparseable 500 is an unhandled error: {service_err:?}"
                 ),
+                AwsError::TruncatedHugeSuccess => assert!(
+                    service_err.meta().code().is_none(),
+                    "an unparseable 200 is an unhandled error: {service_err:?}"
+                ),
                 AwsError::Custom { .. } => {}
             }
             // Other operations are untouched while PutSecretValue is failing.

@@ -281,3 +281,80 @@ async fn a_slow_secrets_manager_response_holds_up_only_its_own_credential() {
     assert!(!operator.is_finished());
     operator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_huge_responses_degrade_without_crashing() {
+    let env = TestEnv::new("garbage").await;
+    let operator = env.start_operator();
+    // Secrets Manager answers the first write with 4 MiB of unterminated JSON.
+    env.aws
+        .inject_error("secretsmanager.CreateSecret", AwsError::TruncatedHugeSuccess, 1);
+    env.create_credential(
+        "orders",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
+    )
+    .await
+    .unwrap();
+    let degraded = env
+        .wait_for("orders", Duration::from_secs(20), "Degraded", |c| {
+            condition(c, "Degraded").is_some_and(|d| d.status == "True")
+        })
+        .await;
+    let message = &condition(&degraded, "Degraded").unwrap().message;
+    assert!(
+        message.len() < 1024,
+        "the huge body is not copied into status: {} bytes",
+        message.len()
+    );
+    assert!(message.contains("CreateSecret"), "{message}");
+
+    // A broken proxy in front of the API server: truncated JSON for status writes, a huge
+    // non-JSON page for one, and garbage instead of a watch stream.
+    if let Some(fake) = &env.fake {
+        let truncated = r#"{"apiVersion":"dsql.credentials.dev/v1alpha1","kind":"DsqlCred"#.to_owned();
+        fake.inject_garbage(Some("PATCH"), "/dsqlcredentials/orders/status", 200, truncated, 2);
+        fake.inject_garbage(
+            Some("PATCH"),
+            "/dsqlcredentials/orders/status",
+            502,
+            format!("<html>{}</html>", "x".repeat(8 << 20)),
+            1,
+        );
+        fake.inject_garbage(
+            Some("GET"),
+            "watch=true",
+            200,
+            "this is not a watch stream\n".to_owned(),
+            2,
+        );
+        // Make the operator's watch reconnect into the garbage.
+        fake.expire_watches();
+    }
+    let retry = degraded.status.as_ref().unwrap().next_rotation_time.clone().unwrap();
+    env.clock.advance_to(retry.0);
+    let ready = env
+        .wait_for("orders", Duration::from_secs(60), "Ready", |c| {
+            condition(c, "Ready").is_some_and(|r| r.status == "True")
+        })
+        .await;
+    assert_eq!(condition(&ready, "Degraded").unwrap().status, "False");
+    // The watch recovered too: a new credential is picked up.
+    env.create_credential(
+        "after",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
+    )
+    .await
+    .unwrap();
+    env.wait_ready("after", 1).await;
+    if let Some(fake) = &env.fake {
+        assert_eq!(
+            fake.pending_faults(),
+            Vec::<String>::new(),
+            "every garbage response was served"
+        );
+    }
+    let secret_name = ready.status.as_ref().unwrap().secret_name.clone().unwrap();
+    assert!(!operator.is_finished(), "the operator survived");
+    operator.stop().await;
+    env.assert_no_token_leaks(&[&secret_name]).await;
+}

@@ -1501,3 +1501,38 @@ async fn watcher_with_streaming_lists() {
             .any(|r| r.query.contains("sendInitialEvents=true"))
     );
 }
+
+/// `expire_watches` ends a watch that is already streaming with a 410 ERROR event, as the real
+/// server does when its watch cache drops a slow watcher.
+#[tokio::test]
+async fn expire_watches_ends_a_live_watch_with_410() {
+    let (srv, client) = setup().await;
+    let api = widgets(&client, "ns1");
+    let created = api
+        .create(&PostParams::default(), &widget("a", json!({})))
+        .await
+        .unwrap();
+    let rv = created.metadata.resource_version.unwrap();
+    let mut stream = api
+        .watch(&kube::api::WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    api.create(&PostParams::default(), &widget("b", json!({})))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(first, Some(kube::api::WatchEvent::Added(_))), "{first:?}");
+    srv.expire_watches();
+    let next = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .expect("the watch ends promptly")
+        .unwrap();
+    match next {
+        Some(kube::api::WatchEvent::Error(e)) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+}

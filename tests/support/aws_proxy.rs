@@ -55,6 +55,8 @@ pub enum AwsError {
     MalformedInternalError,
     /// Anything else: `__type`/`x-amzn-ErrorType` = `code`.
     Custom { status: u16, code: String, message: String },
+    /// 200 whose JSON body is cut off after 4 MiB: a success the SDK cannot parse.
+    TruncatedHugeSuccess,
 }
 
 impl AwsError {
@@ -62,6 +64,7 @@ impl AwsError {
         match self {
             Self::ThrottlingException | Self::AccessDeniedException | Self::ResourceNotFoundException => 400,
             Self::InternalServiceError | Self::MalformedInternalError => 500,
+            Self::TruncatedHugeSuccess => 200,
             Self::Custom { status, .. } => *status,
         }
     }
@@ -73,7 +76,7 @@ impl AwsError {
             Self::AccessDeniedException => Some("AccessDeniedException"),
             Self::InternalServiceError => Some("InternalServiceError"),
             Self::ResourceNotFoundException => Some("ResourceNotFoundException"),
-            Self::MalformedInternalError => None,
+            Self::MalformedInternalError | Self::TruncatedHugeSuccess => None,
             Self::Custom { code, .. } => Some(code),
         }
     }
@@ -86,6 +89,7 @@ impl AwsError {
             Self::InternalServiceError,
             Self::ResourceNotFoundException,
             Self::MalformedInternalError,
+            Self::TruncatedHugeSuccess,
         ]
     }
 
@@ -129,6 +133,14 @@ impl AwsError {
                 ),
                 "application/x-amz-json-1.1",
             ),
+            Self::TruncatedHugeSuccess => {
+                let body = format!("{{\"ARN\":\"{}", "a".repeat(4 << 20));
+                let mut response = Response::new(Body::from(body));
+                let headers = response.headers_mut();
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+                insert_header(headers, "x-amzn-requestid", request_id);
+                return response;
+            }
             Self::MalformedInternalError => {
                 let mut response = Response::new(Body::from(
                     "<html><head><title>500 Internal Server Error</title></head>\

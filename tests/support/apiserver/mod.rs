@@ -186,6 +186,38 @@ impl FakeApiServer {
                 method: method.map(|m| m.to_ascii_uppercase()),
                 path_contains: path_contains.to_string(),
                 status,
+                body: None,
+                remaining: times,
+            });
+        }
+    }
+
+    /// The injected faults not served yet, as `METHOD path_contains xN`.
+    pub fn pending_faults(&self) -> Vec<String> {
+        self.shared
+            .state
+            .lock()
+            .map(|s| {
+                s.faults
+                    .iter()
+                    .map(|f| {
+                        let method = f.method.as_deref().unwrap_or("*");
+                        format!("{method} {} x{}", f.path_contains, f.remaining)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Like [`inject_fault`](Self::inject_fault), with `body` as the raw response: what a broken
+    /// proxy in front of the API server might send (truncated JSON, HTML, a huge page).
+    pub fn inject_garbage(&self, method: Option<&str>, path_contains: &str, status: u16, body: String, times: usize) {
+        if let Ok(mut s) = self.shared.state.lock() {
+            s.faults.push(Fault {
+                method: method.map(|m| m.to_ascii_uppercase()),
+                path_contains: path_contains.to_string(),
+                status,
+                body: Some(body),
                 remaining: times,
             });
         }
@@ -444,9 +476,12 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
                 match fault {
                     Some(f) => {
                         f.remaining -= 1;
-                        let code = f.status;
+                        let (code, body) = (f.status, f.body.clone());
                         state.faults.retain(|f| f.remaining > 0);
-                        Reply::from(fault_error(&state, &req, code))
+                        match body {
+                            Some(body) => Reply::Text(code, body),
+                            None => Reply::from(fault_error(&state, &req, code)),
+                        }
                     }
                     None => handler::handle(&mut state, &req, shared.port),
                 }

@@ -25,6 +25,8 @@ pub struct Fault {
     pub method: Option<String>,
     pub path_contains: String,
     pub status: u16,
+    /// A raw body instead of a metav1 Status (garbage, truncated JSON, a huge page).
+    pub body: Option<String>,
     pub remaining: usize,
 }
 
