@@ -211,3 +211,45 @@ async fn a_signing_role_signs_the_token_with_a_session_tagged_for_the_credential
     operator.stop().await;
     env.assert_no_token_leaks(&[&secret_name]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_pointing_at_another_credentials_secret_is_not_written_through() {
+    let mut env = TestEnv::new("status-tamper").await;
+    env.config.access_policy = team_policy(&env.namespace, false);
+    let operator = env.start_operator();
+    env.create_credential("victim", spec(json!({}))).await.unwrap();
+    let victim = env.wait_ready("victim", 1).await.status.unwrap();
+    env.create_credential("attacker", spec(json!({}))).await.unwrap();
+    let attacker = env.wait_ready("attacker", 1).await.status.unwrap();
+
+    // Someone allowed to write status points the attacker's record at the victim's secret.
+    let tampered = json!({"status": {"secretArn": victim.secret_arn.clone().unwrap()}});
+    env.credentials()
+        .patch_status(
+            "attacker",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&tampered),
+        )
+        .await
+        .unwrap();
+    env.clock.advance(Duration::from_secs(120));
+    env.annotate("attacker", "dsql.credentials.dev/rotate", "tampered")
+        .await;
+    let after = env.wait_ready("attacker", 2).await.status.unwrap();
+
+    let victim_secret = victim.secret_name.unwrap();
+    let attacker_secret = attacker.secret_name.unwrap();
+    assert_eq!(
+        env.secret_versions(&victim_secret).await.len(),
+        1,
+        "the victim's secret is untouched"
+    );
+    assert_eq!(env.secret_versions(&attacker_secret).await.len(), 2);
+    assert_eq!(
+        after.secret_arn, attacker.secret_arn,
+        "the record points at its own secret again"
+    );
+    assert!(!operator.is_finished());
+    operator.stop().await;
+    env.assert_no_token_leaks(&[&victim_secret, &attacker_secret]).await;
+}

@@ -9,4 +9,6 @@ mod secrets;
 pub use errors::{AwsError, AwsErrorKind};
 pub use payload::{CREDENTIAL_KEYS, ConnectionInfo, CredentialValues, secret_json};
 pub use rate_limit::WriteRateLimiter;
-pub use secrets::{OwnerRef, SecretDescription, SecretsManager, WrittenVersion, client_request_token};
+pub use secrets::{
+    OwnerRef, SecretDescription, SecretsManager, WrittenVersion, arn_names_secret, client_request_token,
+};

@@ -84,6 +84,17 @@ impl SecretDescription {
     }
 }
 
+/// Whether `arn` is the ARN of the secret named `name`: `...:secret:<name>-<6 characters>`.
+/// Status is the only place the ARN is kept, and whoever can write an object's status could
+/// point it elsewhere; a write goes to the recorded ARN only when it matches the name the access
+/// policy judged.
+pub fn arn_names_secret(arn: &str, name: &str) -> bool {
+    arn.rsplit_once(":secret:")
+        .and_then(|(_, rest)| rest.strip_prefix(name))
+        .and_then(|suffix| suffix.strip_prefix('-'))
+        .is_some_and(|random| random.len() == 6 && random.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
 /// The idempotency token for rotation number `rotation` of the object with `uid`: a retried or
 /// repeated write of the same rotation never makes a second version.
 pub fn client_request_token(uid: &str, rotation: i64) -> String {
@@ -273,5 +284,19 @@ mod tests {
         };
         assert!(!desc.is_owned_by(&other));
         assert_eq!(desc.owner_description(), "DsqlCredential shop/orders");
+    }
+
+    #[test]
+    fn an_arn_names_its_secret_only_with_the_random_suffix() {
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:dsql/shop/orders-AbC123";
+        assert!(arn_names_secret(arn, "dsql/shop/orders"));
+        assert!(!arn_names_secret(arn, "dsql/shop/order"));
+        assert!(!arn_names_secret(arn, "dsql/shop"));
+        assert!(!arn_names_secret(arn, "dsql/billing/orders"));
+        assert!(!arn_names_secret(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:dsql/shop/orders",
+            "dsql/shop/orders"
+        ));
+        assert!(!arn_names_secret("dsql/shop/orders-AbC123", "dsql/shop/orders"));
     }
 }

@@ -4,8 +4,8 @@
 
 use crate::api::{ConditionReason, DsqlCredentialStatus};
 use crate::aws::{
-    AwsError, AwsErrorKind, CredentialValues, OwnerRef, SecretsManager, WrittenVersion, client_request_token,
-    secret_json,
+    AwsError, AwsErrorKind, CredentialValues, OwnerRef, SecretsManager, WrittenVersion, arn_names_secret,
+    client_request_token, secret_json,
 };
 use crate::projection::ProjectionError;
 use crate::reconcile::validate::ValidCredential;
@@ -96,10 +96,9 @@ pub async fn rotate(
         value: &value,
     };
 
-    let known_arn = status
-        .secret_arn
-        .as_deref()
-        .filter(|_| status.secret_name.as_deref() == Some(valid.secret_name.as_str()));
+    let known_arn = status.secret_arn.as_deref().filter(|arn| {
+        status.secret_name.as_deref() == Some(valid.secret_name.as_str()) && arn_names_secret(arn, &valid.secret_name)
+    });
     let (version, rotation_count) = match known_arn {
         Some(arn) => match writer.put(arn, first_rotation).await {
             // The secret was deleted or scheduled for deletion behind the operator's back:
