@@ -90,7 +90,19 @@ async fn an_unreadable_credential_harms_only_itself() {
             "spec": {"cluster": {"endpoint": ENDPOINT}, "role": 7},
         }))
         .unwrap();
-        api.create(&PostParams::default(), &broken).await.unwrap();
+        // A real API server takes a moment to serve the updated schema: retry while it refuses.
+        let mut created = false;
+        for _ in 0..100 {
+            match api.create(&PostParams::default(), &broken).await {
+                Ok(_) => {
+                    created = true;
+                    break;
+                }
+                Err(kube::Error::Api(e)) if e.code == 422 => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => panic!("create broken: {e}"),
+            }
+        }
+        assert!(created, "the loosened schema was never served");
         let role_seven = json!({"spec": {"role": 7}});
         api.patch("was-fine", &PatchParams::default(), &Patch::Merge(&role_seven))
             .await
