@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use dsql_credential_operator::api::DsqlCredential;
 use support::aws_proxy::AwsError;
 use support::env::{TestEnv, condition};
 
@@ -209,24 +210,42 @@ async fn a_secret_owned_by_someone_else_is_never_overwritten() {
     env.assert_operator_calls_permitted();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_responses_from_aws_and_the_api_server_degrade_without_crashing() {
-    let env = TestEnv::new("hostile").await;
-    let operator = env.start_operator();
-    // A load balancer's HTML page instead of JSON, on the very first write.
-    env.aws
-        .inject_error("secretsmanager.CreateSecret", AwsError::MalformedInternalError, 1);
+/// Creates `orders` with Secrets Manager answering its first write with `error`, and waits until
+/// it is Degraded.
+async fn degraded_by_first_write(env: &TestEnv, error: AwsError) -> DsqlCredential {
+    env.aws.inject_error("secretsmanager.CreateSecret", error, 1);
     env.create_credential(
         "orders",
         serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
     )
     .await
     .unwrap();
-    let degraded = env
-        .wait_for("orders", Duration::from_secs(20), "Degraded", |c| {
-            condition(c, "Degraded").is_some_and(|d| d.status == "True")
+    env.wait_for("orders", Duration::from_secs(20), "Degraded", |c| {
+        condition(c, "Degraded").is_some_and(|d| d.status == "True")
+    })
+    .await
+}
+
+/// Moves the clock to the retry of `degraded` and waits until it is Ready and no longer Degraded;
+/// returns its secret's name.
+async fn recovered(env: &TestEnv, degraded: &DsqlCredential) -> String {
+    let retry = degraded.status.as_ref().unwrap().next_rotation_time.clone().unwrap();
+    env.clock.advance_to(retry.0);
+    let ready = env
+        .wait_for("orders", Duration::from_secs(60), "Ready", |c| {
+            condition(c, "Ready").is_some_and(|r| r.status == "True")
         })
         .await;
+    assert_eq!(condition(&ready, "Degraded").unwrap().status, "False");
+    ready.status.unwrap().secret_name.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_responses_from_aws_and_the_api_server_degrade_without_crashing() {
+    let env = TestEnv::new("hostile").await;
+    let operator = env.start_operator();
+    // A load balancer's HTML page instead of JSON, on the very first write.
+    let degraded = degraded_by_first_write(&env, AwsError::MalformedInternalError).await;
     assert_eq!(condition(&degraded, "Degraded").unwrap().reason, "SecretsManagerError");
     assert_eq!(condition(&degraded, "Ready").unwrap().reason, "NotPublished");
 
@@ -234,15 +253,7 @@ async fn hostile_responses_from_aws_and_the_api_server_degrade_without_crashing(
     if let Some(fake) = &env.fake {
         fake.inject_fault(Some("PATCH"), "/dsqlcredentials/orders/status", 500, 3);
     }
-    let retry = degraded.status.as_ref().unwrap().next_rotation_time.clone().unwrap();
-    env.clock.advance_to(retry.0);
-    let ready = env
-        .wait_for("orders", Duration::from_secs(30), "Ready", |c| {
-            condition(c, "Ready").is_some_and(|r| r.status == "True")
-        })
-        .await;
-    assert_eq!(condition(&ready, "Degraded").unwrap().status, "False");
-    let secret_name = ready.status.as_ref().unwrap().secret_name.clone().unwrap();
+    let secret_name = recovered(&env, &degraded).await;
     assert!(!operator.is_finished(), "the operator survived");
     operator.stop().await;
     env.assert_no_token_leaks(&[&secret_name]).await;
@@ -287,19 +298,7 @@ async fn garbage_and_huge_responses_degrade_without_crashing() {
     let env = TestEnv::new("garbage").await;
     let operator = env.start_operator();
     // Secrets Manager answers the first write with 4 MiB of unterminated JSON.
-    env.aws
-        .inject_error("secretsmanager.CreateSecret", AwsError::TruncatedHugeSuccess, 1);
-    env.create_credential(
-        "orders",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-    )
-    .await
-    .unwrap();
-    let degraded = env
-        .wait_for("orders", Duration::from_secs(20), "Degraded", |c| {
-            condition(c, "Degraded").is_some_and(|d| d.status == "True")
-        })
-        .await;
+    let degraded = degraded_by_first_write(&env, AwsError::TruncatedHugeSuccess).await;
     let message = &condition(&degraded, "Degraded").unwrap().message;
     assert!(
         message.len() < 1024,
@@ -330,14 +329,7 @@ async fn garbage_and_huge_responses_degrade_without_crashing() {
         // Make the operator's watch reconnect into the garbage.
         fake.expire_watches();
     }
-    let retry = degraded.status.as_ref().unwrap().next_rotation_time.clone().unwrap();
-    env.clock.advance_to(retry.0);
-    let ready = env
-        .wait_for("orders", Duration::from_secs(60), "Ready", |c| {
-            condition(c, "Ready").is_some_and(|r| r.status == "True")
-        })
-        .await;
-    assert_eq!(condition(&ready, "Degraded").unwrap().status, "False");
+    let secret_name = recovered(&env, &degraded).await;
     // The watch recovered too: a new credential is picked up.
     env.create_credential(
         "after",
@@ -353,7 +345,6 @@ async fn garbage_and_huge_responses_degrade_without_crashing() {
             "every garbage response was served"
         );
     }
-    let secret_name = ready.status.as_ref().unwrap().secret_name.clone().unwrap();
     assert!(!operator.is_finished(), "the operator survived");
     operator.stop().await;
     env.assert_no_token_leaks(&[&secret_name]).await;
