@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use dsql_credential_operator::policy::AccessPolicy;
 use serde_json::json;
+use support::aws_proxy::AwsError;
 use support::env::{TestEnv, condition};
 use support::token_check::{ExpectedToken, token_query_param, verify_dsql_token};
 
@@ -252,4 +253,51 @@ async fn a_status_pointing_at_another_credentials_secret_is_not_written_through(
     assert!(!operator.is_finished());
     operator.stop().await;
     env.assert_no_token_leaks(&[&victim_secret, &attacker_secret]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signing_role_that_cannot_be_assumed_degrades_and_writes_nothing() {
+    let mut env = TestEnv::new("signing-denied").await;
+    env.config.access_policy = team_policy(&env.namespace, false);
+    let operator = env.start_operator();
+    env.aws.inject_error("AssumeRole", AwsError::StsAccessDenied, 1);
+    env.create_credential(
+        "orders",
+        spec(json!({"token": {"lifetime": "30m", "signingRoleArn": SIGNING_ROLE}})),
+    )
+    .await
+    .unwrap();
+    let c = env
+        .wait_for("orders", Duration::from_secs(20), "Degraded", |c| {
+            condition(c, "Degraded").is_some_and(|d| d.status == "True")
+        })
+        .await;
+    let degraded = condition(&c, "Degraded").unwrap();
+    assert_eq!(degraded.reason, "AccessDenied");
+    assert!(
+        degraded.message.contains(SIGNING_ROLE) && degraded.message.contains("STS AssumeRole failed"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(
+        env.aws.count("secretsmanager.CreateSecret"),
+        0,
+        "nothing written without a token"
+    );
+    let events = env.events_for("orders").await;
+    assert!(events.iter().any(|e| e.starts_with("RotationFailed")), "{events:?}");
+
+    // The retry assumes the role and publishes.
+    let retry = c.status.as_ref().unwrap().next_rotation_time.clone().unwrap();
+    env.clock.advance_to(retry.0);
+    let ready = env
+        .wait_for("orders", Duration::from_secs(30), "Ready", |c| {
+            condition(c, "Ready").is_some_and(|r| r.status == "True")
+        })
+        .await;
+    assert_eq!(env.aws.count("AssumeRole"), 2);
+    let secret_name = ready.status.unwrap().secret_name.unwrap();
+    assert!(!operator.is_finished());
+    operator.stop().await;
+    env.assert_no_token_leaks(&[&secret_name]).await;
 }

@@ -57,6 +57,8 @@ pub enum AwsError {
     Custom { status: u16, code: String, message: String },
     /// 200 whose JSON body is cut off after 4 MiB: a success the SDK cannot parse.
     TruncatedHugeSuccess,
+    /// 403 in STS's XML (query protocol) shape; SDK code `AccessDenied`. For `AssumeRole` only.
+    StsAccessDenied,
 }
 
 impl AwsError {
@@ -65,6 +67,7 @@ impl AwsError {
             Self::ThrottlingException | Self::AccessDeniedException | Self::ResourceNotFoundException => 400,
             Self::InternalServiceError | Self::MalformedInternalError => 500,
             Self::TruncatedHugeSuccess => 200,
+            Self::StsAccessDenied => 403,
             Self::Custom { status, .. } => *status,
         }
     }
@@ -77,6 +80,7 @@ impl AwsError {
             Self::InternalServiceError => Some("InternalServiceError"),
             Self::ResourceNotFoundException => Some("ResourceNotFoundException"),
             Self::MalformedInternalError | Self::TruncatedHugeSuccess => None,
+            Self::StsAccessDenied => Some("AccessDenied"),
             Self::Custom { code, .. } => Some(code),
         }
     }
@@ -133,6 +137,21 @@ impl AwsError {
                 ),
                 "application/x-amz-json-1.1",
             ),
+            Self::StsAccessDenied => {
+                let body = format!(
+                    "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+                     <Code>AccessDenied</Code><Message>User: arn:aws:sts::123456789012:assumed-role/\
+                     dsql-credential-operator/test is not authorized to perform: sts:AssumeRole on resource: \
+                     arn:aws:iam::123456789012:role/dsql-signing-orders</Message></Error>\
+                     <RequestId>{request_id}</RequestId></ErrorResponse>"
+                );
+                let mut response = Response::new(Body::from(body));
+                *response.status_mut() = StatusCode::FORBIDDEN;
+                let headers = response.headers_mut();
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+                insert_header(headers, "x-amzn-requestid", request_id);
+                return response;
+            }
             Self::TruncatedHugeSuccess => {
                 let body = format!("{{\"ARN\":\"{}", "a".repeat(4 << 20));
                 let mut response = Response::new(Body::from(body));
