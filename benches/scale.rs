@@ -46,8 +46,8 @@ struct Args {
     smoke: bool,
     out: Option<PathBuf>,
     concurrency: u16,
-    /// Seconds before the last renewal falls due at which the clock is moved for the latency
-    /// round; credentials due later fall due naturally (requeue timers) and are measured.
+    /// Latency is measured for the renewals falling due within this many seconds (0: all of
+    /// them; the rest are then caught up without being measured).
     window_secs: i64,
     /// Credentials created for the default-rate-limit run.
     rate_n: usize,
@@ -83,7 +83,7 @@ impl Args {
             smoke,
             out: value("--out").map(PathBuf::from),
             concurrency: number("--concurrency").unwrap_or(16) as u16,
-            window_secs: number("--window-secs").unwrap_or(if smoke { 5 } else { 30 }) as i64,
+            window_secs: number("--window-secs").unwrap_or(if smoke { 5 } else { 0 }) as i64,
             rate_n: number("--rate-n").unwrap_or(if smoke { 15 } else { n.min(300) }),
             mint_tokens: number("--mint-tokens").unwrap_or(if smoke { 200 } else { 5000 }),
             steady_secs: number("--steady-secs").unwrap_or(if smoke { 2 } else { 10 }) as u64,
@@ -429,6 +429,44 @@ impl Work {
                 .collect::<Vec<_>>()
                 .join(", "),
         }
+    }
+}
+
+fn work_rows(report: &mut Report, what: &str, rotated: &Work, n: usize) {
+    let puts = rotated.aws_count("secretsmanager.PutSecretValue");
+    report.row(
+        "work",
+        format!("{what}: Secrets Manager writes per rotation"),
+        format!("{} (total: {})", per(puts, n), rotated.aws_text()),
+        "exactly 1 PutSecretValue",
+        Verdict::of(puts == n),
+    );
+    let others = rotated.aws_total() - puts;
+    report.row(
+        "work",
+        format!("{what}: other AWS calls (Secrets Manager reads, DSQL, STS) per rotation"),
+        per(others, n),
+        "0",
+        Verdict::of(others == 0),
+    );
+    if let Some(total) = rotated.writes_total() {
+        let secret = rotated.writes("Secret").unwrap_or(0);
+        let status = rotated.writes("status").unwrap_or(0);
+        let events = rotated.writes("Event").unwrap_or(0);
+        report.row(
+            "work",
+            format!("{what}: Kubernetes writes per rotation"),
+            format!("{} (total: {})", per(total, n), rotated.writes_text()),
+            "≤ 1 per projected object (1 Secret) + 1 status (+ 1 Rotated Event)",
+            Verdict::of(secret <= n && status == n && events <= n && total == secret + status + events),
+        );
+        report.row(
+            "work",
+            format!("{what}: Kubernetes reads (GET/LIST) per rotation"),
+            per(rotated.kube_reads.unwrap_or(0), n),
+            "0",
+            Verdict::of(rotated.kube_reads == Some(0)),
+        );
     }
 }
 
@@ -926,135 +964,138 @@ async fn run(args: &Args) -> Report {
         );
     }
 
-    // -- Rotation round: move the clock to `window` seconds before the last renewal falls due.
-    // Those due earlier are caught up at once (a burst); the rest fall due in real time through
-    // the operator's requeue timers, and their latency (due → Secret updated, as seen by a watch)
-    // is the figure.
+    // -- Mass rotation: the clock jumps past every renewal, so all N are overdue at once. -----
     let round1: HashMap<String, CredState> = creds.lock().unwrap().clone();
     let last_due = round1
         .values()
         .filter_map(|s| s.next)
         .max()
         .expect("next rotation times");
-    let jump_to = last_due - SignedDuration::from_secs(args.window_secs);
-    let ahead = jump_to.duration_since(env.clock.now()).as_secs();
-    if ahead > 0 {
-        env.clock.advance(Duration::from_secs(ahead as u64));
-    } else {
-        env.clock.resync();
-    }
-    let jumped_at = env.clock.now();
-    wait_until(
+    env.clock.advance_to(last_due);
+    let mass = wait_until(
         "every credential to rotate",
-        Duration::from_secs(120 + args.window_secs as u64 + n as u64 / 5),
+        Duration::from_secs(120 + n as u64 / 5),
         || count_where(&creds, |s| s.rotation_count >= 2 && s.ready) == n,
     )
     .await;
     settle(&env, n).await;
     let rotated = Work::take(&env);
-    let (mut natural, mut burst) = (Vec::new(), Vec::new());
-    {
-        let seen = secrets.lock().unwrap();
-        for (name, state) in &round1 {
-            let (Some(due), Some(v1)) = (state.next, state.version.as_ref()) else {
-                continue;
-            };
-            let Some((_, at)) = seen.get(name).and_then(|vs| vs.iter().find(|(v, _)| v != v1)) else {
-                continue;
-            };
-            let from = due.max(jumped_at);
-            let latency = at.duration_since(from).as_secs_f64();
-            if due > jumped_at {
-                natural.push(latency)
-            } else {
-                burst.push(latency)
-            }
-        }
-    }
-    natural.sort_by(f64::total_cmp);
-    burst.sort_by(f64::total_cmp);
     report.row(
-        "work",
-        "rotation: Secrets Manager writes per rotation",
-        format!(
-            "{} (total: {})",
-            per(rotated.aws_count("secretsmanager.PutSecretValue"), n),
-            rotated.aws_text()
-        ),
-        "exactly 1 PutSecretValue",
-        Verdict::of(rotated.aws_count("secretsmanager.PutSecretValue") == n),
-    );
-    let reads = rotated.aws_total() - rotated.aws_count("secretsmanager.PutSecretValue");
-    report.row(
-        "work",
-        "rotation: other AWS calls (Secrets Manager reads, DSQL, STS) per rotation",
-        per(reads, n),
-        "0",
-        Verdict::of(reads == 0),
-    );
-    if let Some(total) = rotated.writes_total() {
-        let secret = rotated.writes("Secret").unwrap_or(0);
-        let status = rotated.writes("status").unwrap_or(0);
-        let events = rotated.writes("Event").unwrap_or(0);
-        report.row(
-            "work",
-            "rotation: Kubernetes writes per rotation",
-            format!("{} (total: {})", per(total, n), rotated.writes_text()),
-            "≤ 1 per projected object (1 Secret) + 1 status",
-            Verdict::of(secret <= n && status == n && total - events == secret + status),
-        );
-        if events > 0 {
-            report.note(format!(
-                "each rotation also writes one `Rotated` Event ({} per rotation): the design asks for an Event on each rotation; \
-                 the work target above counts projected objects and status only",
-                per(events, n)
-            ));
-        }
-        report.row(
-            "work",
-            "rotation: Kubernetes reads (GET/LIST) per rotation",
-            per(rotated.kube_reads.unwrap_or(0), n),
-            "0",
-            Verdict::of(rotated.kube_reads == Some(0)),
-        );
-    }
-    report.row(
-        "latency",
-        format!(
-            "due → Secret updated, {} renewals falling due in real time",
-            natural.len()
-        ),
-        format!(
-            "p50 {:.3} s, p99 {:.3} s, max {:.3} s",
-            percentile(&natural, 50.0),
-            percentile(&natural, 99.0),
-            percentile(&natural, 100.0)
-        ),
-        "p99 ≤ 2 s",
-        if natural.is_empty() {
-            Verdict::Info
-        } else {
-            Verdict::of(percentile(&natural, 99.0) <= 2.0)
-        },
-    );
-    report.row(
-        "latency",
-        format!("catch-up burst: {} overdue at once → Secret updated", burst.len()),
-        format!(
-            "p50 {:.3} s, p99 {:.3} s, max {:.3} s",
-            percentile(&burst, 50.0),
-            percentile(&burst, 99.0),
-            percentile(&burst, 100.0)
-        ),
-        "(queueing at concurrency, informational)",
+        "throughput",
+        format!("mass rotation: {n} overdue at once → all rotated"),
+        format!("{:.2} s ({:.0}/s)", mass.as_secs_f64(), n as f64 / mass.as_secs_f64()),
+        "(informational)",
         Verdict::Info,
     );
-    report.note(format!(
-        "latency: the operator's clock was moved to {}s before the last renewal was due; renewals due later fell due on \
-         the operator's own requeue timers; times are when the benchmark's watch saw the Secret's new version \
-         (token minting, PutSecretValue, Secret apply and watch delivery included).",
-        args.window_secs
-    ));
+    work_rows(&mut report, "rotation", &rotated, n);
+    if rotated.writes("Event").unwrap_or(0) > 0 {
+        report.note(
+            "each rotation also writes one `Rotated` Event: the design asks for an Event on each rotation; the issue's \
+             target (one write per projected object plus one status write) does not count it",
+        );
+    }
+
+    // -- Rotations on the operator's own timers: latency. The clock is moved to just before the
+    // first renewal of the next round falls due; from then on every renewal falls due in real
+    // time and fires on the operator's requeue timer. The due times are spread as the previous
+    // round's issue times were (plus jitter), as in a steady state. Latency is due → the
+    // benchmark's watch sees the Secret's new version.
+    let round2: HashMap<String, CredState> = creds.lock().unwrap().clone();
+    let first_due = round2
+        .values()
+        .filter_map(|s| s.next)
+        .min()
+        .expect("next rotation times");
+    let last_due = round2
+        .values()
+        .filter_map(|s| s.next)
+        .max()
+        .expect("next rotation times");
+    let lead = 3 + n as i64 / 2000;
+    let ahead = (first_due - SignedDuration::from_secs(lead))
+        .duration_since(env.clock.now())
+        .as_secs();
+    if ahead > 0 {
+        env.clock.advance(Duration::from_secs(ahead as u64));
+    }
+    let jumped_at = env.clock.now();
+    let window_end = if args.window_secs > 0 {
+        (first_due + SignedDuration::from_secs(args.window_secs)).min(last_due)
+    } else {
+        last_due
+    };
+    let measured: Vec<String> = round2
+        .iter()
+        .filter(|(_, s)| s.next.is_some_and(|t| t <= window_end))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let wait = window_end.duration_since(jumped_at).as_secs().max(0) as u64 + 120 + n as u64 / 5;
+    let timed_start = Instant::now();
+    wait_until(
+        "the renewals falling due in real time",
+        Duration::from_secs(wait),
+        || {
+            let map = creds.lock().unwrap();
+            measured
+                .iter()
+                .all(|name| map.get(name).is_some_and(|s| s.rotation_count >= 3 && s.ready))
+        },
+    )
+    .await;
+    let timed_elapsed = timed_start.elapsed();
+    if measured.len() < n {
+        // Catch up the rest (not measured) so the next steps start with nothing due.
+        env.clock.advance_to(last_due);
+        wait_until("the rest to rotate", Duration::from_secs(120 + n as u64 / 5), || {
+            count_where(&creds, |s| s.rotation_count >= 3 && s.ready) == n
+        })
+        .await;
+    }
+    settle(&env, n).await;
+    let timed = Work::take(&env);
+    let mut latencies = Vec::new();
+    {
+        let seen = secrets.lock().unwrap();
+        for name in &measured {
+            let state = &round2[name];
+            let (Some(due), Some(v2)) = (state.next, state.version.as_ref()) else {
+                continue;
+            };
+            let Some((_, at)) = seen.get(name).and_then(|vs| vs.iter().rev().find(|(v, _)| v != v2)) else {
+                continue;
+            };
+            latencies.push(at.duration_since(due.max(jumped_at)).as_secs_f64());
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    report.row(
+        "latency",
+        format!(
+            "due → Secret updated, {} renewals falling due over {:.0} s on the operator's timers",
+            latencies.len(),
+            timed_elapsed.as_secs_f64()
+        ),
+        format!(
+            "p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+            percentile(&latencies, 50.0),
+            percentile(&latencies, 99.0),
+            percentile(&latencies, 100.0)
+        ),
+        "p99 ≤ 2 s",
+        if latencies.is_empty() {
+            Verdict::Info
+        } else {
+            Verdict::of(percentile(&latencies, 99.0) <= 2.0)
+        },
+    );
+    if latencies.len() < measured.len() {
+        report.note(format!(
+            "latency: {} of {} measured Secrets had no new version seen by the watch",
+            measured.len() - latencies.len(),
+            measured.len()
+        ));
+    }
+    work_rows(&mut report, "rotation on timers", &timed, n);
 
     // -- No-op resync after the rotation, then a restart with nothing due. -------------------
     env.clock.resync();
@@ -1213,7 +1254,9 @@ async fn run(args: &Args) -> Report {
     while count_where(&rate_map, |s| s.ready && s.rotation_count >= 1) < m {
         assert!(
             start.elapsed() < deadline,
-            "rate-limited credentials not Ready within {deadline:?}"
+            "rate-limited credentials not Ready within {deadline:?} ({} of {m}); operator log:\n{}",
+            count_where(&rate_map, |s| s.ready && s.rotation_count >= 1),
+            process.log()
         );
         samples.push((Instant::now(), env.aws.calls().len()));
         tokio::time::sleep(Duration::from_millis(50)).await;
