@@ -1252,12 +1252,32 @@ async fn run(args: &Args) -> Report {
     let mut samples: Vec<(Instant, usize)> = Vec::new();
     let deadline = Duration::from_secs(60 + (m as f64 / DEFAULT_WRITE_RATE * 2.0) as u64);
     while count_where(&rate_map, |s| s.ready && s.rotation_count >= 1) < m {
-        assert!(
-            start.elapsed() < deadline,
-            "rate-limited credentials not Ready within {deadline:?} ({} of {m}); operator log:\n{}",
-            count_where(&rate_map, |s| s.ready && s.rotation_count >= 1),
-            process.log()
-        );
+        if start.elapsed() > deadline {
+            let listed = Api::<DsqlCredential>::namespaced(kube.clone(), &rate_namespace)
+                .list(&Default::default())
+                .await
+                .map(|l| {
+                    l.items
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{} {:?}",
+                                c.name_any(),
+                                c.status.as_ref().map(|s| (&s.rotation_count, &s.conditions))
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            panic!(
+                "rate-limited credentials not Ready within {deadline:?} ({} of {m} seen Ready; creator finished: {}; \
+                 AWS calls: {:?}); listed: {listed:#?}\noperator log:\n{}",
+                count_where(&rate_map, |s| s.ready && s.rotation_count >= 1),
+                creator.is_finished(),
+                env.aws.calls(),
+                process.log()
+            );
+        }
         samples.push((Instant::now(), env.aws.calls().len()));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
