@@ -22,15 +22,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dsql_credential_operator::api::DsqlCredential;
+use dsql_credential_operator::api::{DsqlCredential, FINALIZER};
 use dsql_credential_operator::clock::{Clock, SystemClock};
 use dsql_credential_operator::token::{TokenMinter, TokenRequest};
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
 
 use support::env::{REAL_CLUSTER_ENV, TestEnv, condition};
 use support::moto::{free_loopback_port, test_aws_env, test_credentials, test_python};
@@ -543,7 +544,9 @@ async fn create_credentials(kube: &kube::Client, namespace: &str, n: usize, conc
 }
 
 // ---------------------------------------------------------------------------------------------
-// The baseline: a plain client loop doing the operator's essential writes per credential.
+// The baseline: a plain client loop doing, per credential, the writes the operator makes for its
+// first rotation (finalizer patch, token, CreateSecret, Secret apply, status apply, Event), at the
+// same concurrency against the same servers, with no watch, queue or cache in between.
 
 async fn baseline_loop(
     env: &TestEnv,
@@ -557,21 +560,40 @@ async fn baseline_loop(
     let minter = TokenMinter::new(&env.operator_sdk, Arc::new(SystemClock));
     let credentials: Api<DsqlCredential> = Api::namespaced(kube.clone(), namespace);
     let k8s_secrets: Api<Secret> = Api::namespaced(kube.clone(), namespace);
-    let uids: HashMap<String, String> = credentials
+    let objects: HashMap<String, DsqlCredential> = credentials
         .list(&Default::default())
         .await
         .expect("list baseline credentials")
         .items
         .into_iter()
-        .map(|c| (c.name_any(), c.uid().unwrap_or_default()))
+        .map(|c| (c.name_any(), c))
         .collect();
+    let recorder = Recorder::new(
+        kube.clone(),
+        Reporter {
+            controller: "dsql-baseline".into(),
+            instance: None,
+        },
+    );
     let start = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
-            let (secrets, minter, credentials, k8s_secrets) = (secrets.clone(), minter.clone(), credentials.clone(), k8s_secrets.clone());
+            let (secrets, minter, credentials, k8s_secrets, recorder) = (
+                secrets.clone(),
+                minter.clone(),
+                credentials.clone(),
+                k8s_secrets.clone(),
+                recorder.clone(),
+            );
             let name = credential_name(i);
-            let uid = uids.get(&name).cloned().unwrap_or_default();
+            let object = objects.get(&name).cloned().expect("baseline credential listed");
+            let uid = object.uid().unwrap_or_default();
             async move {
+                let finalizer = serde_json::json!({"metadata": {"finalizers": [FINALIZER]}});
+                credentials
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&finalizer))
+                    .await
+                    .expect("add finalizer");
                 let minted = minter
                     .mint(&TokenRequest {
                         hostname: ENDPOINT.into(),
@@ -629,6 +651,14 @@ async fn baseline_loop(
                     .patch_status(&name, &PatchParams::apply("dsql-baseline").force(), &Patch::Apply(&status_patch))
                     .await
                     .expect("apply status");
+                let event = Event {
+                    type_: EventType::Normal,
+                    reason: "Rotated".into(),
+                    note: Some(format!("Published Secrets Manager version {}", created.version_id().unwrap_or_default())),
+                    action: "Rotate".into(),
+                    secondary: None,
+                };
+                recorder.publish(&event, &object.object_ref(&())).await.expect("publish Event");
             }
         })
         .buffer_unordered(concurrency)
