@@ -51,6 +51,9 @@ where
             let mut listed = false;
             let objects = watcher(api, watcher::Config::default().any_semantic())
                 .default_backoff()
+                // Nothing reads managedFields, and they are the largest part of each cached
+                // object (one entry per field manager): drop them before they reach the cache.
+                .modify(|credential| credential.metadata.managed_fields = None)
                 .reflect(writer)
                 .inspect(move |event| {
                     if !listed && matches!(event, Ok(watcher::Event::InitDone)) {

@@ -117,8 +117,8 @@ pub fn free_loopback_port() -> Result<u16, SupportError> {
         .map_err(|e| SupportError::new(format!("cannot read the bound port: {e}")))
 }
 
-/// Starts moto's server with the given arguments and makes it exit as soon as
-/// its stdin closes, i.e. when the test process goes away however it ends.
+/// Starts moto's server with the given arguments, serving one request at a time, and makes it
+/// exit as soon as its stdin closes, i.e. when the test process goes away however it ends.
 const LAUNCHER: &str = r#"
 import os, sys, threading
 
@@ -129,6 +129,18 @@ def _exit_with_parent():
         os._exit(0)
 
 threading.Thread(target=_exit_with_parent, daemon=True).start()
+
+# moto's backends are not thread-safe (concurrent CreateSecret calls fail with "dictionary changed
+# size during iteration"), so requests are served one at a time; moto is GIL-bound anyway.
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+_lock = threading.Lock()
+_dispatch = DomainDispatcherApplication.__call__
+
+def _serialized(self, environ, start_response):
+    with _lock:
+        return _dispatch(self, environ, start_response)
+
+DomainDispatcherApplication.__call__ = _serialized
 from moto.server import main
 main(sys.argv[1:])
 "#;

@@ -142,7 +142,10 @@ async fn run(shared: Arc<Shared>, w: WatchReq, tx: tokio::sync::mpsc::Sender<Byt
                 (vec![line("ERROR", st)], true)
             } else {
                 let mut out = Vec::new();
-                for e in state.history.iter().filter(|e| e.rv > last && e.storage == storage) {
+                // The history is in resourceVersion order: skip what this watch has sent already
+                // without scanning it (a long history made every write cost O(history) per watch).
+                let first_new = state.history.partition_point(|e| e.rv <= last);
+                for e in state.history.range(first_new..).filter(|e| e.storage == storage) {
                     let now = matches(&w, &e.object);
                     let before = e.prev.as_ref().is_some_and(|p| matches(&w, p));
                     let etype = match (e.etype, before, now) {
