@@ -33,7 +33,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
-use support::env::{REAL_CLUSTER_ENV, TestEnv, condition};
+use support::env::{REAL_CLUSTER_ENV, TestEnv, condition, test_access_policy_yaml};
 use support::moto::{free_loopback_port, test_aws_env, test_credentials, test_python};
 
 const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
@@ -600,6 +600,7 @@ async fn baseline_loop(
                         region: "us-east-1".into(),
                         admin: true,
                         lifetime: Duration::from_secs(3600),
+                        signing_role: None,
                     })
                     .await
                     .expect("mint");
@@ -724,11 +725,15 @@ impl OperatorProcess {
             }
             (None, None) => unreachable!("TestEnv has either a fake or a real cluster"),
         };
+        let policy = dir.path().join("access-policy.yaml");
+        std::fs::write(&policy, test_access_policy_yaml(namespace)).expect("write the access policy");
         let http_port = free_loopback_port().expect("free port");
         let log = std::fs::File::create(dir.path().join("operator.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_dsql-credential-operator"))
             .arg("run")
             .args(["--namespace", namespace, "--secret-prefix", "dsql-e2e"])
+            .arg("--access-policy")
+            .arg(&policy)
             .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
             .args(extra)
             .env_clear()
@@ -818,6 +823,7 @@ fn mint_rust(env: &TestEnv, count: usize) -> impl std::future::Future<Output = f
             region: "us-east-1".into(),
             admin: true,
             lifetime: Duration::from_secs(3600),
+            signing_role: None,
         };
         minter.mint(&request).await.expect("mint"); // warm-up
         let start = Instant::now();

@@ -53,7 +53,13 @@ where
                 .default_backoff()
                 // Nothing reads managedFields, and they are the largest part of each cached
                 // object (one entry per field manager): drop them before they reach the cache.
-                .modify(|credential| credential.metadata.managed_fields = None)
+                .modify(|object| {
+                    let metadata = match &mut object.0 {
+                        Ok(credential) => &mut credential.metadata,
+                        Err(unreadable) => &mut unreadable.metadata,
+                    };
+                    metadata.managed_fields = None;
+                })
                 .reflect(writer)
                 .inspect(move |event| {
                     if !listed && matches!(event, Ok(watcher::Event::InitDone)) {

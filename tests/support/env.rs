@@ -130,12 +130,16 @@ pub struct TestEnv {
 }
 
 /// What a cluster admin would grant the namespace of an e2e test: admin tokens, its own secret
-/// path, and the foreign path the ownership tests point at. Policy tests replace it.
-pub fn test_access_policy(namespace: &str) -> AccessPolicy {
-    AccessPolicy::parse(&format!(
+/// path, and the foreign path the ownership tests point at. As a policy file, for the binary.
+pub fn test_access_policy_yaml(namespace: &str) -> String {
+    format!(
         "rules:\n  - name: e2e\n    namespaces: [{namespace}]\n    allowAdmin: true\n    secretNames: ['{{prefix}}/{{namespace}}/*', 'someone-else/*']\n"
-    ))
-    .expect("the e2e access policy parses")
+    )
+}
+
+/// [`test_access_policy_yaml`], parsed. Policy tests replace it.
+pub fn test_access_policy(namespace: &str) -> AccessPolicy {
+    AccessPolicy::parse(&test_access_policy_yaml(namespace)).expect("the e2e access policy parses")
 }
 
 impl TestEnv {
