@@ -276,9 +276,14 @@ async fn rotate_now(
             status::set_ready(&mut next, valid.targets(), now);
             write_status(api, name, &current, &next).await?;
             ctx.record_rotation(&owner.uid, published.rotation_count);
-            ctx.events
-                .rotated(credential, &cause, &published, current.consecutive_failures)
-                .await;
+            // Events mark transitions. A routine renewal is not one: it shows in status and
+            // metrics, and an Event for each would be one more API write per rotation (four a
+            // second at 10,000 credentials) for etcd to keep an hour.
+            if cause != RotationCause::Due {
+                ctx.events
+                    .rotated(credential, &cause, &published, current.consecutive_failures)
+                    .await;
+            }
             requeue_at(retry_projections(next_rotation, pending, now), now)
         }
         Err(error) => {
