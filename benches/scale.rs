@@ -433,6 +433,21 @@ impl Work {
     }
 }
 
+/// The row for a step where nothing is due: no AWS call and no Kubernetes write.
+fn nothing_due_row(report: &mut Report, what: String, work: &Work) {
+    report.row(
+        "work",
+        format!("{what}: AWS calls / Kubernetes writes"),
+        format!(
+            "{} / {}",
+            work.aws_total(),
+            work.writes_total().map(|w| w.to_string()).unwrap_or("n/a".into())
+        ),
+        "0 / 0",
+        Verdict::of(work.aws_total() == 0 && work.writes_total().unwrap_or(0) == 0),
+    );
+}
+
 fn work_rows(report: &mut Report, what: &str, rotated: &Work, n: usize) {
     let puts = rotated.aws_count("secretsmanager.PutSecretValue");
     report.row(
@@ -1134,34 +1149,14 @@ async fn run(args: &Args) -> Report {
     env.clock.resync();
     settle(&env, n).await;
     let noop2 = Work::take(&env);
-    report.row(
-        "work",
-        format!("no-op resync of {n} after rotation: AWS calls / Kubernetes writes"),
-        format!(
-            "{} / {}",
-            noop2.aws_total(),
-            noop2.writes_total().map(|w| w.to_string()).unwrap_or("n/a".into())
-        ),
-        "0 / 0",
-        Verdict::of(noop2.aws_total() == 0 && noop2.writes_total().unwrap_or(0) == 0),
-    );
+    nothing_due_row(&mut report, format!("no-op resync of {n} after rotation"), &noop2);
     operator.stop().await;
     settle(&env, 0).await;
     env.clear_recorded();
     let operator = env.start_operator();
     settle(&env, n).await;
     let restart = Work::take(&env);
-    report.row(
-        "work",
-        format!("restart with {n}, nothing due: AWS calls / Kubernetes writes"),
-        format!(
-            "{} / {}",
-            restart.aws_total(),
-            restart.writes_total().map(|w| w.to_string()).unwrap_or("n/a".into())
-        ),
-        "0 / 0",
-        Verdict::of(restart.aws_total() == 0 && restart.writes_total().unwrap_or(0) == 0),
-    );
+    nothing_due_row(&mut report, format!("restart with {n}, nothing due"), &restart);
     operator.stop().await;
     creds_task.abort();
     secrets_task.abort();
@@ -1181,19 +1176,10 @@ async fn run(args: &Args) -> Report {
     settle(&env, n).await;
     let (rss_steady, _) = process.memory();
     let binary_restart = Work::take(&env);
-    report.row(
-        "work",
-        format!("operator binary start with {n}, nothing due: AWS calls / Kubernetes writes"),
-        format!(
-            "{} / {}",
-            binary_restart.aws_total(),
-            binary_restart
-                .writes_total()
-                .map(|w| w.to_string())
-                .unwrap_or("n/a".into())
-        ),
-        "0 / 0",
-        Verdict::of(binary_restart.aws_total() == 0 && binary_restart.writes_total().unwrap_or(0) == 0),
+    nothing_due_row(
+        &mut report,
+        format!("operator binary start with {n}, nothing due"),
+        &binary_restart,
     );
     let steady_max = steady.iter().copied().max().unwrap_or(0).max(rss_steady);
     let target_steady = 64.0;
