@@ -261,32 +261,25 @@ impl AccessRule {
             ("{prefix}", placeholders.prefix.trim_end_matches('/')),
         ];
         let allows = |pattern: &str, text: &str| matches(&compile(pattern, &values), text);
-        // For messages: the pattern as it applied to this credential.
-        let expand = |pattern: &str| {
-            values
-                .iter()
-                .fold(pattern.to_owned(), |p, (key, value)| p.replace(key, value))
+        // For messages: the patterns as they applied to this credential.
+        let listed = |patterns: &[String]| {
+            if patterns.is_empty() {
+                return "none".to_owned();
+            }
+            let shown: Vec<String> = patterns.iter().map(|p| render(&compile(p, &values))).collect();
+            shown.join(", ")
         };
         if !self.secret_names.iter().any(|p| allows(p, request.secret_name)) {
-            let allowed: Vec<String> = self.secret_names.iter().map(|p| expand(p)).collect();
             return Some(format!(
                 "does not allow secret name {:?} (secretNames: {})",
                 request.secret_name,
-                allowed.join(", ")
+                listed(&self.secret_names)
             ));
         }
         match request.signing_role {
             Some(arn) if !self.signing_roles.iter().any(|p| allows(p, arn)) => Some(format!(
                 "does not allow signing role {arn:?} (signingRoles: {})",
-                if self.signing_roles.is_empty() {
-                    "none".to_owned()
-                } else {
-                    self.signing_roles
-                        .iter()
-                        .map(|p| expand(p))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
+                listed(&self.signing_roles)
             )),
             None if self.require_signing_role => {
                 Some("requires token.signingRoleArn (requireSigningRole is true)".to_owned())
@@ -328,6 +321,18 @@ fn compile(pattern: &str, placeholders: &[(&str, &str)]) -> Vec<Glob> {
         rest = &rest[c.len_utf8()..];
     }
     out
+}
+
+/// A compiled glob written back as a pattern, placeholders filled in.
+fn render(pattern: &[Glob]) -> String {
+    pattern
+        .iter()
+        .map(|g| match g {
+            Glob::Star => '*',
+            Glob::One => '?',
+            Glob::Literal(c) => *c,
+        })
+        .collect()
 }
 
 /// Glob match: `*` is any run of characters, `?` one character.
