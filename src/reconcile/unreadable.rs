@@ -5,6 +5,8 @@
 //! is minted or written for it. Deleting it removes the finalizer and leaves its secret in place:
 //! without its spec and status the deletion policy cannot be known.
 
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{PatchOperation, RemoveOperation, TestOperation};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
@@ -41,15 +43,15 @@ pub(super) async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Act
         };
         // The same guarded removal kube's finalizer helper does: fails instead of removing
         // another finalizer if the list changed meanwhile.
-        let path = format!("/metadata/finalizers/{index}");
-        let patch: json_patch::Patch = serde_json::from_value(json!([
-            {"op": "test", "path": path, "value": FINALIZER},
-            {"op": "remove", "path": path},
-        ]))
-        .map_err(|source| Error::Unreadable {
-            object: key.clone(),
-            source: kube::Error::SerdeError(source),
-        })?;
+        let index = index.to_string();
+        let path = PointerBuf::from_tokens(["metadata", "finalizers", index.as_str()]);
+        let patch = json_patch::Patch(vec![
+            PatchOperation::Test(TestOperation {
+                path: path.clone(),
+                value: FINALIZER.into(),
+            }),
+            PatchOperation::Remove(RemoveOperation { path }),
+        ]);
         api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
             .await
             .map_err(|source| Error::Unreadable {
