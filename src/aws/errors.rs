@@ -70,9 +70,7 @@ impl AwsError {
             message: truncate(message),
         }
     }
-}
 
-impl AwsError {
     /// A response the operator cannot use, e.g. one missing a required field.
     pub fn unusable_response(service: &'static str, operation: &'static str, message: impl Into<String>) -> Self {
         Self {

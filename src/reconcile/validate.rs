@@ -97,6 +97,7 @@ pub fn validate(
 ) -> Result<ValidCredential, InvalidSpec> {
     let spec = &credential.spec;
     let namespace = credential.namespace().unwrap_or_default();
+    let name = credential.name_any();
     let (hostname, region) = resolve_cluster(&spec.cluster)?;
 
     if spec.role.is_empty() || spec.role.len() > 63 {
@@ -149,7 +150,7 @@ pub fn validate(
         .as_ref()
         .and_then(|s| s.secret_name.clone())
         .or_else(|| sm.name.clone())
-        .unwrap_or_else(|| config.default_secret_name(&namespace, &credential.name_any()));
+        .unwrap_or_else(|| config.default_secret_name(&namespace, &name));
     validate_secret_name(&secret_name)?;
     if sm.recovery_window_days != 0 && !(7..=30).contains(&sm.recovery_window_days) {
         return Err(invalid(
@@ -197,17 +198,15 @@ pub fn validate(
                 template::validate(text).map_err(|e| invalid(format!("kubernetesSecret.extraKeys.{key}: {e}")))?;
             }
             Some(SecretProjection {
-                name: ks.name.clone().unwrap_or_else(|| credential.name_any()),
+                name: ks.name.clone().unwrap_or_else(|| name.clone()),
                 extra_keys: ks.extra_keys.clone(),
             })
         }
     };
-    let secret_provider_class = spec.secret_provider_class.enabled.then(|| {
-        spec.secret_provider_class
-            .name
-            .clone()
-            .unwrap_or_else(|| credential.name_any())
-    });
+    let secret_provider_class = spec
+        .secret_provider_class
+        .enabled
+        .then(|| spec.secret_provider_class.name.clone().unwrap_or_else(|| name.clone()));
     let mut rollout_restart = spec.rollout_restart.clone();
     rollout_restart.sort();
     rollout_restart.dedup();
@@ -224,12 +223,11 @@ pub fn validate(
             Some(SigningRole {
                 role_arn: arn.clone(),
                 namespace: namespace.clone(),
-                credential: credential.name_any(),
+                credential: name.clone(),
             })
         }
     };
 
-    let name = credential.name_any();
     let access = AccessRequest {
         namespace: &namespace,
         name: &name,
