@@ -267,11 +267,7 @@ async fn a_signing_role_that_cannot_be_assumed_degrades_and_writes_nothing() {
     )
     .await
     .unwrap();
-    let c = env
-        .wait_for("orders", Duration::from_secs(20), "Degraded", |c| {
-            condition(c, "Degraded").is_some_and(|d| d.status == "True")
-        })
-        .await;
+    let c = env.wait_condition("orders", "Degraded", Duration::from_secs(20)).await;
     let degraded = condition(&c, "Degraded").unwrap();
     assert_eq!(degraded.reason, "AccessDenied");
     assert!(
@@ -290,11 +286,7 @@ async fn a_signing_role_that_cannot_be_assumed_degrades_and_writes_nothing() {
     // The retry assumes the role and publishes.
     let retry = c.status.as_ref().unwrap().next_rotation_time.clone().unwrap();
     env.clock.advance_to(retry.0);
-    let ready = env
-        .wait_for("orders", Duration::from_secs(30), "Ready", |c| {
-            condition(c, "Ready").is_some_and(|r| r.status == "True")
-        })
-        .await;
+    let ready = env.wait_condition("orders", "Ready", Duration::from_secs(30)).await;
     assert_eq!(env.aws.count("AssumeRole"), 2);
     let secret_name = ready.status.unwrap().secret_name.unwrap();
     assert!(!operator.is_finished());

@@ -30,11 +30,7 @@ async fn secrets_manager_errors_degrade_keep_ready_and_recover() {
     env.aws
         .inject_error("secretsmanager.PutSecretValue", AwsError::ThrottlingException, 2);
     env.clock.advance_to(status.next_rotation_time.clone().unwrap().0);
-    let degraded = env
-        .wait_for("orders", Duration::from_secs(20), "Degraded", |c| {
-            condition(c, "Degraded").is_some_and(|d| d.status == "True")
-        })
-        .await;
+    let degraded = env.wait_condition("orders", "Degraded", Duration::from_secs(20)).await;
     let d = condition(&degraded, "Degraded").unwrap();
     assert_eq!(d.reason, "Throttled");
     assert!(
@@ -220,10 +216,7 @@ async fn degraded_by_first_write(env: &TestEnv, error: AwsError) -> DsqlCredenti
     )
     .await
     .unwrap();
-    env.wait_for("orders", Duration::from_secs(20), "Degraded", |c| {
-        condition(c, "Degraded").is_some_and(|d| d.status == "True")
-    })
-    .await
+    env.wait_condition("orders", "Degraded", Duration::from_secs(20)).await
 }
 
 /// Moves the clock to the retry of `degraded` and waits until it is Ready and no longer Degraded;
@@ -231,11 +224,7 @@ async fn degraded_by_first_write(env: &TestEnv, error: AwsError) -> DsqlCredenti
 async fn recovered(env: &TestEnv, degraded: &DsqlCredential) -> String {
     let retry = degraded.status.as_ref().unwrap().next_rotation_time.clone().unwrap();
     env.clock.advance_to(retry.0);
-    let ready = env
-        .wait_for("orders", Duration::from_secs(60), "Ready", |c| {
-            condition(c, "Ready").is_some_and(|r| r.status == "True")
-        })
-        .await;
+    let ready = env.wait_condition("orders", "Ready", Duration::from_secs(60)).await;
     assert_eq!(condition(&ready, "Degraded").unwrap().status, "False");
     ready.status.unwrap().secret_name.unwrap()
 }

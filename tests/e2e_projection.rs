@@ -256,11 +256,7 @@ async fn the_secret_provider_class_says_when_its_crd_is_missing_and_heals_once_i
 
     install_provider_class_crd(&env).await;
     env.clock.resync();
-    let healed = env
-        .wait_for("reports", Duration::from_secs(20), "Ready", |c| {
-            condition(c, "Ready").is_some_and(|r| r.status == "True")
-        })
-        .await;
+    let healed = env.wait_condition("reports", "Ready", Duration::from_secs(20)).await;
     let status = healed.status.clone().unwrap();
     assert!(status.secret_provider_class.as_ref().unwrap().synced);
     let api: Api<DynamicObject> = Api::namespaced_with(

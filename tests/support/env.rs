@@ -324,6 +324,14 @@ impl TestEnv {
         );
     }
 
+    /// Polls the credential until its condition `type_` is True (bounded by `timeout`).
+    pub async fn wait_condition(&self, name: &str, type_: &str, timeout: Duration) -> DsqlCredential {
+        self.wait_for(name, timeout, type_, |c| {
+            condition(c, type_).is_some_and(|x| x.status == "True")
+        })
+        .await
+    }
+
     /// Waits until the credential is Ready=True with the given rotation count.
     pub async fn wait_ready(&self, name: &str, rotation_count: i64) -> DsqlCredential {
         self.wait_for(
