@@ -100,14 +100,15 @@ impl AwsError {
     fn response(&self, operation: &str, request_id: &str) -> Response<Body> {
         // "secretsmanager.PutSecretValue" -> "secretsmanager:PutSecretValue"
         let action = operation.replacen('.', ":", 1);
+        // No `x-amzn-ErrorType` for bodies that do not come from a JSON-protocol service.
         let (error_type_header, body, content_type) = match self {
             Self::ThrottlingException => (
-                "ThrottlingException:http://internal.amazon.com/coral/com.amazon.coral.availability/".to_owned(),
+                Some("ThrottlingException:http://internal.amazon.com/coral/com.amazon.coral.availability/".to_owned()),
                 json_error("ThrottlingException", "message", "Rate exceeded"),
                 "application/x-amz-json-1.1",
             ),
             Self::AccessDeniedException => (
-                "AccessDeniedException:http://internal.amazon.com/coral/com.amazon.coral.service/".to_owned(),
+                Some("AccessDeniedException:http://internal.amazon.com/coral/com.amazon.coral.service/".to_owned()),
                 json_error(
                     "AccessDeniedException",
                     "Message",
@@ -120,7 +121,7 @@ impl AwsError {
                 "application/x-amz-json-1.1",
             ),
             Self::InternalServiceError => (
-                "InternalServiceError:http://internal.amazon.com/coral/com.amazonaws.secretsmanager/".to_owned(),
+                Some("InternalServiceError:http://internal.amazon.com/coral/com.amazonaws.secretsmanager/".to_owned()),
                 json_error(
                     "InternalServiceError",
                     "Message",
@@ -129,7 +130,10 @@ impl AwsError {
                 "application/x-amz-json-1.1",
             ),
             Self::ResourceNotFoundException => (
-                "ResourceNotFoundException:http://internal.amazon.com/coral/com.amazonaws.secretsmanager/".to_owned(),
+                Some(
+                    "ResourceNotFoundException:http://internal.amazon.com/coral/com.amazonaws.secretsmanager/"
+                        .to_owned(),
+                ),
                 json_error(
                     "ResourceNotFoundException",
                     "Message",
@@ -137,42 +141,31 @@ impl AwsError {
                 ),
                 "application/x-amz-json-1.1",
             ),
-            Self::StsAccessDenied => {
-                let body = format!(
+            Self::StsAccessDenied => (
+                None,
+                format!(
                     "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
                      <Code>AccessDenied</Code><Message>User: arn:aws:sts::123456789012:assumed-role/\
                      dsql-credential-operator/test is not authorized to perform: sts:AssumeRole on resource: \
                      arn:aws:iam::123456789012:role/dsql-signing-orders</Message></Error>\
                      <RequestId>{request_id}</RequestId></ErrorResponse>"
-                );
-                let mut response = Response::new(Body::from(body));
-                *response.status_mut() = StatusCode::FORBIDDEN;
-                let headers = response.headers_mut();
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/xml"));
-                insert_header(headers, "x-amzn-requestid", request_id);
-                return response;
-            }
-            Self::TruncatedHugeSuccess => {
-                let body = format!("{{\"ARN\":\"{}", "a".repeat(4 << 20));
-                let mut response = Response::new(Body::from(body));
-                let headers = response.headers_mut();
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
-                insert_header(headers, "x-amzn-requestid", request_id);
-                return response;
-            }
-            Self::MalformedInternalError => {
-                let mut response = Response::new(Body::from(
-                    "<html><head><title>500 Internal Server Error</title></head>\
-                     <body><h1>500 Internal Server Error</h1></body></html>",
-                ));
-                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                let headers = response.headers_mut();
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
-                insert_header(headers, "x-amzn-requestid", request_id);
-                return response;
-            }
+                ),
+                "text/xml",
+            ),
+            Self::TruncatedHugeSuccess => (
+                None,
+                format!("{{\"ARN\":\"{}", "a".repeat(4 << 20)),
+                "application/x-amz-json-1.1",
+            ),
+            Self::MalformedInternalError => (
+                None,
+                "<html><head><title>500 Internal Server Error</title></head>\
+                 <body><h1>500 Internal Server Error</h1></body></html>"
+                    .to_owned(),
+                "text/html",
+            ),
             Self::Custom { code, message, .. } => (
-                code.clone(),
+                Some(code.clone()),
                 json_error(code, "message", message),
                 "application/x-amz-json-1.1",
             ),
@@ -182,7 +175,9 @@ impl AwsError {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         insert_header(headers, "x-amzn-requestid", request_id);
-        insert_header(headers, "x-amzn-errortype", &error_type_header);
+        if let Some(error_type) = &error_type_header {
+            insert_header(headers, "x-amzn-errortype", error_type);
+        }
         response
     }
 }
@@ -327,9 +322,6 @@ impl AwsProxy {
         state.exchanges.clear();
     }
 
-    /// The next `times` calls of `operation` get `error` instead of reaching
-    /// the upstream. Faults injected for the same operation queue up in order.
-    /// `operation` may be [`ANY_OPERATION`] for every operation without a fault of its own.
     /// Holds the next call of `operation` (a slow AWS response) until the returned gate is
     /// released with `notify_one`, or for at most `HOLD_LIMIT`, so a test that forgets to release
     /// it still ends.
@@ -344,6 +336,9 @@ impl AwsProxy {
         gate
     }
 
+    /// The next `times` calls of `operation` get `error` instead of reaching
+    /// the upstream. Faults injected for the same operation queue up in order.
+    /// `operation` may be [`ANY_OPERATION`] for every operation without a fault of its own.
     pub fn inject_error(&self, operation: &str, error: AwsError, times: usize) {
         if times == 0 {
             return;
