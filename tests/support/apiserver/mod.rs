@@ -181,15 +181,7 @@ impl FakeApiServer {
     /// The next `times` requests matching `method` (None = any) whose path (with query) contains
     /// `path_contains` get `status` with a metav1 Status body.
     pub fn inject_fault(&self, method: Option<&str>, path_contains: &str, status: u16, times: usize) {
-        if let Ok(mut s) = self.shared.state.lock() {
-            s.faults.push(Fault {
-                method: method.map(|m| m.to_ascii_uppercase()),
-                path_contains: path_contains.to_string(),
-                status,
-                body: None,
-                remaining: times,
-            });
-        }
+        self.push_fault(method, path_contains, status, None, times);
     }
 
     /// The injected faults not served yet, as `METHOD path_contains xN`.
@@ -212,12 +204,16 @@ impl FakeApiServer {
     /// Like [`inject_fault`](Self::inject_fault), with `body` as the raw response: what a broken
     /// proxy in front of the API server might send (truncated JSON, HTML, a huge page).
     pub fn inject_garbage(&self, method: Option<&str>, path_contains: &str, status: u16, body: String, times: usize) {
+        self.push_fault(method, path_contains, status, Some(body), times);
+    }
+
+    fn push_fault(&self, method: Option<&str>, path_contains: &str, status: u16, body: Option<String>, times: usize) {
         if let Ok(mut s) = self.shared.state.lock() {
             s.faults.push(Fault {
                 method: method.map(|m| m.to_ascii_uppercase()),
                 path_contains: path_contains.to_string(),
                 status,
-                body: Some(body),
+                body,
                 remaining: times,
             });
         }
