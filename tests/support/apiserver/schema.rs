@@ -455,9 +455,8 @@ pub fn validate_custom(
     // stricter, so an object stored under an older schema can still have its status written.
     if let Some(old) = old {
         errs.retain(|cause| {
-            let unchanged =
-                value_at(obj, &cause.field).is_some() && value_at(obj, &cause.field) == value_at(old, &cause.field);
-            !unchanged
+            let now = value_at(obj, &cause.field);
+            now.is_none() || now != value_at(old, &cause.field)
         });
     }
     if !errs.is_empty() {
