@@ -44,12 +44,7 @@ async fn secrets_manager_errors_degrade_keep_ready_and_recover() {
         "the published token is still valid"
     );
     assert!(degraded.status.as_ref().unwrap().consecutive_failures >= 1);
-    assert!(
-        env.events_for("orders")
-            .await
-            .iter()
-            .any(|e| e.starts_with("RotationFailed: Throttled"))
-    );
+    env.assert_event("orders", "RotationFailed: Throttled").await;
 
     // Retries come on the backoff schedule recorded in status; move time to them until it heals.
     let mut recovered = None;

@@ -123,12 +123,8 @@ async fn create_publishes_a_verifiable_token_and_reports_ready() {
     assert_eq!(env.aws.count("secretsmanager.PutSecretValue"), 0);
     assert_eq!(env.aws.count("secretsmanager.DescribeSecret"), 0);
     assert_eq!(env.aws.count("secretsmanager.GetSecretValue"), 0);
-    assert!(
-        env.events_for("orders")
-            .await
-            .iter()
-            .any(|e| e.starts_with("Rotated: Published Secrets Manager version"))
-    );
+    env.assert_event("orders", "Rotated: Published Secrets Manager version")
+        .await;
 
     operator.stop().await;
     env.assert_no_token_leaks(&[&secret_name]).await;

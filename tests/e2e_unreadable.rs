@@ -116,8 +116,7 @@ async fn an_unreadable_credential_harms_only_itself() {
     let message = stalled["message"].as_str().unwrap();
     assert!(message.contains("cannot be read by this operator"), "{message}");
     assert!(message.contains("kubectl edit"), "{message}");
-    let events = env.events_for("broken").await;
-    assert!(events.iter().any(|e| e.starts_with("InvalidSpec")), "{events:?}");
+    env.assert_event("broken", "InvalidSpec").await;
     assert!(
         env.describe_secret(&format!("dsql-e2e/{}/broken", env.namespace))
             .await
@@ -157,8 +156,7 @@ async fn an_unreadable_credential_harms_only_itself() {
         env.describe_secret(&was_fine_secret).await.is_some(),
         "the secret is retained"
     );
-    let events = env.events_for("was-fine").await;
-    assert!(events.iter().any(|e| e.starts_with("SecretRetained")), "{events:?}");
+    env.assert_event("was-fine", "SecretRetained").await;
 
     assert!(!operator.is_finished(), "the operator is still running");
     operator.stop().await;

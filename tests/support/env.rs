@@ -438,6 +438,24 @@ impl TestEnv {
             .collect()
     }
 
+    /// Asserts that an Event about `name` starting with `prefix` (as `events_for` renders it,
+    /// "Reason: note") appears within 15 s. The operator publishes an Event after the status
+    /// write it accompanies, so a test that has just seen the status must wait for it.
+    pub async fn assert_event(&self, name: &str, prefix: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let events = self.events_for(name).await;
+            if events.iter().any(|e| e.starts_with(prefix)) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {prefix:?} Event for {name} within 15s; its Events: {events:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Everything the operator emitted that a user could see, for leak scanning: logs, Events,
     /// and every DsqlCredential's status in the namespace.
     pub async fn everything_emitted(&self) -> String {
