@@ -13,9 +13,11 @@ use super::builtin;
 use super::errors::status_body;
 use super::handler::WatchReq;
 
+/// One watch event line, keys in the order the real API server writes them (Go encodes
+/// metav1.WatchEvent's fields in declaration order: `type`, then `object`). `json!` would sort
+/// them, and a client that decodes `object` before it knows `type` must buffer it.
 fn line(etype: &str, object: Value) -> Bytes {
-    let mut s = json!({"type": etype, "object": object}).to_string();
-    s.push('\n');
+    let s = format!("{{\"type\":{},\"object\":{object}}}\n", Value::from(etype));
     Bytes::from(s)
 }
 
