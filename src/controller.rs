@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::{Stream, StreamExt};
 use kube::api::Api;
-use kube::core::DeserializeGuard;
 use kube::runtime::{Controller, WatchStreamExt, controller, reflector, watcher};
 use tracing::{debug, warn};
 
-use crate::api::DsqlCredential;
+use crate::cache::WatchedCredential;
 use crate::reconcile::{Context, error_policy, reconcile};
 
 /// Runs the controllers until `shutdown` resolves, then drains in-flight reconciles.
@@ -36,9 +35,10 @@ where
         .into_iter()
         .zip(resync.receivers)
         .map(|(namespace, resync)| {
-            // Decoding through DeserializeGuard keeps one undecodable object from failing the list
-            // of its whole namespace; the reconciler reports it on its own.
-            let api: Api<DeserializeGuard<DsqlCredential>> = match &namespace {
+            // WatchedCredential keeps one undecodable object from failing the list of its whole
+            // namespace (the reconciler reports it on its own), and is shared, not copied, between
+            // the cache and the reconciler.
+            let api: Api<WatchedCredential> = match &namespace {
                 Some(ns) => Api::namespaced(ctx.client.clone(), ns),
                 None => Api::all(ctx.client.clone()),
             };
@@ -51,15 +51,6 @@ where
             let mut listed = false;
             let objects = watcher(api, watcher::Config::default().any_semantic())
                 .default_backoff()
-                // Nothing reads managedFields, and they are the largest part of each cached
-                // object (one entry per field manager): drop them before they reach the cache.
-                .modify(|object| {
-                    let metadata = match &mut object.0 {
-                        Ok(credential) => &mut credential.metadata,
-                        Err(unreadable) => &mut unreadable.metadata,
-                    };
-                    metadata.managed_fields = None;
-                })
                 .reflect(writer)
                 .inspect(move |event| {
                     if !listed && matches!(event, Ok(watcher::Event::InitDone)) {

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
@@ -31,6 +30,7 @@ use crate::api::{
     ConditionReason, ConditionType, DsqlCredential, DsqlCredentialStatus, FINALIZER, MANAGER_NAME, ROTATE_ANNOTATION,
 };
 use crate::aws::OwnerRef;
+use crate::cache::WatchedCredential;
 use crate::projection::ObjectOwner;
 use crate::schedule::{self, RenewalPlan};
 use plan::{Plan, RotationCause};
@@ -75,9 +75,9 @@ pub enum Error {
 }
 
 /// Reconciles one watched object: a DsqlCredential, or one that cannot be decoded.
-pub async fn reconcile(object: Arc<DeserializeGuard<DsqlCredential>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    match &object.0 {
-        Ok(credential) => reconcile_credential(Arc::new(credential.clone()), ctx).await,
+pub async fn reconcile(object: Arc<WatchedCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
+    match object.decoded() {
+        Ok(credential) => reconcile_credential(credential.clone(), ctx).await,
         Err(invalid) => unreadable::report(invalid, &ctx).await,
     }
 }
@@ -101,11 +101,8 @@ async fn reconcile_credential(credential: Arc<DsqlCredential>, ctx: Arc<Context>
 }
 
 /// Backoff for errors that escaped the pipeline (Kubernetes writes, cleanup).
-pub fn error_policy(object: Arc<DeserializeGuard<DsqlCredential>>, error: &Error, ctx: Arc<Context>) -> Action {
-    let meta = match &object.0 {
-        Ok(credential) => credential.meta(),
-        Err(invalid) => &invalid.metadata,
-    };
+pub fn error_policy(object: Arc<WatchedCredential>, error: &Error, ctx: Arc<Context>) -> Action {
+    let meta = object.meta();
     let key = object_key(
         meta.namespace.as_deref().unwrap_or_default(),
         meta.name.as_deref().unwrap_or_default(),

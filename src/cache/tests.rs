@@ -1,0 +1,73 @@
+use kube::core::ObjectList;
+use kube::core::WatchEvent;
+use serde_json::json;
+
+use super::*;
+
+fn credential_json(name: &str, role: serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": "dsql.credentials.dev/v1alpha1",
+        "kind": "DsqlCredential",
+        "metadata": {
+            "name": name,
+            "namespace": "team-a",
+            "uid": format!("uid-{name}"),
+            "resourceVersion": "7",
+            "managedFields": [{"manager": "kubectl", "operation": "Apply", "apiVersion": "dsql.credentials.dev/v1alpha1", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}],
+        },
+        "spec": {"cluster": {"endpoint": "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"}, "role": role},
+    })
+}
+
+#[test]
+fn a_list_decodes_each_item_once_and_drops_managed_fields() {
+    let body = json!({
+        "apiVersion": "dsql.credentials.dev/v1alpha1",
+        "kind": "DsqlCredentialList",
+        "metadata": {"resourceVersion": "9"},
+        "items": [credential_json("good", json!("reader")), credential_json("bad", json!(7))],
+    })
+    .to_string();
+    let list: ObjectList<WatchedCredential> = serde_json::from_str(&body).unwrap();
+    assert_eq!(list.items.len(), 2, "one undecodable item does not fail the list");
+
+    let good = list.items[0].decoded().unwrap();
+    assert_eq!(good.spec.role, "reader");
+    assert_eq!(good.metadata.managed_fields, None);
+    assert_eq!(list.items[0].meta().uid.as_deref(), Some("uid-good"));
+
+    let bad = list.items[1].decoded().unwrap_err();
+    assert!(bad.error.contains("invalid type: integer `7`"), "{}", bad.error);
+    assert_eq!(bad.metadata.name.as_deref(), Some("bad"));
+    assert_eq!(bad.metadata.managed_fields, None);
+}
+
+#[test]
+fn a_watch_event_decodes_as_the_api_server_writes_it() {
+    // The API server writes `type` before `object`; that order lets the object be decoded from
+    // its text directly.
+    let line = format!(
+        "{{\"type\":\"MODIFIED\",\"object\":{}}}",
+        credential_json("good", json!("reader"))
+    );
+    let event: WatchEvent<WatchedCredential> = serde_json::from_str(&line).unwrap();
+    let WatchEvent::Modified(watched) = event else {
+        panic!("a MODIFIED event");
+    };
+    assert_eq!(watched.decoded().unwrap().spec.role, "reader");
+}
+
+#[test]
+fn clones_share_the_decoded_object() {
+    let watched: WatchedCredential =
+        serde_json::from_str(&credential_json("good", json!("reader")).to_string()).unwrap();
+    let copy = watched.clone();
+    assert!(Arc::ptr_eq(watched.decoded().unwrap(), copy.decoded().unwrap()));
+}
+
+#[test]
+fn an_object_without_metadata_fails_to_decode() {
+    // Without metadata it cannot even be reported on: that is an error, as with DeserializeGuard.
+    let err = serde_json::from_str::<WatchedCredential>("\"text\"").unwrap_err();
+    assert!(err.to_string().contains("invalid type"), "{err}");
+}
