@@ -10,7 +10,7 @@ use dsql_credential_operator::aws::{SecretsManager, WriteRateLimiter};
 use dsql_credential_operator::clock::SystemClock;
 use dsql_credential_operator::config::OperatorConfig;
 use dsql_credential_operator::ops::leader::{LeaseConfig, run_when_leading};
-use dsql_credential_operator::ops::{Health, Metrics, http};
+use dsql_credential_operator::ops::{Health, Metrics, http, memory};
 use dsql_credential_operator::policy::AccessPolicy;
 use dsql_credential_operator::reconcile::Context;
 use dsql_credential_operator::telemetry::{LogFormat, init_logging};
@@ -175,6 +175,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         )
     })?;
     let server = tokio::spawn(http::serve(listener, health.clone(), metrics.clone(), shutdown.clone()));
+    tokio::spawn(memory::release_free_heap_periodically(shutdown.clone()));
     if args.leader_election {
         let lease = LeaseConfig {
             namespace: args.leader_election_namespace,

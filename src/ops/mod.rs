@@ -3,6 +3,7 @@
 pub mod health;
 pub mod http;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 
 pub use health::Health;
