@@ -17,7 +17,7 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,8 +54,13 @@ struct Args {
     rate_n: usize,
     /// Tokens minted per implementation.
     mint_tokens: usize,
-    /// Seconds of steady-state memory sampling.
+    /// Seconds of sampling memory at rest, once the start-up reconciles have settled.
     steady_secs: u64,
+    /// Only the memory figures (after the mass create that fills every status): a quick loop
+    /// for memory work.
+    memory_only: bool,
+    /// Runs the memory step's binary under heaptrack, writing the heap profile here.
+    heaptrack: Option<PathBuf>,
 }
 
 impl Args {
@@ -87,7 +92,9 @@ impl Args {
             window_secs: number("--window-secs").unwrap_or(if smoke { 5 } else { 0 }) as i64,
             rate_n: number("--rate-n").unwrap_or(if smoke { 15 } else { n.min(300) }),
             mint_tokens: number("--mint-tokens").unwrap_or(if smoke { 200 } else { 5000 }),
-            steady_secs: number("--steady-secs").unwrap_or(if smoke { 2 } else { 10 }) as u64,
+            steady_secs: number("--steady-secs").unwrap_or(if smoke { 2 } else { 20 }) as u64,
+            memory_only: argv.iter().any(|a| a == "--memory-only"),
+            heaptrack: value("--heaptrack").map(PathBuf::from),
         }
     }
 }
@@ -715,6 +722,19 @@ fn max_in_window(times: &mut [Timestamp], width: SignedDuration) -> usize {
 // ---------------------------------------------------------------------------------------------
 // The operator binary as a child process (memory, default write rate).
 
+/// A process's memory, in bytes.
+#[derive(Clone, Copy, Default)]
+struct Memory {
+    /// Resident set (VmRSS).
+    rss: u64,
+    /// Peak resident set (VmHWM).
+    hwm: u64,
+    /// Anonymous resident memory: the heap and thread stacks.
+    anon: u64,
+    /// File-backed resident memory: the pages of the binary and libraries in use.
+    file: u64,
+}
+
 struct OperatorProcess {
     child: Child,
     http_port: u16,
@@ -722,7 +742,9 @@ struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    fn start(env: &TestEnv, namespace: &str, extra: &[&str]) -> OperatorProcess {
+    /// Starts the binary; under heaptrack (writing its profile to that path) when given one, in
+    /// which case the memory figures are the wrapper's, not the operator's.
+    fn start(env: &TestEnv, namespace: &str, extra: &[&str], heaptrack: Option<&Path>) -> OperatorProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = match (
             &env.fake,
@@ -744,7 +766,16 @@ impl OperatorProcess {
         std::fs::write(&policy, test_access_policy_yaml(namespace)).expect("write the access policy");
         let http_port = free_loopback_port().expect("free port");
         let log = std::fs::File::create(dir.path().join("operator.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_dsql-credential-operator"))
+        let binary = env!("CARGO_BIN_EXE_dsql-credential-operator");
+        let mut command = match heaptrack {
+            Some(out) => {
+                let mut heaptrack = Command::new("heaptrack");
+                heaptrack.arg("-o").arg(out).arg(binary);
+                heaptrack
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .arg("run")
             .args(["--namespace", namespace, "--secret-prefix", "dsql-e2e"])
             .arg("--access-policy")
@@ -772,8 +803,8 @@ impl OperatorProcess {
         std::fs::read_to_string(self._dir.path().join("operator.log")).unwrap_or_default()
     }
 
-    /// (VmRSS, VmHWM) in bytes.
-    fn memory(&self) -> (u64, u64) {
+    /// The child's resident set, from /proc/<pid>/status.
+    fn memory(&self) -> Memory {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         let field = |name: &str| {
             status
@@ -783,7 +814,12 @@ impl OperatorProcess {
                 .map(|kb| kb * 1024)
                 .unwrap_or(0)
         };
-        (field("VmRSS:"), field("VmHWM:"))
+        Memory {
+            rss: field("VmRSS:"),
+            hwm: field("VmHWM:"),
+            anon: field("RssAnon:"),
+            file: field("RssFile:"),
+        }
     }
 
     /// Waits until /readyz answers 200 (the caches have synced).
@@ -883,6 +919,115 @@ print((time.perf_counter() - start) * 1e6 / n)
 // ---------------------------------------------------------------------------------------------
 // The run.
 
+/// The memory figures: the operator binary alone, watching the N credentials (nothing due), at
+/// rest and through a forced full relist; plus the work its start does.
+async fn memory_rows(report: &mut Report, env: &TestEnv, namespace: &str, args: &Args) {
+    let n = args.n;
+    let mut process = OperatorProcess::start(
+        env,
+        namespace,
+        &["--secrets-manager-writes-per-second", "0"],
+        args.heaptrack.as_deref(),
+    );
+    let initial_list = process.wait_ready(Duration::from_secs(120 + n as u64 / 20)).await;
+    let hwm_initial = process.memory().hwm;
+    // At rest: after the start's reconcile of every object has settled, for --steady-secs (which
+    // spans at least one of the operator's heap trims, every 10 s, at the default 20).
+    settle(env, n).await;
+    let binary_restart = Work::take(env);
+    nothing_due_row(
+        report,
+        format!("operator binary start with {n}, nothing due"),
+        &binary_restart,
+    );
+    let mut samples = Vec::new();
+    let steady_until = Instant::now() + Duration::from_secs(args.steady_secs);
+    while Instant::now() < steady_until {
+        samples.push(process.memory().rss);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at_rest = process.memory();
+    let rss_steady = at_rest.rss;
+    let steady_max = samples.iter().copied().max().unwrap_or(0).max(rss_steady);
+    let target_steady = 64.0;
+    report.row(
+        "memory",
+        format!("operator RSS, steady, {n} credentials + {n} Secrets"),
+        format!(
+            "{:.1} MiB after {} s at rest (max in that time {:.1} MiB); heap and stacks {:.1} MiB, binary and libraries {:.1} MiB",
+            rss_steady as f64 / MIB,
+            args.steady_secs,
+            steady_max as f64 / MIB,
+            at_rest.anon as f64 / MIB,
+            at_rest.file as f64 / MIB
+        ),
+        format!("≤ {target_steady} MiB at 10,000"),
+        if n >= 10_000 {
+            Verdict::of(rss_steady as f64 / MIB <= target_steady)
+        } else {
+            Verdict::Info
+        },
+    );
+    report.row(
+        "memory",
+        format!("operator peak RSS (VmHWM) through the initial list of {n}"),
+        format!(
+            "{:.1} MiB (caches synced after {:.2} s)",
+            hwm_initial as f64 / MIB,
+            initial_list.as_secs_f64()
+        ),
+        "≤ 128 MiB at 10,000",
+        if n >= 10_000 {
+            Verdict::of(hwm_initial as f64 / MIB <= 128.0)
+        } else {
+            Verdict::Info
+        },
+    );
+    if let Some(fake) = &env.fake {
+        let lists_before = fake
+            .requests()
+            .iter()
+            .filter(|r| r.actor.is_none() && r.method == "GET" && !r.query.contains("watch=true"))
+            .count();
+        fake.expire_watches();
+        let mut peak = 0u64;
+        let until = Instant::now() + Duration::from_millis(3000 + n as u64);
+        while Instant::now() < until {
+            peak = peak.max(process.memory().rss);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let Memory {
+            rss: rss_after,
+            hwm: hwm_after,
+            ..
+        } = process.memory();
+        let lists = fake
+            .requests()
+            .iter()
+            .filter(|r| r.actor.is_none() && r.method == "GET" && !r.query.contains("watch=true"))
+            .count()
+            - lists_before;
+        report.row(
+            "memory",
+            format!("operator RSS during a full relist of {n} (watch expired, 410)"),
+            format!(
+                "peak sampled {:.1} MiB, VmHWM {:.1} MiB, after {:.1} MiB ({lists} list requests)",
+                peak as f64 / MIB,
+                hwm_after as f64 / MIB,
+                rss_after as f64 / MIB
+            ),
+            "≤ 128 MiB at 10,000",
+            if n >= 10_000 {
+                Verdict::of(peak.max(hwm_after) as f64 / MIB <= 128.0)
+            } else {
+                Verdict::Info
+            },
+        );
+    }
+    drop(process);
+    env.clear_recorded();
+}
+
 async fn run(args: &Args) -> Report {
     let n = args.n;
     let concurrency = usize::from(args.concurrency);
@@ -933,6 +1078,16 @@ async fn run(args: &Args) -> Report {
     let operator_time = operator_start.elapsed();
     settle(&env, n).await;
     let created = Work::take(&env);
+    if args.memory_only {
+        operator.stop().await;
+        creds_task.abort();
+        secrets_task.abort();
+        settle(&env, 0).await;
+        env.clear_recorded();
+        memory_rows(&mut report, &env, &namespace, args).await;
+        drop(env);
+        return report;
+    }
 
     // The baseline does the same essential writes for its own N credentials.
     let template = credentials.get(&credential_name(0)).await.expect("get a credential");
@@ -1163,103 +1318,14 @@ async fn run(args: &Args) -> Report {
     settle(&env, 0).await;
     env.clear_recorded();
 
-    // -- Memory: the operator binary alone, watching the N credentials (nothing due). --------
-    let mut process = OperatorProcess::start(&env, &namespace, &["--secrets-manager-writes-per-second", "0"]);
-    let initial_list = process.wait_ready(Duration::from_secs(120 + n as u64 / 20)).await;
-    let hwm_initial = process.memory().1;
-    let mut steady = Vec::new();
-    let steady_until = Instant::now() + Duration::from_secs(args.steady_secs);
-    while Instant::now() < steady_until {
-        steady.push(process.memory().0);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    settle(&env, n).await;
-    let (rss_steady, _) = process.memory();
-    let binary_restart = Work::take(&env);
-    nothing_due_row(
-        &mut report,
-        format!("operator binary start with {n}, nothing due"),
-        &binary_restart,
-    );
-    let steady_max = steady.iter().copied().max().unwrap_or(0).max(rss_steady);
-    let target_steady = 64.0;
-    report.row(
-        "memory",
-        format!("operator RSS, steady, {n} credentials + {n} Secrets"),
-        format!(
-            "{:.1} MiB (max over {} s: {:.1} MiB)",
-            rss_steady as f64 / MIB,
-            args.steady_secs,
-            steady_max as f64 / MIB
-        ),
-        format!("≤ {target_steady} MiB at 10,000"),
-        if n >= 10_000 {
-            Verdict::of(steady_max as f64 / MIB <= target_steady)
-        } else {
-            Verdict::Info
-        },
-    );
-    report.row(
-        "memory",
-        format!("operator peak RSS (VmHWM) through the initial list of {n}"),
-        format!(
-            "{:.1} MiB (caches synced after {:.2} s)",
-            hwm_initial as f64 / MIB,
-            initial_list.as_secs_f64()
-        ),
-        "≤ 128 MiB at 10,000",
-        if n >= 10_000 {
-            Verdict::of(hwm_initial as f64 / MIB <= 128.0)
-        } else {
-            Verdict::Info
-        },
-    );
-    if let Some(fake) = &env.fake {
-        let lists_before = fake
-            .requests()
-            .iter()
-            .filter(|r| r.actor.is_none() && r.method == "GET" && !r.query.contains("watch=true"))
-            .count();
-        fake.expire_watches();
-        let mut peak = 0u64;
-        let until = Instant::now() + Duration::from_millis(3000 + n as u64);
-        while Instant::now() < until {
-            peak = peak.max(process.memory().0);
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let (rss_after, hwm_after) = process.memory();
-        let lists = fake
-            .requests()
-            .iter()
-            .filter(|r| r.actor.is_none() && r.method == "GET" && !r.query.contains("watch=true"))
-            .count()
-            - lists_before;
-        report.row(
-            "memory",
-            format!("operator RSS during a full relist of {n} (watch expired, 410)"),
-            format!(
-                "peak sampled {:.1} MiB, VmHWM {:.1} MiB, after {:.1} MiB ({lists} list requests)",
-                peak as f64 / MIB,
-                hwm_after as f64 / MIB,
-                rss_after as f64 / MIB
-            ),
-            "≤ 128 MiB at 10,000",
-            if n >= 10_000 {
-                Verdict::of(peak.max(hwm_after) as f64 / MIB <= 128.0)
-            } else {
-                Verdict::Info
-            },
-        );
-    }
-    drop(process);
-    env.clear_recorded();
+    memory_rows(&mut report, &env, &namespace, args).await;
 
     // -- Default write limit: the operator binary with its defaults, M created at once. -------
     let rate_namespace = format!("{namespace}-rate");
     create_namespace(&kube, &rate_namespace).await;
     let rate_creds: Api<DsqlCredential> = Api::namespaced(kube.clone(), &rate_namespace);
     let (rate_map, rate_task) = watch_credentials(rate_creds);
-    let mut process = OperatorProcess::start(&env, &rate_namespace, &[]);
+    let mut process = OperatorProcess::start(&env, &rate_namespace, &[], None);
     process.wait_ready(Duration::from_secs(60)).await;
     let m = args.rate_n;
     let start = Instant::now();
