@@ -38,6 +38,8 @@ use support::moto::{free_loopback_port, test_aws_env, test_credentials, test_pyt
 
 const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 const MIB: f64 = 1024.0 * 1024.0;
+/// The annotation `kubectl apply` keeps a copy of the applied manifest in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// The operator's default `--secrets-manager-writes-per-second`.
 const DEFAULT_WRITE_RATE: f64 = 5.0;
 
@@ -547,13 +549,19 @@ async fn create_credentials(kube: &kube::Client, namespace: &str, n: usize, conc
         .map(|i| {
             let api = api.clone();
             async move {
-                let object: DynamicObject = serde_json::from_value(serde_json::json!({
+                let manifest = serde_json::json!({
                     "apiVersion": "dsql.credentials.dev/v1alpha1",
                     "kind": "DsqlCredential",
                     "metadata": {"name": credential_name(i), "namespace": namespace},
                     "spec": {"cluster": {"endpoint": ENDPOINT}, "role": "admin"},
-                }))
-                .unwrap();
+                });
+                // As `kubectl apply` (and GitOps tools using client-side apply) leaves it.
+                let mut object: DynamicObject = serde_json::from_value(manifest.clone()).unwrap();
+                object.metadata.annotations = Some(
+                    [(LAST_APPLIED.to_owned(), format!("{manifest}\n"))]
+                        .into_iter()
+                        .collect(),
+                );
                 api.create(&PostParams::default(), &object)
                     .await
                     .expect("create DsqlCredential");

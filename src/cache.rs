@@ -48,9 +48,7 @@ impl<'de> Deserialize<'de> for WatchedCredential {
         let raw = Box::<RawValue>::deserialize(deserializer)?;
         match serde_json::from_str::<DsqlCredential>(raw.get()) {
             Ok(mut credential) => {
-                // Nothing reads managedFields, and they are the largest part of an object (one
-                // entry per field manager): they are not kept.
-                credential.metadata.managed_fields = None;
+                drop_unread_metadata(&mut credential.metadata);
                 Ok(credential.into())
             }
             Err(error) => {
@@ -60,13 +58,27 @@ impl<'de> Deserialize<'de> for WatchedCredential {
                     metadata: ObjectMeta,
                 }
                 let MetadataOnly { mut metadata } = serde_json::from_str(raw.get()).map_err(D::Error::custom)?;
-                metadata.managed_fields = None;
+                drop_unread_metadata(&mut metadata);
                 Ok(Self(Err(Arc::new(InvalidObject {
                     error: error.to_string(),
                     metadata,
                 }))))
             }
         }
+    }
+}
+
+/// The annotation `kubectl apply` (and GitOps tools using client-side apply) keep a full copy of
+/// the applied manifest in.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops the metadata nothing in the operator reads and that is most of an object's size:
+/// managedFields (one entry per field manager) and `kubectl apply`'s copy of the manifest. The
+/// operator never writes a whole object back, so nothing is lost by not caching them.
+fn drop_unread_metadata(metadata: &mut ObjectMeta) {
+    metadata.managed_fields = None;
+    if let Some(annotations) = &mut metadata.annotations {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
     }
 }
 

@@ -84,8 +84,19 @@ struct RunArgs {
     leader_election_lease_seconds: u64,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before the runtime starts any thread: the setting applies to arenas not yet created.
+    memory::use_one_heap_arena();
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(main_on_runtime()),
+        Err(e) => {
+            eprintln!("could not start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn main_on_runtime() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => match crd::crd_yaml() {

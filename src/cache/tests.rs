@@ -13,6 +13,10 @@ fn credential_json(name: &str, role: serde_json::Value) -> serde_json::Value {
             "namespace": "team-a",
             "uid": format!("uid-{name}"),
             "resourceVersion": "7",
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"apiVersion\":\"dsql.credentials.dev/v1alpha1\"}\n",
+                "dsql.credentials.dev/rotate": "now",
+            },
             "managedFields": [{"manager": "kubectl", "operation": "Apply", "apiVersion": "dsql.credentials.dev/v1alpha1", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}],
         },
         "spec": {"cluster": {"endpoint": "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"}, "role": role},
@@ -20,7 +24,7 @@ fn credential_json(name: &str, role: serde_json::Value) -> serde_json::Value {
 }
 
 #[test]
-fn a_list_decodes_each_item_once_and_drops_managed_fields() {
+fn a_list_decodes_each_item_once_and_drops_what_nothing_reads() {
     let body = json!({
         "apiVersion": "dsql.credentials.dev/v1alpha1",
         "kind": "DsqlCredentialList",
@@ -34,12 +38,25 @@ fn a_list_decodes_each_item_once_and_drops_managed_fields() {
     let good = list.items[0].decoded().unwrap();
     assert_eq!(good.spec.role, "reader");
     assert_eq!(good.metadata.managed_fields, None);
+    let annotations = good.metadata.annotations.as_ref().unwrap();
+    assert_eq!(
+        annotations.keys().collect::<Vec<_>>(),
+        ["dsql.credentials.dev/rotate"],
+        "kubectl's copy of the manifest is dropped, the rotate annotation kept"
+    );
     assert_eq!(list.items[0].meta().uid.as_deref(), Some("uid-good"));
 
     let bad = list.items[1].decoded().unwrap_err();
     assert!(bad.error.contains("invalid type: integer `7`"), "{}", bad.error);
     assert_eq!(bad.metadata.name.as_deref(), Some("bad"));
     assert_eq!(bad.metadata.managed_fields, None);
+    assert!(
+        !bad.metadata
+            .annotations
+            .as_ref()
+            .unwrap()
+            .contains_key(LAST_APPLIED_ANNOTATION)
+    );
 }
 
 #[test]
