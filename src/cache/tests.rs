@@ -47,7 +47,11 @@ fn a_list_decodes_each_item_once_and_drops_what_nothing_reads() {
     assert_eq!(list.items[0].meta().uid.as_deref(), Some("uid-good"));
 
     let bad = list.items[1].decoded().unwrap_err();
-    assert!(bad.error.contains("invalid type: integer `7`"), "{}", bad.error);
+    assert!(
+        bad.error.starts_with("spec: invalid type: integer `7`"),
+        "{}",
+        bad.error
+    );
     assert_eq!(bad.metadata.name.as_deref(), Some("bad"));
     assert_eq!(bad.metadata.managed_fields, None);
     assert!(
@@ -83,8 +87,52 @@ fn clones_share_the_decoded_object() {
 }
 
 #[test]
-fn an_object_without_metadata_fails_to_decode() {
-    // Without metadata it cannot even be reported on: that is an error, as with DeserializeGuard.
+fn a_value_that_is_not_an_object_fails_to_decode() {
+    // Not an object: there is not even metadata to report it on, so it is an error (the list
+    // fails), as with DeserializeGuard.
     let err = serde_json::from_str::<WatchedCredential>("\"text\"").unwrap_err();
     assert!(err.to_string().contains("invalid type"), "{err}");
+}
+
+#[test]
+fn metadata_is_kept_whole_but_for_what_nothing_reads() {
+    let mut object = credential_json("good", json!("reader"));
+    object["metadata"]["labels"] = json!({"team": "a"});
+    object["metadata"]["finalizers"] = json!(["dsql.credentials.dev/secret-cleanup"]);
+    object["metadata"]["generation"] = json!(3);
+    object["metadata"]["creationTimestamp"] = json!("2026-11-26T01:02:03Z");
+    object["metadata"]["deletionTimestamp"] = json!("2026-11-26T02:02:03Z");
+    object["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u"}]);
+    let full: ObjectMeta = serde_json::from_value(object["metadata"].clone()).unwrap();
+    let watched: WatchedCredential = serde_json::from_str(&object.to_string()).unwrap();
+    let cached = &watched.decoded().unwrap().metadata;
+
+    let mut expected = full;
+    expected.managed_fields = None;
+    expected.annotations.as_mut().unwrap().remove(LAST_APPLIED_ANNOTATION);
+    assert_eq!(cached, &expected);
+}
+
+#[test]
+fn a_bad_status_or_a_missing_spec_is_reported_with_the_metadata() {
+    let mut bad_status = credential_json("s", json!("reader"));
+    bad_status["status"] = json!({"rotationCount": "many"});
+    let watched: WatchedCredential = serde_json::from_str(&bad_status.to_string()).unwrap();
+    let invalid = watched.decoded().unwrap_err();
+    assert!(
+        invalid.error.starts_with("status: invalid type: string \"many\""),
+        "{}",
+        invalid.error
+    );
+    assert_eq!(invalid.metadata.uid.as_deref(), Some("uid-s"));
+
+    let mut no_spec = credential_json("n", json!("reader"));
+    no_spec.as_object_mut().unwrap().remove("spec");
+    let watched: WatchedCredential = serde_json::from_str(&no_spec.to_string()).unwrap();
+    assert_eq!(watched.decoded().unwrap_err().error, "missing field `spec`");
+
+    let mut null_status = credential_json("z", json!("reader"));
+    null_status["status"] = serde_json::Value::Null;
+    let watched: WatchedCredential = serde_json::from_str(&null_status.to_string()).unwrap();
+    assert_eq!(watched.decoded().unwrap().status, None);
 }
