@@ -33,7 +33,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
-use support::env::{REAL_CLUSTER_ENV, TestEnv, condition, test_access_policy_yaml};
+use support::env::{Operator, REAL_CLUSTER_ENV, TestEnv, condition, test_access_policy_yaml};
 use support::moto::{free_loopback_port, test_aws_env, test_credentials, test_python};
 
 const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
@@ -927,6 +927,17 @@ print((time.perf_counter() - start) * 1e6 / n)
 // ---------------------------------------------------------------------------------------------
 // The run.
 
+/// Stops the in-process operator and the benchmark's watches and waits for quiet, so the binary
+/// steps that follow start from zero counts.
+async fn stop_in_process(env: &TestEnv, operator: Operator, watches: [tokio::task::JoinHandle<()>; 2]) {
+    operator.stop().await;
+    for watch in watches {
+        watch.abort();
+    }
+    settle(env, 0).await;
+    env.clear_recorded();
+}
+
 /// The memory figures: the operator binary alone, watching the N credentials (nothing due), at
 /// rest and through a forced full relist; plus the work its start does.
 async fn memory_rows(report: &mut Report, env: &TestEnv, namespace: &str, args: &Args) {
@@ -1087,11 +1098,7 @@ async fn run(args: &Args) -> Report {
     settle(&env, n).await;
     let created = Work::take(&env);
     if args.memory_only {
-        operator.stop().await;
-        creds_task.abort();
-        secrets_task.abort();
-        settle(&env, 0).await;
-        env.clear_recorded();
+        stop_in_process(&env, operator, [creds_task, secrets_task]).await;
         memory_rows(&mut report, &env, &namespace, args).await;
         drop(env);
         return report;
@@ -1320,11 +1327,7 @@ async fn run(args: &Args) -> Report {
     settle(&env, n).await;
     let restart = Work::take(&env);
     nothing_due_row(&mut report, format!("restart with {n}, nothing due"), &restart);
-    operator.stop().await;
-    creds_task.abort();
-    secrets_task.abort();
-    settle(&env, 0).await;
-    env.clear_recorded();
+    stop_in_process(&env, operator, [creds_task, secrets_task]).await;
 
     memory_rows(&mut report, &env, &namespace, args).await;
 
