@@ -5,8 +5,9 @@
 //! defaults make the resident set follow those bursts rather than the cache:
 //! - one arena per thread (up to 8 per CPU): an object decoded on one worker thread and its
 //!   temporaries freed on another leave free memory that only the first thread's arena can
-//!   reuse. The operator is I/O-bound, so one arena's lock costs nothing measurable, and at 3,000
-//!   credentials it holds 15 MiB of heap instead of 19 (docs/performance.md);
+//!   reuse. One arena's lock did not slow the binary down where it is busiest (its initial list
+//!   of 10,000 synced in 27 s, against 29 s before), and at 3,000 credentials heap and stacks
+//!   took about 16 MiB instead of 19 (docs/performance.md);
 //! - freed memory is given back only from the top of each heap. `malloc_trim` hands every free
 //!   page in every arena back to the kernel.
 
@@ -15,9 +16,9 @@ use std::time::Duration;
 
 use tracing::debug;
 
-/// How often freed memory is returned. Trimming walks the free lists of every arena; at 10,000
-/// credentials that is about a millisecond, so the interval only bounds how long a burst's
-/// garbage stays resident.
+/// How often freed memory is returned: it bounds how long a burst's garbage stays resident.
+/// Trimming walks the arena's free chunks, so its cost follows how much is free, not the size of
+/// the cache.
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Makes every thread allocate from one malloc arena. Call before any thread is started.
