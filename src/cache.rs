@@ -21,7 +21,7 @@ use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use crate::api::DsqlCredential;
+use crate::api::{DsqlCredential, DsqlCredentialSpec, DsqlCredentialStatus};
 
 /// A watched `DsqlCredential`: decoded, or, when its stored form does not fit this operator's
 /// types (written under a looser schema, say), its metadata and the decode error, so one such
@@ -36,12 +36,6 @@ impl WatchedCredential {
     }
 }
 
-impl From<DsqlCredential> for WatchedCredential {
-    fn from(credential: DsqlCredential) -> Self {
-        Self(Ok(Arc::new(credential)))
-    }
-}
-
 impl<'de> Deserialize<'de> for WatchedCredential {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // The object's JSON text, kept only while it is decoded: one allocation, where a generic
@@ -50,22 +44,25 @@ impl<'de> Deserialize<'de> for WatchedCredential {
         let raw = Box::<RawValue>::deserialize(deserializer)?;
         let wire: WireCredential<'_> = serde_json::from_str(raw.get()).map_err(D::Error::custom)?;
         let metadata = ObjectMeta::from(wire.metadata);
-        let decoded = wire
-            .spec
-            .ok_or_else(|| "missing field `spec`".to_owned())
-            .and_then(|spec| serde_json::from_str(spec.get()).map_err(|e| format!("spec: {e}")))
-            .and_then(|spec| {
-                let status = match wire.status {
-                    Some(status) => serde_json::from_str(status.get()).map_err(|e| format!("status: {e}"))?,
-                    None => None,
-                };
-                Ok((spec, status))
-            });
-        Ok(Self(match decoded {
+        Ok(Self(match decode_spec_and_status(wire.spec, wire.status) {
             Ok((spec, status)) => Ok(Arc::new(DsqlCredential { metadata, spec, status })),
             Err(error) => Err(Arc::new(InvalidObject { error, metadata })),
         }))
     }
+}
+
+/// Decodes spec and status from their text; the error says which of them did not fit.
+fn decode_spec_and_status(
+    spec: Option<&RawValue>,
+    status: Option<&RawValue>,
+) -> Result<(DsqlCredentialSpec, Option<DsqlCredentialStatus>), String> {
+    let spec = spec.ok_or("missing field `spec`")?;
+    let spec = serde_json::from_str(spec.get()).map_err(|e| format!("spec: {e}"))?;
+    let status = match status {
+        Some(status) => serde_json::from_str(status.get()).map_err(|e| format!("status: {e}"))?,
+        None => None,
+    };
+    Ok((spec, status))
 }
 
 /// A `DsqlCredential` as it arrives: metadata decoded straight into what is kept, spec and
@@ -129,7 +126,7 @@ impl From<CachedMetadata> for ObjectMeta {
 
 /// The annotation `kubectl apply` (and GitOps tools using client-side apply) keep a full copy of
 /// the applied manifest in.
-const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Annotations, parsed without allocating [`LAST_APPLIED_ANNOTATION`]'s value.
 struct AnnotationsWithoutLastApplied(BTreeMap<String, String>);
