@@ -11,11 +11,13 @@ FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 
 # 1. Dependencies only, so a source change does not rebuild them: the manifests plus stub
-#    sources give a layer that stays cached until Cargo.toml or Cargo.lock change.
+#    sources give a layer that stays cached until Cargo.toml or Cargo.lock change. The test-only
+#    fake API server is a workspace member: only its manifest is needed (it is not built here).
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY crates/kube-fake-apiserver/Cargo.toml crates/kube-fake-apiserver/
+RUN mkdir src crates/kube-fake-apiserver/src \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
+    && touch src/lib.rs crates/kube-fake-apiserver/src/lib.rs \
     && cargo build --release --locked \
     && rm -rf src
 

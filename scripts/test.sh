@@ -53,9 +53,9 @@ export DSQL_OPERATOR_GOLDEN_DIR="${DSQL_OPERATOR_GOLDEN_DIR:-$repo/../shared/api
 
 say "cargo fmt --check"
 cargo fmt --check
-say "cargo clippy --all-targets --locked -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
-say "cargo test --locked --all-targets"
-cargo test --locked --all-targets
+say "cargo clippy --workspace --all-targets --locked -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+say "cargo test --workspace --locked --all-targets"
+cargo test --workspace --locked --all-targets
 say "pytest tests/python (Helm chart, deploy/, Dockerfile)"
 "$python" -m pytest -q tests/python

@@ -2,7 +2,7 @@
 //! Shared test support. Each integration test crate that needs it starts with `mod support;`;
 //! not every crate uses every helper, hence `dead_code`.
 
-pub mod apiserver;
+pub use kube_fake_apiserver as apiserver;
 pub mod aws_proxy;
 pub mod env;
 pub mod logs;

@@ -28,6 +28,8 @@ pub struct Req {
     pub actor: Option<String>,
     pub accept: Option<String>,
     pub body: Vec<u8>,
+    /// Who sent it (set by authentication before routing).
+    pub user: crate::auth::UserInfo,
 }
 
 impl Req {

@@ -44,6 +44,8 @@ pub struct State {
     pub window_start: HashMap<String, u64>,
     pub requests: Vec<RecordedRequest>,
     pub faults: Vec<Fault>,
+    /// Bearer tokens issued and whom they stand for.
+    pub tokens: crate::auth::Tokens,
 }
 
 pub fn now_rfc3339() -> String {
@@ -126,6 +128,7 @@ impl State {
             window_start: HashMap::new(),
             requests: Vec::new(),
             faults: Vec::new(),
+            tokens: Default::default(),
         };
         for d in s.defs.clone() {
             s.window_start.insert(d.storage.clone(), 1);

@@ -3,7 +3,11 @@
 //! subresource, finalizers, ownerReference garbage collection, CRD registration with schema
 //! defaulting/pruning/validation (including CEL), Status error bodies, fault injection and
 //! request recording. It listens on 127.0.0.1 only and stops when dropped.
+//!
+//! What it models, what it does not, and which recording of a real kube-apiserver pins each
+//! behaviour: see this crate's README.md.
 
+pub mod auth;
 pub mod builtin;
 mod discovery;
 pub mod errors;
@@ -144,8 +148,26 @@ impl FakeApiServer {
         self.build_client(Some(actor))
     }
 
-    #[allow(clippy::panic)] // base_url is always a valid URI
+    /// Issues a bearer token that authenticates as `user` (what a TokenRequest would return).
+    pub fn issue_token(&self, user: auth::UserInfo) -> String {
+        match self.shared.state.lock() {
+            Ok(mut s) => s.tokens.issue(user),
+            Err(poisoned) => poisoned.into_inner().tokens.issue(user),
+        }
+    }
+
+    /// A kube client that authenticates with the bearer `token` (and marks its requests with
+    /// `actor`, as [`FakeApiServer::client_as`] does).
+    pub fn client_with_token(&self, token: &str, actor: &str) -> kube::Client {
+        self.build_client_with(Some(actor), Some(token))
+    }
+
     fn build_client(&self, actor: Option<&str>) -> kube::Client {
+        self.build_client_with(actor, None)
+    }
+
+    #[allow(clippy::panic)] // base_url is always a valid URI
+    fn build_client_with(&self, actor: Option<&str>, token: Option<&str>) -> kube::Client {
         // Both rustls providers are compiled into this crate's graph, so rustls cannot pick one
         // itself; kube builds a TLS connector even for http URLs. Installing twice is harmless.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -156,6 +178,9 @@ impl FakeApiServer {
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".to_string();
         config.read_timeout = Some(Duration::from_secs(295));
+        if let Some(token) = token {
+            config.auth_info.token = Some(token.to_string().into());
+        }
         if let Some(value) = actor.and_then(|a| HeaderValue::from_str(a).ok()) {
             config
                 .headers
@@ -448,7 +473,9 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
         actor: hdr(header::HeaderName::from_static(ACTOR_HEADER)),
         accept: hdr(header::ACCEPT),
         body: Vec::new(),
+        user: auth::UserInfo::admin(),
     };
+    let authorization = hdr(header::AUTHORIZATION);
     let body_result = axum::body::to_bytes(body, 64 * 1024 * 1024).await;
     let reply = {
         let Ok(mut state) = shared.state.lock() else {
@@ -479,7 +506,13 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
                             None => Reply::from(fault_error(&state, &req, code)),
                         }
                     }
-                    None => handler::handle(&mut state, &req, shared.port),
+                    None => match state.tokens.authenticate(authorization.as_deref()) {
+                        Ok(user) => {
+                            req.user = user;
+                            handler::handle(&mut state, &req, shared.port)
+                        }
+                        Err(e) => Reply::from(e),
+                    },
                 }
             }
         };

@@ -2,8 +2,6 @@
 //! kube-apiserver, and end-to-end use through the real kube client.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,8 +14,8 @@ use kube::api::{
 };
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::watcher;
+use kube_fake_apiserver::FakeApiServer;
 use serde_json::{Value, json};
-use support::apiserver::FakeApiServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // ---------------------------------------------------------------- raw HTTP
@@ -85,7 +83,7 @@ fn golden_dir() -> PathBuf {
         assert!(p.is_dir(), "DSQL_OPERATOR_GOLDEN_DIR={d} is not a directory");
         return p;
     }
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/apiserver-golden"));
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/apiserver-golden"));
     assert!(
         p.is_dir(),
         "golden recordings not found: set DSQL_OPERATOR_GOLDEN_DIR or provide {}",
