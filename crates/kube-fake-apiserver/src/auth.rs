@@ -1,7 +1,7 @@
 //! Authentication: who sent a request. A request without credentials is the cluster admin (the
 //! tests' own client, like a kubeconfig with a client certificate in `system:masters`); a bearer
-//! token must be one the fake issued ([`crate::FakeApiServer::issue_token`], or a TokenRequest
-//! once modelled), else 401 with the real server's body. What each user may do is the
+//! token must be one the fake issued ([`crate::FakeApiServer::issue_token`], or a TokenRequest:
+//! see `token_request`), else 401 with the real server's body. What each user may do is the
 //! authorizer's business, not this module's.
 
 use std::collections::HashMap;

@@ -223,6 +223,20 @@ fn default_pod_template(t: &mut Value) {
     }
 }
 
+/// Sets a Namespace's `kubernetes.io/metadata.name` label to its name. The real server does it
+/// in the Namespace strategy, before the field manager runs, so the writer owns the label.
+pub fn label_namespace(obj: &mut Value) {
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    set_default(obj, "/metadata/labels", json!({}));
+    if let Some(l) = obj.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+        l.insert("kubernetes.io/metadata.name".into(), json!(name));
+    }
+}
+
 /// Server-side defaulting and normalisation applied on every write.
 pub fn normalize(def: &ResourceDef, obj: &mut Value) {
     match def.kind.as_str() {
@@ -241,15 +255,7 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value) {
             set_default(obj, "/type", json!("Opaque"));
         }
         "Namespace" => {
-            let name = obj
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            set_default(obj, "/metadata/labels", json!({}));
-            if let Some(l) = obj.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
-                l.insert("kubernetes.io/metadata.name".into(), json!(name));
-            }
+            label_namespace(obj);
             set_default(obj, "/spec/finalizers", json!(["kubernetes"]));
             set_default(obj, "/status/phase", json!("Active"));
         }

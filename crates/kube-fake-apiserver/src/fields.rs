@@ -96,6 +96,7 @@ impl Hints {
             Hints::Builtin(storage) => {
                 storage == "/events" && matches!(p.as_slice(), ["regarding"] | ["related"] | ["involvedObject"])
                     || matches!(p.as_slice(), ["spec", "selector"] if storage.starts_with("apps/"))
+                    || matches!(p.as_slice(), ["roleRef"] if storage.ends_with("rolebindings"))
             }
         }
     }

@@ -225,7 +225,8 @@ fn check_type(def: &ResourceDef, body: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-fn manager_name(req: &Req) -> String {
+/// The field manager of a write: `?fieldManager`, else the User-Agent's first segment.
+pub(crate) fn manager_name(req: &Req) -> String {
     if let Some(m) = req.q("fieldManager") {
         return m.to_string();
     }
@@ -449,6 +450,9 @@ fn decode_defaults(def: &ResourceDef, obj: &mut Value, warnings: &mut Vec<String
                     "labels" | "annotations" | "finalizers" | "ownerReferences" | "managedFields"
                 ))
         });
+    }
+    if def.kind == "Namespace" && !def.custom {
+        builtin::label_namespace(obj);
     }
     if def.custom {
         if let Some(s) = &def.schema {
@@ -989,7 +993,9 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             if ctx.subresource == "status" {
                 return Err(ApiError::not_found(&def.group, &def.plural, &name));
             }
-            // Create through apply: the request body becomes a create with Apply ownership.
+            // Create through apply: the request body becomes a create with Apply ownership,
+            // which the user must also be allowed to `create` (not only `patch`).
+            crate::authz::authorize_create_on_apply(state, req)?;
             if def.namespaced && state.namespace(&ns).is_none() {
                 return Err(ApiError::not_found("", "namespaces", &ns));
             }

@@ -8,6 +8,7 @@
 //! behaviour: see this crate's README.md.
 
 pub mod auth;
+pub mod authz;
 pub mod builtin;
 mod discovery;
 pub mod errors;
@@ -18,6 +19,7 @@ pub mod resources;
 pub mod schema;
 pub mod selectors;
 pub mod store;
+mod token_request;
 mod watch;
 
 use std::collections::HashMap;
@@ -509,7 +511,11 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
                     None => match state.tokens.authenticate(authorization.as_deref()) {
                         Ok(user) => {
                             req.user = user;
-                            handler::handle(&mut state, &req, shared.port)
+                            match authz::authorize_request(&state, &req) {
+                                Err(denied) => Reply::from(denied),
+                                Ok(()) => token_request::serve(&mut state, &req, shared.port)
+                                    .unwrap_or_else(|| handler::handle(&mut state, &req, shared.port)),
+                            }
                         }
                         Err(e) => Reply::from(e),
                     },

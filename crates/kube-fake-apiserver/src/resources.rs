@@ -110,6 +110,16 @@ pub fn builtins() -> Vec<ResourceDef> {
             .with_status()
             .with_generation()
             .with_short(&["ds"]),
+        ResourceDef::builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
+        ResourceDef::builtin("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false),
+        ResourceDef::builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true),
+        ResourceDef::builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+        ),
         ResourceDef::builtin(
             "apiextensions.k8s.io",
             "v1",

@@ -44,11 +44,26 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 /// Minimal HTTP/1.1 client (no User-Agent, like the recorder) so exchanges can be replayed byte for byte.
 async fn raw(base: &str, method: &str, path: &str, content_type: Option<&str>, body: Option<&str>) -> Raw {
+    raw_as(base, None, method, path, content_type, body).await
+}
+
+/// [`raw`] with an optional bearer token (none: the fake's admin).
+async fn raw_as(
+    base: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Option<&str>,
+) -> Raw {
     let addr = base.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let body = body.unwrap_or("");
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n");
+    if let Some(token) = token {
+        req.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
     if let Some(ct) = content_type {
         req.push_str(&format!("Content-Type: {ct}\r\n"));
     }
@@ -118,10 +133,14 @@ const ORDER: [&str; 8] = [
 /// fake does not have (one line each: why).
 const INJECTED: &[(&str, u16)] = &[
     ("list-while-cache-initializing", 429), // a real CRD's watch cache was still initialising
-    ("forbidden", 403),                     // recorded with an unprivileged service account (no RBAC here)
-    ("forbidden-secret-create", 403),       // same
-    ("unauthorized", 401),                  // recorded with a bad token (no authn here)
 ];
+
+/// Golden files recorded against a fresh server (they create namespace `golden` themselves), so
+/// replayed on their own rather than after the ones in [`ORDER`].
+const STANDALONE: &[&str] = &["rbac-ssa-create.json"];
+
+/// A token the fake never issued, for steps recorded with a bad token.
+const BAD_TOKEN: &str = "not-a-token-this-server-issued";
 
 /// Allowlisted differences (one line each: why).
 const IGNORED_KEYS: &[&str] = &[
@@ -135,8 +154,7 @@ const IGNORED_KEYS: &[&str] = &[
 ];
 
 fn normalize_message(step: &str, m: &str) -> String {
-    let user = regex::Regex::new(r#"User "[^"]*""#).unwrap();
-    let mut m = user.replace_all(m, "User \"*\"").to_string();
+    let mut m = m.to_string();
     if m.contains("too old resource version") {
         m = regex::Regex::new(r"\d+").unwrap().replace_all(&m, "N").to_string();
     }
@@ -243,18 +261,26 @@ struct Replay {
     /// Recorded uid -> uid in the fake, for requests that embed uids.
     uids: Vec<(String, String)>,
     last_continue: Option<String>,
+    /// Bearer tokens from the fake's own TokenRequest responses, by ServiceAccount name.
+    tokens: HashMap<String, String>,
 }
 
 impl Replay {
-    async fn new() -> Replay {
+    /// A fresh server with nothing created yet.
+    async fn bare() -> Replay {
         let srv = FakeApiServer::start().await;
         let base = srv.base_url();
-        let r = Replay {
+        Replay {
             srv,
             base,
             uids: Vec::new(),
             last_continue: None,
-        };
+            tokens: HashMap::new(),
+        }
+    }
+
+    async fn new() -> Replay {
+        let r = Replay::bare().await;
         let ns = r
             .send(
                 "POST",
@@ -269,6 +295,69 @@ impl Replay {
 
     async fn send(&self, method: &str, path: &str, ct: Option<&str>, body: Option<&str>) -> Raw {
         raw(&self.base, method, path, ct, body).await
+    }
+
+    /// The bearer token a step was recorded with: steps named `as <sa> ...` use that
+    /// ServiceAccount's token from the fake's own TokenRequest; misc.json's denials were recorded
+    /// as ServiceAccount `nobody` (no RBAC at all) and with a bad token. None: the admin.
+    fn token_for(&self, step: &str) -> Option<String> {
+        match step {
+            "forbidden" | "forbidden-secret-create" => self.tokens.get("nobody").cloned(),
+            "unauthorized" => Some(BAD_TOKEN.to_string()),
+            _ => {
+                let sa = step.strip_prefix("as ")?.split([' ', ':']).next()?;
+                let token = self.tokens.get(sa).cloned();
+                assert!(
+                    token.is_some(),
+                    "step {step:?}: no TokenRequest for ServiceAccount {sa} yet"
+                );
+                token
+            }
+        }
+    }
+
+    /// Remembers the token of a TokenRequest response, and makes the recorded response
+    /// comparable: its token is redacted and its audience is the recording server's URL.
+    fn take_token(&mut self, step: &str, expected: &mut Value, actual: &str) {
+        let Ok(actual) = serde_json::from_str::<Value>(actual) else {
+            return;
+        };
+        if actual["kind"] != "TokenRequest" {
+            return;
+        }
+        let token = actual["status"]["token"].as_str().unwrap_or_default();
+        assert!(
+            !token.is_empty(),
+            "step {step:?}: TokenRequest without a token: {actual}"
+        );
+        let sa = actual["metadata"]["name"].as_str().unwrap_or_default();
+        self.tokens.insert(sa.to_string(), token.to_string());
+        // The expiry is creationTimestamp + expirationSeconds, to the second.
+        let ts = |v: &Value| v.as_str().unwrap_or_default().parse::<jiff::Timestamp>().unwrap();
+        let lifetime = ts(&actual["status"]["expirationTimestamp"]).as_second()
+            - ts(&actual["metadata"]["creationTimestamp"]).as_second();
+        let wanted = actual["spec"]["expirationSeconds"].as_i64().unwrap();
+        assert!(
+            (lifetime - wanted).abs() <= 1,
+            "step {step:?}: token lifetime {lifetime}s, asked {wanted}s"
+        );
+        let body = &mut expected["body"];
+        if body["status"]["token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("REDACTED"))
+        {
+            body["status"]["token"] = json!(token);
+        }
+        body["status"]["expirationTimestamp"] = actual["status"]["expirationTimestamp"].clone();
+        let url = regex::Regex::new(r"^https?://127\.0\.0\.1:\d+$").unwrap();
+        let (exp_aud, act_aud) = (&body["spec"]["audiences"], &actual["spec"]["audiences"]);
+        let is_server_url = |v: &Value| {
+            v.as_array()
+                .is_some_and(|a| a.len() == 1 && url.is_match(a[0].as_str().unwrap_or_default()))
+        };
+        if is_server_url(exp_aud) && is_server_url(act_aud) {
+            body["spec"]["audiences"] = act_aud.clone();
+        }
     }
 
     async fn json(&self, method: &str, path: &str, ct: &str, body: Value) -> Value {
@@ -316,8 +405,41 @@ impl Replay {
                 }
                 None
             }
+            "misc.json" => {
+                // The denials were recorded as ServiceAccount golden:nobody, bound to nothing.
+                let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "nobody"}});
+                self.json(
+                    "POST",
+                    "/api/v1/namespaces/golden/serviceaccounts",
+                    "application/json",
+                    sa,
+                )
+                .await;
+                let tr = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}});
+                let issued = self
+                    .json(
+                        "POST",
+                        "/api/v1/namespaces/golden/serviceaccounts/nobody/token",
+                        "application/json",
+                        tr,
+                    )
+                    .await;
+                let token = issued["status"]["token"].as_str().unwrap().to_string();
+                self.tokens.insert("nobody".to_string(), token);
+                None
+            }
             _ => None,
         }
+    }
+
+    /// `body` with metadata.resourceVersion set to that of the object at `path` now.
+    async fn with_current_rv(&self, path: &str, body: &str) -> String {
+        let current = self.send("GET", path, None, None).await;
+        assert_eq!(current.status, 200, "GET {path}: {}", current.body);
+        let current: Value = serde_json::from_str(&current.body).unwrap();
+        let mut body: Value = serde_json::from_str(body).unwrap();
+        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+        body.to_string()
     }
 
     fn fix_uids(&self, s: &str) -> String {
@@ -372,6 +494,10 @@ impl Replay {
                 assert_eq!(r.status, 201, "{}", r.body);
             }
             body = body.map(|b| self.fix_uids(&b));
+            if method == "PUT" && name.starts_with("setup") {
+                // A setup update carries the resourceVersion the recorder had just read.
+                body = Some(self.with_current_rv(&path, body.as_deref().unwrap_or_default()).await);
+            }
             if name == "delete-owner-foreground" {
                 // The recording caught the collector mid-way; hold it so the next GET sees that too.
                 self.srv.set_gc_paused(true);
@@ -383,12 +509,13 @@ impl Replay {
                 let bare = path.split('?').next().unwrap_or_default().to_string();
                 self.srv.inject_fault(Some(method), &bare, *code, 1);
             }
-            let expected = &step["response"];
+            let mut expected = step["response"].clone();
             let want_status = expected["status"].as_u64().unwrap() as u16;
             let poll = step.get("seconds_until_gc").is_some();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let token = self.token_for(&name);
             let got = loop {
-                let got = self.send(method, &path, ct, body.as_deref()).await;
+                let got = raw_as(&self.base, token.as_deref(), method, &path, ct, body.as_deref()).await;
                 if !poll || got.status == want_status || tokio::time::Instant::now() > deadline {
                     break got;
                 }
@@ -400,6 +527,7 @@ impl Replay {
             {
                 self.last_continue = Some(c.to_string());
             }
+            self.take_token(&name, &mut expected, &got.body);
             if name == "owner-during-foreground" {
                 self.srv.set_gc_paused(false);
                 let owner = path.clone();
@@ -474,6 +602,12 @@ impl Replay {
     }
 }
 
+/// Replays a [`STANDALONE`] file on a fresh server.
+async fn replay_alone(file: &str) {
+    assert!(STANDALONE.contains(&file), "{file} is not in STANDALONE");
+    Replay::bare().await.run(file, true).await;
+}
+
 async fn replay(file: &str) {
     let mut r = Replay::new().await;
     for f in ORDER {
@@ -519,6 +653,11 @@ async fn golden_misc() {
     replay("misc.json").await;
 }
 
+#[tokio::test]
+async fn golden_rbac_ssa_create() {
+    replay_alone("rbac-ssa-create.json").await;
+}
+
 #[test]
 fn golden_files_are_all_covered() {
     let mut files: Vec<String> = std::fs::read_dir(golden_dir())
@@ -528,7 +667,7 @@ fn golden_files_are_all_covered() {
         .filter(|n| n.ends_with(".json"))
         .collect();
     files.sort();
-    let mut ours: Vec<String> = ORDER.iter().map(|s| s.to_string()).collect();
+    let mut ours: Vec<String> = ORDER.iter().chain(STANDALONE).map(|s| s.to_string()).collect();
     ours.sort();
     assert_eq!(files, ours, "every golden file must have a replay test");
 }
