@@ -46,10 +46,12 @@ async fn wait_for_holder(env: &TestEnv, lease: &str, done: impl Fn(Option<&str>)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_writes_and_a_standby_takes_over_after_a_graceful_stop() {
     let env = TestEnv::new("leader").await;
-    let (first, first_health) = env.start_elected_operator("a", "dsql-leader");
-    let leader = wait_for_holder(&env, "dsql-leader", |h| h == Some("a")).await;
+    // The chart's leader-election Role allows get and patch on this one Lease only.
+    let lease = env.lease_name().to_owned();
+    let (first, first_health) = env.start_elected_operator("a", &lease).await;
+    let leader = wait_for_holder(&env, &lease, |h| h == Some("a")).await;
     assert_eq!(leader.as_deref(), Some("a"));
-    let (second, second_health) = env.start_elected_operator("b", "dsql-leader");
+    let (second, second_health) = env.start_elected_operator("b", &lease).await;
 
     env.create_credential(
         "orders",
@@ -69,7 +71,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_a_graceful_stop()
         "leading {} ready {} holder {:?}\n{}",
         first_health.is_leading(),
         first_health.is_ready(),
-        holder(&env, "dsql-leader").await,
+        holder(&env, &lease).await,
         support::logs::tail(40)
     );
     assert!(
@@ -87,7 +89,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_a_graceful_stop()
     // Graceful stop of the leader releases the lease; the standby takes over quickly.
     let stopped = Instant::now();
     first.stop().await;
-    wait_for_holder(&env, "dsql-leader", |h| h == Some("b")).await;
+    wait_for_holder(&env, &lease, |h| h == Some("b")).await;
     let handover = stopped.elapsed();
     eprintln!("leader hand-over took {handover:?}");
     assert!(handover < Duration::from_secs(8), "hand-over took {handover:?}");

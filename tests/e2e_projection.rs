@@ -14,6 +14,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use support::env::{TestEnv, condition};
 use support::moto::test_credentials;
+use support::rbac::RbacMode;
 use support::token_check::{ExpectedToken, verify_dsql_token};
 
 const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
@@ -227,7 +228,7 @@ async fn a_secret_the_operator_does_not_own_is_never_overwritten() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_secret_provider_class_says_when_its_crd_is_missing_and_heals_once_installed() {
-    let env = TestEnv::new("spc").await;
+    let env = TestEnv::with_rbac("spc", RbacMode::WatchedNamespace).await;
     let operator = env.start_operator();
     env.create_credential(
         "reports",
@@ -303,7 +304,7 @@ async fn the_secret_provider_class_says_when_its_crd_is_missing_and_heals_once_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_restart_annotates_existing_targets_and_reports_missing_ones() {
-    let env = TestEnv::new("restart").await;
+    let env = TestEnv::with_rbac("restart", RbacMode::WatchedNamespace).await;
     let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &env.namespace);
     let deployment: Deployment = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "api"},

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use support::env::{TestEnv, condition};
 use support::moto::test_credentials;
+use support::rbac::RbacMode;
 use support::token_check::{ExpectedToken, verify_dsql_token};
 
 const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_publishes_a_verifiable_token_and_reports_ready() {
-    let env = TestEnv::new("create").await;
+    let env = TestEnv::with_rbac("create", RbacMode::WatchedNamespace).await;
     let operator = env.start_operator();
     let started = Instant::now();
     env.create_credential(
@@ -229,7 +230,7 @@ async fn a_restart_mid_life_continues_from_status_without_a_new_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rotate_annotation_forces_one_rotation_and_is_remembered() {
-    let env = TestEnv::new("forced").await;
+    let env = TestEnv::with_rbac("forced", RbacMode::WatchedNamespace).await;
     let operator = env.start_operator();
     env.create_credential(
         "ops",

@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use super::apiserver::FakeApiServer;
 use super::aws_proxy::AwsProxy;
 use super::moto::{MotoServer, test_credentials, test_sdk_config};
+use super::rbac::{OperatorIdentity, RbacMode};
 
 /// The actor name marking the operator's requests to the fake API server.
 const OPERATOR_ACTOR: &str = "operator";
@@ -107,8 +108,13 @@ pub struct TestEnv {
     pub fake: Option<FakeApiServer>,
     /// Client to the Kubernetes API, for the test's own requests.
     pub kube: kube::Client,
-    /// Client the operator uses (against the fake, its requests are marked as the operator's).
+    /// Client the operator uses: authenticated as the operator's ServiceAccount, which has only
+    /// the chart's RBAC (against the fake, its requests are also marked as the operator's).
     pub operator_kube: kube::Client,
+    /// The operator's ServiceAccount, RBAC layout and token.
+    pub operator_identity: OperatorIdentity,
+    /// The kubeconfig path when running against a real cluster.
+    kubeconfig: Option<String>,
     /// moto.
     pub moto: MotoServer,
     /// Proxy in front of moto that counts and fails calls.
@@ -143,23 +149,27 @@ pub fn test_access_policy(namespace: &str) -> AccessPolicy {
 }
 
 impl TestEnv {
-    /// Starts moto, the proxy, the API (fake or real), installs the CRD and creates a namespace.
+    /// Starts moto, the proxy, the API (fake or real), installs the CRD, creates a namespace and
+    /// the operator's ServiceAccount with the chart's default RBAC (all namespaces: ClusterRole).
     pub async fn new(test_name: &str) -> TestEnv {
+        TestEnv::with_rbac(test_name, RbacMode::AllNamespaces).await
+    }
+
+    /// Like [`TestEnv::new`], with the chart's RBAC rendered in `mode`.
+    pub async fn with_rbac(test_name: &str, mode: RbacMode) -> TestEnv {
         super::logs::init();
         let moto = MotoServer::start().await.expect("moto starts");
         let aws = AwsProxy::start(&moto.endpoint_url()).await.expect("AWS proxy starts");
         let operator_sdk = test_sdk_config(&aws.endpoint_url(), test_credentials());
         let check_sdk = test_sdk_config(&moto.endpoint_url(), test_credentials());
 
-        let (fake, kube, operator_kube) = match std::env::var(REAL_CLUSTER_ENV).ok().filter(|v| !v.is_empty()) {
-            Some(path) => {
-                let client = real_cluster_client(&path).await;
-                (None, client.clone(), client)
-            }
+        let kubeconfig = std::env::var(REAL_CLUSTER_ENV).ok().filter(|v| !v.is_empty());
+        let (fake, kube) = match &kubeconfig {
+            Some(path) => (None, real_cluster_client(path).await),
             None => {
                 let fake = FakeApiServer::start().await;
-                let (client, operator) = (fake.client(), fake.client_as(OPERATOR_ACTOR));
-                (Some(fake), client, operator)
+                let client = fake.client();
+                (Some(fake), client)
             }
         };
         install_crd(&kube).await;
@@ -171,6 +181,14 @@ impl TestEnv {
             .create(&PostParams::default(), &ns)
             .await
             .expect("namespace created");
+        let operator_identity = super::rbac::install(&kube, &namespace, mode).await;
+        let operator_kube = match (&fake, &kubeconfig) {
+            (Some(fake), _) => fake.client_with_token(&operator_identity.token, OPERATOR_ACTOR),
+            (None, Some(path)) => {
+                super::rbac::real_cluster_client(path, &operator_identity.token, OPERATOR_ACTOR).await
+            }
+            (None, None) => unreachable!("either the fake or a kubeconfig"),
+        };
 
         let config = OperatorConfig {
             secret_name_prefix: "dsql-e2e".to_owned(),
@@ -184,6 +202,8 @@ impl TestEnv {
             fake,
             kube,
             operator_kube,
+            operator_identity,
+            kubeconfig,
             moto,
             aws,
             operator_sdk,
@@ -196,12 +216,20 @@ impl TestEnv {
         }
     }
 
+    /// The Lease name the chart's leader-election Role allows (the chart's fullname).
+    pub fn lease_name(&self) -> &str {
+        &self.operator_identity.fullname
+    }
+
     /// Starts an operator instance with leader election on the Lease `lease` in the test's
     /// namespace, as `identity`; against the fake its requests are marked `operator-<identity>`.
-    pub fn start_elected_operator(&self, identity: &str, lease: &str) -> (Operator, Arc<Health>) {
-        let client = match &self.fake {
-            Some(fake) => fake.client_as(&format!("{OPERATOR_ACTOR}-{identity}")),
-            None => self.operator_kube.clone(),
+    pub async fn start_elected_operator(&self, identity: &str, lease: &str) -> (Operator, Arc<Health>) {
+        let actor = format!("{OPERATOR_ACTOR}-{identity}");
+        let token = &self.operator_identity.token;
+        let client = match (&self.fake, &self.kubeconfig) {
+            (Some(fake), _) => fake.client_with_token(token, &actor),
+            (None, Some(path)) => super::rbac::real_cluster_client(path, token, &actor).await,
+            (None, None) => self.operator_kube.clone(),
         };
         let health = Arc::new(Health::default());
         let ctx = self.context(client.clone(), health.clone());
@@ -317,8 +345,16 @@ impl TestEnv {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // A permission the chart lacks shows up as a credential that never gets there: say so.
+        let refused: Vec<String> = self
+            .operator_requests()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| matches!(r.status, 401 | 403))
+            .map(|r| format!("{} {} {}", r.status, r.method, r.path))
+            .collect();
         panic!(
-            "timed out after {timeout:?} waiting for {name} to be {what}; last seen status: {:#?}\nlast operator log lines:\n{}",
+            "timed out after {timeout:?} waiting for {name} to be {what}; last seen status: {:#?}\noperator requests refused by the API server's authorizer: {refused:?}\nlast operator log lines:\n{}",
             last.and_then(|o| o.status),
             super::logs::tail(400)
         );
@@ -399,7 +435,10 @@ impl TestEnv {
     }
 
     /// Fails if the operator made a Kubernetes call its RBAC (deploy/kubernetes-permissions.yaml)
-    /// does not allow. Against a real cluster the RBAC of the test's kubeconfig decides instead.
+    /// does not allow, or one the API server's authorizer refused (401/403: the chart's RBAC,
+    /// bound to the operator's ServiceAccount, is what the fake authorizes against). Against a
+    /// real cluster the operator runs with the same ServiceAccount and RBAC; its requests are not
+    /// visible here.
     pub fn assert_operator_calls_permitted(&self) {
         if let Some(recent) = self.operator_requests() {
             let mut requests = self
@@ -410,6 +449,7 @@ impl TestEnv {
             requests.extend(recent);
             assert!(!requests.is_empty(), "no operator requests were recorded");
             super::permissions::assert_all_permitted(&requests);
+            super::permissions::assert_none_refused(&requests, &self.operator_identity);
         }
     }
 
@@ -478,12 +518,15 @@ impl TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         // Against a real cluster, remove the namespace (and everything in it) in the background.
+        // The chart's cluster-scoped RBAC goes too.
         if self.fake.is_none() {
             let namespaces: Api<Namespace> = Api::all(self.kube.clone());
             let name = self.namespace.clone();
+            let (admin, identity) = (self.kube.clone(), self.operator_identity.clone());
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {
                     let _ = namespaces.delete(&name, &DeleteParams::default()).await;
+                    super::rbac::uninstall_cluster_scoped(admin, &identity).await;
                 });
             }
         }

@@ -86,3 +86,21 @@ pub fn assert_all_permitted(requests: &[RecordedRequest]) {
         denied.join("\n")
     );
 }
+
+/// Panics naming every request the API server refused as unauthenticated (401) or forbidden
+/// (403): with the chart's RBAC bound to the operator's ServiceAccount, a 403 means the chart
+/// lacks a permission the operator needs (or the fake's authorizer disagrees with the chart).
+pub fn assert_none_refused(requests: &[RecordedRequest], identity: &super::rbac::OperatorIdentity) {
+    let refused: Vec<String> = requests
+        .iter()
+        .filter(|r| matches!(r.status, 401 | 403))
+        .map(|r| format!("{} {} {}?{}", r.status, r.method, r.path, r.query))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the API server refused operator requests made with the chart's RBAC ({:?}, ServiceAccount {}):\n{}",
+        identity.mode,
+        identity.fullname,
+        refused.join("\n")
+    );
+}
