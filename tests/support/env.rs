@@ -542,11 +542,15 @@ pub fn condition<'a>(
 }
 
 async fn real_cluster_client(kubeconfig_path: &str) -> kube::Client {
+    kube::Client::try_from(real_cluster_config(kubeconfig_path).await).expect("client")
+}
+
+/// The client configuration of the kubeconfig's current context (the test's admin credentials).
+pub async fn real_cluster_config(kubeconfig_path: &str) -> kube::Config {
     let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig_path).expect("kubeconfig readable");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
-        .expect("kubeconfig valid");
-    kube::Client::try_from(config).expect("client")
+        .expect("kubeconfig valid")
 }
 
 /// Applies the CRD from crds/ (the committed file, as users install it) and waits until the API

@@ -31,8 +31,8 @@ pub struct OperatorIdentity {
     pub token: String,
     /// Which RBAC layout was rendered.
     pub mode: RbacMode,
-    /// (plural, name) of every cluster-scoped object applied, to delete on a real cluster.
-    pub cluster_scoped: Vec<(String, String)>,
+    /// Every cluster-scoped object applied, to delete on a real cluster.
+    pub cluster_scoped: Vec<(ApiResource, String)>,
 }
 
 /// Renders the chart's RBAC for `namespace` (release namespace and watched namespace) with a
@@ -106,7 +106,7 @@ pub async fn install(admin: &kube::Client, namespace: &str, mode: RbacMode) -> O
             let ns = object["metadata"]["namespace"].as_str().unwrap_or(namespace);
             Api::namespaced_with(admin.clone(), ns, &resource)
         } else {
-            cluster_scoped.push((resource.plural.clone(), name.clone()));
+            cluster_scoped.push((resource.clone(), name.clone()));
             Api::all_with(admin.clone(), &resource)
         };
         api.patch(&name, &params, &Patch::Apply(object))
@@ -137,14 +137,8 @@ pub async fn install(admin: &kube::Client, namespace: &str, mode: RbacMode) -> O
 
 /// Deletes the cluster-scoped objects [`install`] applied (namespaced ones go with the namespace).
 pub async fn uninstall_cluster_scoped(admin: kube::Client, identity: &OperatorIdentity) {
-    for (plural, name) in &identity.cluster_scoped {
-        let kind = if plural == "clusterroles" {
-            "ClusterRole"
-        } else {
-            "ClusterRoleBinding"
-        };
-        let gvk = GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind);
-        let api: Api<DynamicObject> = Api::all_with(admin.clone(), &ApiResource::from_gvk_with_plural(&gvk, plural));
+    for (resource, name) in &identity.cluster_scoped {
+        let api: Api<DynamicObject> = Api::all_with(admin.clone(), resource);
         let _ = api.delete(name, &DeleteParams::default()).await;
     }
 }
@@ -152,10 +146,7 @@ pub async fn uninstall_cluster_scoped(admin: kube::Client, identity: &OperatorId
 /// A client that authenticates as the operator's ServiceAccount: against a real cluster, the
 /// kubeconfig's cluster URL and CA with only the token as credentials.
 pub async fn real_cluster_client(kubeconfig_path: &str, token: &str, actor: &str) -> kube::Client {
-    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig_path).expect("kubeconfig readable");
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("kubeconfig valid");
+    let mut config = super::env::real_cluster_config(kubeconfig_path).await;
     config.auth_info = kube::config::AuthInfo {
         token: Some(token.to_owned().into()),
         ..Default::default()
