@@ -157,7 +157,7 @@ async fn chart_policy_confines_the_operator_serviceaccount() {
     );
     let foreign = admin_secrets.get("foreign").await.unwrap();
     assert!(
-        foreign.data.unwrap().get("extra").is_none(),
+        !foreign.data.unwrap().contains_key("extra"),
         "the denied patch wrote nothing"
     );
 
