@@ -182,11 +182,13 @@ impl Env {
         }
     }
 
-    /// Evaluates a messageExpression; None unless it yields a non-empty string (the real server
-    /// then falls back to `message`).
+    /// Evaluates a messageExpression; None unless it yields a usable string (trimmed, non-empty,
+    /// one line, at most 5 KiB), when the real server falls back to `message`.
     pub fn eval_message(&self, expr: &Compiled) -> Option<String> {
         match CelValue::resolve(&expr.expr, &self.ctx) {
-            Ok(CelValue::String(s)) if !s.trim().is_empty() => Some(s.to_string()),
+            Ok(CelValue::String(s)) => {
+                Some(s.trim().to_string()).filter(|m| !m.is_empty() && !m.contains('\n') && m.len() <= 5120)
+            }
             _ => None,
         }
     }

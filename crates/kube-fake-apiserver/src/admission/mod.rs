@@ -211,7 +211,13 @@ fn evaluate(policy: &Value, a: &Attributes) -> Option<Denial> {
                     .as_str()
                     .and_then(|m| expr::compile(m).ok())
                     .and_then(|m| env.eval_message(&m))
-                    .or_else(|| v["message"].as_str().filter(|m| !m.is_empty()).map(str::to_string))
+                    .or_else(|| {
+                        v["message"]
+                            .as_str()
+                            .map(str::trim)
+                            .filter(|m| !m.is_empty())
+                            .map(str::to_string)
+                    })
                     .unwrap_or_else(|| format!("failed expression: {}", source.trim()));
                 return Some(Denial {
                     message,
