@@ -197,6 +197,22 @@ async fn chart_policy_confines_the_operator_serviceaccount() {
             .patch("app", &merge, &Patch::Merge(json!({"spec": {"replicas": 3}})))
             .await,
     );
+    assert_denied(
+        "a new spec field",
+        deployments
+            .patch("app", &merge, &Patch::Merge(json!({"spec": {"paused": true}})))
+            .await,
+    );
+    assert_denied(
+        "a label on the Deployment",
+        deployments
+            .patch(
+                "app",
+                &merge,
+                &Patch::Merge(json!({"metadata": {"labels": {"team": "x"}}})),
+            )
+            .await,
+    );
     let mut other_annotation = restart("2026-11-29T12:00:00Z");
     other_annotation["spec"]["template"]["metadata"]["annotations"]["example.dev/keep"] = json!("no");
     assert_denied(
