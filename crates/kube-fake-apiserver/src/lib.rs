@@ -7,6 +7,7 @@
 //! What it models, what it does not, and which recording of a real kube-apiserver pins each
 //! behaviour: see this crate's README.md.
 
+pub mod admission;
 pub mod auth;
 pub mod authz;
 pub mod builtin;
@@ -20,6 +21,7 @@ pub mod schema;
 pub mod selectors;
 pub mod store;
 mod token_request;
+pub mod uid;
 mod watch;
 
 use std::collections::HashMap;
