@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod builtin;
+pub mod cel_cost;
 mod discovery;
 pub mod errors;
 pub mod fields;
