@@ -57,12 +57,24 @@ pub fn estimate_crd(crd: &Value) -> Vec<SchemaCost> {
         .collect()
 }
 
-/// The field errors the real server returns for these rule costs (empty when accepted).
-pub(crate) fn validate_crd(crd: &Value) -> Vec<Cause> {
+/// The field errors the real server returns for these rule costs (empty when accepted). On an
+/// update, a schema identical to the stored one keeps its rules even if they are over the
+/// per-rule limit (so a server upgrade that prices rules higher cannot lock a CRD); the per-CRD
+/// total is still enforced.
+pub(crate) fn validate_crd(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let unchanged = old.map(schemas).unwrap_or_default();
     schemas(crd)
         .into_iter()
-        .flat_map(|(field, schema)| walk_schema(schema, field).1)
+        .flat_map(|(field, schema)| {
+            let suppress = unchanged.iter().any(|(f, s)| *f == field && *s == schema);
+            let (_, causes) = walk_schema(schema, field);
+            causes.into_iter().filter(move |c| !(suppress && is_per_expression(c)))
+        })
         .collect()
+}
+
+fn is_per_expression(c: &Cause) -> bool {
+    c.message.starts_with("Forbidden: estimated ")
 }
 
 /// How the server prints "exceeds budget by factor of ...".
@@ -146,7 +158,18 @@ impl Walk {
     /// nearest-to-root list above it whose items cannot be matched to their old version.
     fn node(&mut self, s: &Value, path: &str, cardinality: Option<u64>, uncorrelatable: Option<&str>, root: bool) {
         let child_card = times(cardinality, sizes::child_factor(s));
+        if let Some(values) = sizes::map_values(s) {
+            let values_path = format!("{path}.additionalProperties");
+            self.node(values, &values_path, child_card, uncorrelatable, false);
+        }
         if let Some(props) = s.get("properties").and_then(Value::as_object) {
+            // The fields of an atomic struct are replaced as a whole, so old and new cannot be paired.
+            let atomic = s.get("x-kubernetes-map-type").and_then(Value::as_str) == Some("atomic");
+            let unc = if atomic {
+                uncorrelatable.or(Some(path))
+            } else {
+                uncorrelatable
+            };
             let mut names: Vec<&String> = props.keys().collect();
             names.sort();
             for name in names {
@@ -154,19 +177,10 @@ impl Walk {
                     &props[name],
                     &format!("{path}.properties[{name}]"),
                     child_card,
-                    uncorrelatable,
+                    unc,
                     false,
                 );
             }
-        }
-        if let Some(values) = sizes::map_values(s) {
-            self.node(
-                values,
-                &format!("{path}.additionalProperties"),
-                child_card,
-                uncorrelatable,
-                false,
-            );
         }
         if let Some(items) = sizes::list_items(s) {
             let keyed = s.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map");
@@ -252,5 +266,65 @@ impl Walk {
             cost,
             limit: PER_RULE_LIMIT,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// A CRD with one string field `f` carrying `rule`, as in crd-cel-cost.json's probes.
+    fn probe(field: Value) -> Value {
+        json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": {
+            "type": "object",
+            "properties": {"spec": {"type": "object", "properties": {"f": field}}}
+        }}}]}})
+    }
+
+    fn regex_rule(max_length: Option<u64>) -> Value {
+        let rule = format!("self.matches('^{}$')", "a".repeat(123));
+        let mut f = json!({"type": "string", "x-kubernetes-validations": [{"rule": rule}]});
+        if let Some(n) = max_length {
+            f["maxLength"] = json!(n);
+        }
+        probe(f)
+    }
+
+    #[test]
+    fn over_budget_rule_is_refused_on_create_and_on_a_changed_schema() {
+        let crd = regex_rule(None);
+        let causes = validate_crd(&crd, None);
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert!(causes[0].message.contains("factor of 1.006634x"), "{causes:?}");
+        assert_eq!(validate_crd(&crd, Some(&regex_rule(Some(64)))).len(), 1);
+    }
+
+    #[test]
+    fn unchanged_schema_keeps_its_over_budget_rule_on_update() {
+        let crd = regex_rule(None);
+        assert!(validate_crd(&crd, Some(&crd)).is_empty());
+    }
+
+    #[test]
+    fn fields_of_an_atomic_struct_cannot_use_old_self() {
+        let f = json!({"type": "object", "x-kubernetes-map-type": "atomic", "properties": {
+            "a": {"type": "string", "maxLength": 8, "x-kubernetes-validations": [{"rule": "self == oldSelf"}]}
+        }});
+        let causes = validate_crd(&probe(f), None);
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert_eq!(causes[0].reason, "FieldValueInvalid");
+        assert!(
+            causes[0]
+                .message
+                .ends_with("within spec.validation.openAPIV3Schema.properties[spec].properties[f]")
+        );
+    }
+
+    #[test]
+    fn factor_text_matches_the_servers_formatting() {
+        assert_eq!(factor_text(10_066_337, PER_RULE_LIMIT), "1.006634x");
+        assert_eq!(factor_text(25_166_082, PER_RULE_LIMIT), "2.5x");
+        assert_eq!(factor_text(u64::MAX, PER_RULE_LIMIT), "more than 100x");
     }
 }
