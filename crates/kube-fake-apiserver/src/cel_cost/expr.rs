@@ -263,7 +263,7 @@ impl<'a> Estimator<'a> {
         };
         let arg_sum = args.iter().fold(0u64, |acc, a| acc.saturating_add(a.cost));
         let base = target.map_or(0, |t| t.cost).saturating_add(arg_sum);
-        let str_args = |i: usize| args.get(i).map(Est::size).unwrap_or(u64::MAX);
+        let arg_size = |i: usize| args.get(i).map(Est::size).unwrap_or(u64::MAX);
         let (cost, mut out) = match (c.func_name.as_str(), target, args.len()) {
             ("_&&_" | "_||_", _, _) => (0, Est::scalar(0)),
             ("_?_:_", _, 3) => {
@@ -285,7 +285,7 @@ impl<'a> Estimator<'a> {
                 regex_result(&c.func_name, t.size()),
             ),
             ("matches", None, 2) => (regex_cost(args[0].size(), args[1].size()), Est::scalar(0)),
-            ("contains", Some(t), 1) if t.kind() == Some(Kind::Str) => (
+            ("contains", Some(t), 1) => (
                 factor(t.size(), STRING_TRAVERSAL).saturating_mul(factor(args[0].size(), STRING_TRAVERSAL)),
                 Est::scalar(0),
             ),
@@ -299,11 +299,11 @@ impl<'a> Estimator<'a> {
                 (compare_cost(&args), Est::scalar(0))
             }
             ("_+_", _, 2) if args.iter().any(|a| a.kind() == Some(Kind::Str)) => {
-                let size = str_args(0).saturating_add(str_args(1));
+                let size = arg_size(0).saturating_add(arg_size(1));
                 (factor(size, STRING_TRAVERSAL), sized(size, Kind::Str))
             }
             ("_+_", _, 2) if args.iter().any(|a| a.kind() == Some(Kind::List)) => {
-                (1, sized(str_args(0).saturating_add(str_args(1)), Kind::List))
+                (1, sized(arg_size(0).saturating_add(arg_size(1)), Kind::List))
             }
             ("lowerAscii" | "upperAscii" | "substring" | "trim", Some(t), _) => {
                 (factor(t.size(), STRING_TRAVERSAL), sized(t.size(), Kind::Str))
