@@ -64,7 +64,8 @@ fn invalid_schedule(schedule: &str) -> Value {
     with(json!({"rotation": {"schedule": schedule}}))
 }
 
-fn tags(n: usize) -> Value {
+/// A map of `n` short string entries (tags, extraKeys).
+fn entries(n: usize) -> Value {
     Value::Object((0..n).map(|i| (format!("k{i}"), json!("v"))).collect())
 }
 
@@ -608,8 +609,8 @@ fn corpus() -> Vec<Case> {
             Rejected("spec.rotation.renewBefore"),
         ),
         case(
-            "41 tags",
-            with(json!({"secretsManager": {"tags": tags(41)}})),
+            "47 tags",
+            with(json!({"secretsManager": {"tags": entries(47)}})),
             Rejected("spec.secretsManager.tags"),
         ),
         case(
@@ -620,7 +621,18 @@ fn corpus() -> Vec<Case> {
         case(
             "tag value 257 chars",
             with(json!({"secretsManager": {"tags": {"team": "v".repeat(257)}}})),
-            Rejected("keys are 1 to 128 and values at most 256"),
+            Rejected("spec.secretsManager.tags.team"),
+        ),
+        // ---- kubernetesSecret ---------------------------------------------------------------
+        case(
+            "extraKeys template 4097 chars",
+            with(json!({"kubernetesSecret": {"extraKeys": {"URL": "u".repeat(4097)}}})),
+            Rejected("spec.kubernetesSecret.extraKeys.URL"),
+        ),
+        case(
+            "33 extraKeys",
+            with(json!({"kubernetesSecret": {"extraKeys": entries(33)}})),
+            Rejected("spec.kubernetesSecret.extraKeys"),
         ),
         // ---- recoveryWindowDays / deletionPolicy --------------------------------------------
         case(
@@ -1050,8 +1062,8 @@ fn corpus() -> Vec<Case> {
             Ready,
         ),
         case(
-            "40 tags, deletionPolicy Retain",
-            with(json!({"secretsManager": {"tags": tags(40), "deletionPolicy": "Retain"}})),
+            "46 tags, deletionPolicy Retain",
+            with(json!({"secretsManager": {"tags": entries(46), "deletionPolicy": "Retain"}})),
             Ready,
         ),
     ]

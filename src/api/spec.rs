@@ -214,9 +214,13 @@ pub struct SecretsManagerSpec {
     /// Extra tags for the secret, added to the operator's own ownership tags when the secret is
     /// created. Keys may not start with `aws:` (any case) or `dsql.credentials.dev/`; keys and
     /// values use letters, digits, spaces and `_.:/=+-@` (the Secrets Manager tag alphabet).
+    /// At most 46 tags (Secrets Manager allows 50 per secret and the operator adds 4), keys of 1
+    /// to 128 and values of at most 256 characters, as AWS allows.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[x_kube(validation = Rule::new("self.all(k, k.matches('^[a-zA-Z0-9 _.:/=+@-]{1,128}$') && !k.lowerAscii().startsWith('aws:') && !k.startsWith('dsql.credentials.dev/') && self[k].matches('^[a-zA-Z0-9 _.:/=+@-]{0,256}$'))").message("tag keys may not start with 'aws:' or 'dsql.credentials.dev/'; keys are 1 to 128 and values at most 256 letters, digits, spaces or _.:/=+-@"))]
-    #[schemars(extend("maxProperties" = 40))]
+    // The values' maxLength is what keeps the rule's regex over them affordable: without it the
+    // API server prices each value at the whole request size and refuses the CRD.
+    #[schemars(extend("maxProperties" = 46, "additionalProperties" = {"type": "string", "maxLength": 256}))]
     pub tags: BTreeMap<String, String>,
 
     /// `Delete` (default) or `Retain`: what happens to the secret when this object is deleted.
@@ -250,10 +254,11 @@ pub struct KubernetesSecretSpec {
     /// `{port}`, `{dbname}`, `{username}`, `{password}`, `{region}`, `{expiresAt}`; append
     /// `|urlencode` to percent-encode a value, e.g.
     /// `postgres://{username}:{password|urlencode}@{host}:{port}/{dbname}?sslmode=verify-full`.
-    /// `{{` and `}}` are literal braces.
+    /// `{{` and `}}` are literal braces. At most 32 keys of at most 253 characters, templates of
+    /// at most 4096 characters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[-._a-zA-Z0-9]+$') && size(k) <= 253 && size(self[k]) <= 4096)").message("kubernetesSecret.extraKeys keys must be valid Secret keys ([-._a-zA-Z0-9]+) and templates at most 4096 characters"))]
-    #[schemars(extend("maxProperties" = 32))]
+    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[-._a-zA-Z0-9]+$') && size(k) <= 253)").message("kubernetesSecret.extraKeys keys must be valid Secret keys ([-._a-zA-Z0-9]+, at most 253 characters)"))]
+    #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
     pub extra_keys: BTreeMap<String, String>,
 }
 

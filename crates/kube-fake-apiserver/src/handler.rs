@@ -545,6 +545,9 @@ fn commit(
         ));
     }
     builtin::validate(def, &new, old, &mut causes);
+    if def.kind == "CustomResourceDefinition" && ctx.subresource.is_empty() {
+        causes.extend(crate::cel_cost::validate_crd(&new, old));
+    }
     if !causes.is_empty() {
         return Err(invalid(def, &name, &causes));
     }

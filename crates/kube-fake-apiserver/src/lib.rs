@@ -11,6 +11,7 @@ pub mod admission;
 pub mod auth;
 pub mod authz;
 pub mod builtin;
+pub mod cel_cost;
 mod discovery;
 pub mod errors;
 pub mod fields;

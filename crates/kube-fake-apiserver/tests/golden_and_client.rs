@@ -137,7 +137,8 @@ const INJECTED: &[(&str, u16)] = &[
 
 /// Golden files recorded against a fresh server (they create namespace `golden` themselves), so
 /// replayed on their own rather than after the ones in [`ORDER`].
-const STANDALONE: &[&str] = &["rbac-ssa-create.json"];
+/// (crd-cel-cost.json has its own test, `golden_crd_cel_cost`: its steps are dry-run verdicts.)
+const STANDALONE: &[&str] = &["rbac-ssa-create.json", "crd-cel-cost.json"];
 
 /// A token the fake never issued, for steps recorded with a bad token.
 const BAD_TOKEN: &str = "not-a-token-this-server-issued";
@@ -670,6 +671,150 @@ async fn golden_misc() {
 #[tokio::test]
 async fn golden_rbac_ssa_create() {
     replay_alone("rbac-ssa-create.json").await;
+// ---------------------------------------------------------------- CEL rule cost (crd-cel-cost.json)
+
+/// "exceeds budget by factor of F" in a message: F as a number, or infinity for "more than 100x".
+fn cost_factors(message: &str) -> Vec<f64> {
+    let re = regex::Regex::new(r"factor of (more than 100x|[0-9.]+x)").unwrap();
+    re.captures_iter(message)
+        .map(|c| match &c[1] {
+            "more than 100x" => f64::INFINITY,
+            f => f.trim_end_matches('x').parse().unwrap(),
+        })
+        .collect()
+}
+
+fn without_factors(message: &str) -> String {
+    let re = regex::Regex::new(r"factor of (more than 100x|[0-9.]+x)").unwrap();
+    re.replace_all(message, "factor of F").to_string()
+}
+
+/// Every recorded CRD POST (`?dryRun=All`) gets the same status, the same causes (field, reason,
+/// message) and cost factors within 3% of the real server's; nothing persists.
+#[tokio::test]
+async fn golden_crd_cel_cost() {
+    let srv = FakeApiServer::start().await;
+    let base = srv.base_url();
+    let steps = load("crd-cel-cost.json");
+    let mut failures = Vec::new();
+    let mut worst: (f64, String) = (0.0, String::new());
+    for s in &steps {
+        let name = s["step"].as_str().unwrap();
+        let req = &s["request"];
+        let body = serde_json::to_string(&req["body"]).unwrap();
+        let path = req["path"].as_str().unwrap();
+        let got = raw(&base, "POST", path, Some("application/json"), Some(&body)).await;
+        let want = &s["response"];
+        if u64::from(got.status) != want["status"].as_u64().unwrap() {
+            failures.push(format!("{name}: status {} (want {})", got.status, want["status"]));
+            continue;
+        }
+        if got.status != 422 {
+            continue;
+        }
+        let act: Value = serde_json::from_str(&got.body).unwrap();
+        let exp = &want["body"];
+        let mut texts = vec![(exp["message"].as_str().unwrap(), act["message"].as_str().unwrap_or(""))];
+        let (exp_causes, act_causes) = (
+            exp["details"]["causes"].as_array().unwrap(),
+            act["details"]["causes"].as_array(),
+        );
+        if act_causes.map(Vec::len) != Some(exp_causes.len()) {
+            failures.push(format!(
+                "{name}: causes {}\n  want {}",
+                act["details"]["causes"], exp["details"]["causes"]
+            ));
+            continue;
+        }
+        for (e, a) in exp_causes.iter().zip(act_causes.into_iter().flatten()) {
+            if e["field"] != a["field"] || e["reason"] != a["reason"] {
+                failures.push(format!("{name}: cause {a}\n  want {e}"));
+            }
+            texts.push((e["message"].as_str().unwrap(), a["message"].as_str().unwrap_or("")));
+        }
+        for (e, a) in texts {
+            if without_factors(e) != without_factors(a) {
+                failures.push(format!("{name}: message {a:?}\n  want {e:?}"));
+            }
+            let (ef, af) = (cost_factors(e), cost_factors(a));
+            for (x, y) in ef.iter().zip(&af) {
+                let dev = if x.is_infinite() || y.is_infinite() {
+                    if x == y { 0.0 } else { f64::INFINITY }
+                } else {
+                    (y / x - 1.0).abs()
+                };
+                if dev > 0.03 {
+                    failures.push(format!("{name}: factor {y} (want {x})"));
+                }
+                if dev > worst.0 {
+                    worst = (dev, name.to_string());
+                }
+            }
+        }
+    }
+    println!(
+        "{} of {} steps match; worst factor deviation {:.4}% ({})",
+        steps.len() - failures.len(),
+        steps.len(),
+        worst.0 * 100.0,
+        worst.1
+    );
+    assert!(
+        failures.is_empty(),
+        "{} step(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    let listed = raw(
+        &base,
+        "GET",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        None,
+        None,
+    )
+    .await;
+    let list: Value = serde_json::from_str(&listed.body).unwrap();
+    assert_eq!(list["items"], json!([]), "dryRun=All must not persist a CRD");
+}
+
+/// The same estimate guards real creates and updates: the product CRD as recorded is refused,
+/// the fixed one is created, and an update that drops the fix is refused.
+#[tokio::test]
+async fn crd_cel_cost_applies_to_create_and_update() {
+    let srv = FakeApiServer::start().await;
+    let base = srv.base_url();
+    let steps = load("crd-cel-cost.json");
+    let path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let refused = serde_json::to_string(&steps[0]["request"]["body"]).unwrap();
+    assert_eq!(
+        raw(&base, "POST", path, Some("application/json"), Some(&refused))
+            .await
+            .status,
+        422
+    );
+    let accepted = serde_json::to_string(&steps[1]["request"]["body"]).unwrap();
+    let created = raw(&base, "POST", path, Some("application/json"), Some(&accepted)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let name = steps[1]["request"]["body"]["metadata"]["name"].as_str().unwrap();
+    // Establishing the CRD wrote its status, so update the latest version.
+    let latest = raw(&base, "GET", &format!("{path}/{name}"), None, None).await;
+    let mut update: Value = serde_json::from_str(&latest.body).unwrap();
+    update["spec"]["versions"] = steps[0]["request"]["body"]["spec"]["versions"].clone();
+    let put = raw(
+        &base,
+        "PUT",
+        &format!("{path}/{name}"),
+        Some("application/json"),
+        Some(&update.to_string()),
+    )
+    .await;
+    assert_eq!(put.status, 422, "{}", put.body);
+    assert!(
+        put.body
+            .contains("estimated rule cost exceeds budget by factor of 10.1x"),
+        "{}",
+        put.body
+    );
 }
 
 #[test]
