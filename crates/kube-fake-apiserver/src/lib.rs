@@ -13,11 +13,13 @@ mod discovery;
 pub mod errors;
 pub mod fields;
 pub mod handler;
+mod jsonpath;
 pub mod patch;
 pub mod resources;
 pub mod schema;
 pub mod selectors;
 pub mod store;
+pub mod table;
 mod watch;
 
 use std::collections::HashMap;
