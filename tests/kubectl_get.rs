@@ -65,7 +65,9 @@ async fn healthy_credential(client: &kube::Client) -> (String, String) {
         "spec": {"cluster": {"endpoint": "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"}, "role": "admin"},
     }))
     .unwrap();
-    api.create(&PostParams::default(), &object).await.expect("credential created");
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("credential created");
     let now = jiff::Timestamp::now();
     let expires = rfc3339(now + jiff::SignedDuration::from_mins(45));
     let next = rfc3339(now + jiff::SignedDuration::from_mins(30));
@@ -134,7 +136,10 @@ async fn kubectl_get_shows_expiry_and_next_rotation_as_timestamps() {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     println!("$ kubectl get dsqlcred -n {NAMESPACE}\n{stdout}");
     assert!(out.status.success(), "kubectl failed: {stderr}");
-    assert!(!stdout.contains("<invalid>"), "a future time printed as <invalid>:\n{stdout}");
+    assert!(
+        !stdout.contains("<invalid>"),
+        "a future time printed as <invalid>:\n{stdout}"
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "a header and one row:\n{stdout}");
     assert_eq!(
@@ -161,7 +166,17 @@ async fn kubectl_get_shows_expiry_and_next_rotation_as_timestamps() {
     let lines: Vec<&str> = wide.lines().collect();
     assert_eq!(
         cells(lines[0]),
-        ["NAME", "READY", "REASON", "ROLE", "EXPIRES", "NEXT ROTATION", "FAILURES", "SECRET", "AGE"],
+        [
+            "NAME",
+            "READY",
+            "REASON",
+            "ROLE",
+            "EXPIRES",
+            "NEXT ROTATION",
+            "FAILURES",
+            "SECRET",
+            "AGE"
+        ],
         "{wide}"
     );
     assert_eq!(cells(lines[1])[6..8], ["0", "dsql/shop/orders-db"], "{wide}");

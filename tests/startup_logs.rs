@@ -69,18 +69,35 @@ fn run_operator(imds: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
 fn a_given_region_is_never_looked_up_in_imds_and_piped_logs_have_no_colour_codes() {
     for (how, extra, env) in [
         ("--region", &["--region", "eu-west-1"][..], &[][..]),
-        ("DSQL_OPERATOR_REGION", &[][..], &[("DSQL_OPERATOR_REGION", "eu-west-1")][..]),
+        (
+            "DSQL_OPERATOR_REGION",
+            &[][..],
+            &[("DSQL_OPERATOR_REGION", "eu-west-1")][..],
+        ),
         ("AWS_REGION", &[][..], &[("AWS_REGION", "eu-west-1")][..]),
     ] {
         let (imds, connections) = fake_imds();
         let out = run_operator(&imds, extra, env);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{how}: without a cluster the run fails: {stderr}");
-        assert!(stderr.contains("access policy loaded"), "{how}: it got as far as logging: {stderr}");
-        assert_eq!(connections.load(Ordering::SeqCst), 0, "{how}: IMDS was consulted: {stderr}");
+        assert!(
+            !out.status.success(),
+            "{how}: without a cluster the run fails: {stderr}"
+        );
+        assert!(
+            stderr.contains("access policy loaded"),
+            "{how}: it got as far as logging: {stderr}"
+        );
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            0,
+            "{how}: IMDS was consulted: {stderr}"
+        );
         assert!(!stderr.to_lowercase().contains("imds"), "{how}: {stderr}");
         assert!(!stderr.contains(" WARN "), "{how}: a warning at start: {stderr}");
-        assert!(!stderr.contains('\u{1b}'), "{how}: ANSI escape codes in piped logs: {stderr:?}");
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "{how}: ANSI escape codes in piped logs: {stderr:?}"
+        );
     }
 }
 

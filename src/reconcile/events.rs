@@ -178,7 +178,13 @@ mod tests {
         let _guard = tracing::subscriber::set_default(subscriber);
         let publisher = EventPublisher::new(client);
         publisher
-            .publish_for(&reference("going"), EventType::Normal, "Deleted", "Delete", "gone".into())
+            .publish_for(
+                &reference("going"),
+                EventType::Normal,
+                "Deleted",
+                "Delete",
+                "gone".into(),
+            )
             .await;
         let terminating = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         let line = terminating

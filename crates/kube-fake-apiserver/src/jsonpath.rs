@@ -45,7 +45,10 @@ impl JsonPath {
             .strip_prefix('{')
             .and_then(|s| s.strip_suffix('}'))
             .unwrap_or(inner);
-        let mut p = Parser { s: inner.as_bytes(), i: 0 };
+        let mut p = Parser {
+            s: inner.as_bytes(),
+            i: 0,
+        };
         let steps = p.steps(false)?;
         if p.i != p.s.len() {
             return Err(format!("unexpected {:?} in {path:?}", &inner[p.i..]));
@@ -319,8 +322,14 @@ mod tests {
         assert_eq!(find("{.spec.role}", &obj), vec![json!("admin")]);
         assert_eq!(find(".spec.ports[-1]", &obj), vec![json!(3)]);
         assert_eq!(find(".spec.ports[*]", &obj), vec![json!(1), json!(2), json!(3)]);
-        assert_eq!(find(".metadata.labels['app.kubernetes.io/name']", &obj), vec![json!("x")]);
-        assert_eq!(find(r".metadata.labels.app\.kubernetes\.io/name", &obj), vec![json!("x")]);
+        assert_eq!(
+            find(".metadata.labels['app.kubernetes.io/name']", &obj),
+            vec![json!("x")]
+        );
+        assert_eq!(
+            find(r".metadata.labels.app\.kubernetes\.io/name", &obj),
+            vec![json!("x")]
+        );
         assert_eq!(
             find(r#".status.conditions[?(@.type=="Ready")].status"#, &obj),
             vec![json!("True")]
@@ -329,7 +338,10 @@ mod tests {
             find(".status.conditions[?(@.type == 'Synced')].status", &obj),
             vec![json!("False")]
         );
-        assert_eq!(find(".status.conditions[?(@.n >= 3)].reason", &obj), vec![json!("Rotated")]);
+        assert_eq!(
+            find(".status.conditions[?(@.n >= 3)].reason", &obj),
+            vec![json!("Rotated")]
+        );
         assert_eq!(find(".status.conditions[?(@.reason)].type", &obj), vec![json!("Ready")]);
         assert!(find(".status.missing.deeper", &obj).is_empty());
         assert!(find(r#".status.conditions[?(@.type=="Gone")].status"#, &obj).is_empty());

@@ -138,7 +138,9 @@ pub fn columns_for(state: &State, t: &Target) -> Vec<Column> {
         Vec::new()
     };
     let printer_columns = if printer_columns.is_empty() {
-        vec![json!({"name": "Age", "type": "date", "description": AGE_DESCRIPTION, "jsonPath": ".metadata.creationTimestamp"})]
+        vec![
+            json!({"name": "Age", "type": "date", "description": AGE_DESCRIPTION, "jsonPath": ".metadata.creationTimestamp"}),
+        ]
     } else {
         printer_columns
     };
@@ -169,7 +171,11 @@ fn crd_columns(state: &State, t: &Target) -> Vec<Value> {
     state
         .get("apiextensions.k8s.io/customresourcedefinitions", "", &name)
         .and_then(|crd| crd.pointer("/spec/versions")?.as_array())
-        .and_then(|versions| versions.iter().find(|v| v["name"].as_str() == Some(t.def.version.as_str())))
+        .and_then(|versions| {
+            versions
+                .iter()
+                .find(|v| v["name"].as_str() == Some(t.def.version.as_str()))
+        })
         .and_then(|v| v["additionalPrinterColumns"].as_array().cloned())
         .unwrap_or_default()
 }
@@ -403,7 +409,18 @@ mod tests {
         let table = render(&obj, &columns, &opts);
         assert_eq!(
             table["rows"][0]["cells"],
-            json!([2, 2.7, true, "2.7", "{\"a\":1}", "<invalid>", "90s", "<invalid>", null, null])
+            json!([
+                2,
+                2.7,
+                true,
+                "2.7",
+                "{\"a\":1}",
+                "<invalid>",
+                "90s",
+                "<invalid>",
+                null,
+                null
+            ])
         );
         assert_eq!(table["metadata"], json!({"resourceVersion": "7"}));
         assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
@@ -426,7 +443,10 @@ mod tests {
             now: now(),
         };
         let table = render(&list, std::slice::from_ref(&name), &opts);
-        assert_eq!(table["metadata"], json!({"resourceVersion": "9", "continue": "abc", "remainingItemCount": 3}));
+        assert_eq!(
+            table["metadata"],
+            json!({"resourceVersion": "9", "continue": "abc", "remainingItemCount": 3})
+        );
         assert!(table.get("columnDefinitions").is_none());
         assert_eq!(table["rows"][1]["cells"], json!(["b"]));
         assert_eq!(table["rows"][1]["object"], Value::Null);
@@ -439,9 +459,15 @@ mod tests {
     fn only_a_first_choice_table_is_a_table() {
         let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         assert_eq!(wanted_table(kubectl), Some("v1"));
-        assert_eq!(wanted_table("application/json;as=Table;v=v1beta1;g=meta.k8s.io"), Some("v1beta1"));
+        assert_eq!(
+            wanted_table("application/json;as=Table;v=v1beta1;g=meta.k8s.io"),
+            Some("v1beta1")
+        );
         assert_eq!(wanted_table("application/json"), None);
-        assert_eq!(wanted_table("application/json, application/json;as=Table;v=v1;g=meta.k8s.io"), None);
+        assert_eq!(
+            wanted_table("application/json, application/json;as=Table;v=v1;g=meta.k8s.io"),
+            None
+        );
         assert_eq!(wanted_table("application/vnd.kubernetes.protobuf, */*"), None);
     }
 }
