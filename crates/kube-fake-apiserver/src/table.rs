@@ -107,6 +107,7 @@ pub enum Include {
 pub struct Options {
     /// `meta.k8s.io/v1` or `meta.k8s.io/v1beta1`.
     pub api_version: String,
+    /// What each row carries as its `object` (`?includeObject=`).
     pub include: Include,
     /// `?noHeaders=true`: no column definitions (watch events after the first).
     pub no_headers: bool,
