@@ -37,7 +37,9 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// AWS region for Secrets Manager (defaults to the SDK's region chain, e.g. AWS_REGION).
+    /// AWS region for Secrets Manager. Without it (or AWS_REGION), the SDK's region chain ends
+    /// at the EC2 instance metadata service, which logs a warning per attempt where pods cannot
+    /// reach it; given, it is set on the AWS config loader and nothing is looked up.
     #[arg(long, env = "DSQL_OPERATOR_REGION")]
     region: Option<String>,
     /// Prefix of default secret names: <prefix>/<namespace>/<name>.

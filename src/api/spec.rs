@@ -24,8 +24,10 @@ use super::DsqlCredentialStatus;
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Role","type":"string","jsonPath":".spec.role"}"#,
-    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.tokenExpirationTime"}"#,
-    printcolumn = r#"{"name":"Next Rotation","type":"date","jsonPath":".status.nextRotationTime"}"#,
+    // Timestamps, not `date`: the API server prints a date column as the time since it, and a
+    // time in the future (every healthy expiry and next rotation) as `<invalid>`.
+    printcolumn = r#"{"name":"Expires","type":"string","format":"date-time","jsonPath":".status.tokenExpirationTime","description":"When the published token stops working (RFC 3339, UTC)."}"#,
+    printcolumn = r#"{"name":"Next Rotation","type":"string","format":"date-time","jsonPath":".status.nextRotationTime","description":"When the operator rotates next, or retries after a failure (RFC 3339, UTC)."}"#,
     printcolumn = r#"{"name":"Failures","type":"integer","jsonPath":".status.consecutiveFailures","priority":1}"#,
     printcolumn = r#"{"name":"Secret","type":"string","jsonPath":".status.secretName","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#

@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::api::{ConditionReason, DsqlCredential, MANAGER_NAME};
 use crate::reconcile::plan::RotationCause;
@@ -48,8 +48,14 @@ impl EventPublisher {
             action: action.to_owned(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, reference).await {
-            warn!(reason, error = %error, "could not publish a Kubernetes Event");
+        match self.recorder.publish(&event, reference).await {
+            Ok(()) => {}
+            // While a namespace is deleted, its objects' cleanup Events cannot be written there:
+            // expected, and nothing anyone could act on.
+            Err(error) if namespace_terminating(&error) => {
+                debug!(reason, error = %error, "Kubernetes Event not published: its namespace is being deleted");
+            }
+            Err(error) => warn!(reason, error = %error, "could not publish a Kubernetes Event"),
         }
     }
 
@@ -100,5 +106,104 @@ impl EventPublisher {
     pub(crate) async fn cleaned_up(&self, credential: &DsqlCredential, reason: &str, note: String) {
         self.publish(credential, EventType::Normal, reason, "Delete", note)
             .await;
+    }
+}
+
+/// The API server's refusal to create anything in a namespace that is being deleted (403 with a
+/// `NamespaceTerminating` cause, from the NamespaceLifecycle admission plugin).
+fn namespace_terminating(error: &kube::Error) -> bool {
+    let kube::Error::Api(status) = error else {
+        return false;
+    };
+    status.code == 403
+        && (status
+            .details
+            .as_ref()
+            .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+            || status.message.contains("because it is being terminated"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, DeleteParams, PostParams};
+    use kube_fake_apiserver::FakeApiServer;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn reference(namespace: &str) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("dsql.credentials.dev/v1alpha1".into()),
+            kind: Some("DsqlCredential".into()),
+            name: Some("orders-db".into()),
+            namespace: Some(namespace.into()),
+            uid: Some("0b7f4f8e-0000-4000-a000-000000000001".into()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_refused_by_a_terminating_namespace_is_debug_other_failures_warn() {
+        let fake = FakeApiServer::start().await;
+        let client = fake.client();
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": "going"}})).unwrap();
+        namespaces.create(&PostParams::default(), &ns).await.unwrap();
+        // The namespace controller is held, so "going" stays Terminating.
+        fake.set_gc_paused(true);
+        namespaces.delete("going", &DeleteParams::default()).await.unwrap();
+
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let publisher = EventPublisher::new(client);
+        publisher
+            .publish_for(
+                &reference("going"),
+                EventType::Normal,
+                "Deleted",
+                "Delete",
+                "gone".into(),
+            )
+            .await;
+        let terminating = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line = terminating
+            .lines()
+            .find(|l| l.contains("reason=\"Deleted\""))
+            .unwrap_or_else(|| panic!("no log line about the Event:\n{terminating}"));
+        assert!(line.contains("DEBUG"), "{line}");
+        assert!(line.contains("being deleted"), "{line}");
+        assert!(!terminating.contains("WARN"), "{terminating}");
+
+        // Any other refusal (here: a namespace that does not exist) is still a warning.
+        publisher
+            .publish_for(&reference("absent"), EventType::Normal, "Rotated", "Rotate", "x".into())
+            .await;
+        let all = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line = all
+            .lines()
+            .find(|l| l.contains("reason=\"Rotated\""))
+            .unwrap_or_else(|| panic!("no log line about the Event:\n{all}"));
+        assert!(line.contains("WARN") && line.contains("could not publish"), "{line}");
     }
 }

@@ -154,12 +154,16 @@ fn route(state: &mut State, req: &Req, port: u16) -> ApiResult<Reply> {
             if req.flag("watch") {
                 watch_request(state, &t, req)
             } else {
-                list(state, &t, req)
+                let reply = list(state, &t, req)?;
+                crate::table::negotiate(state, &t, req, reply)
             }
         }
         (None, "POST") => create(state, &t, req),
         (None, "DELETE") => delete_collection(state, &t, req),
-        (Some(_), "GET") => get(state, &t),
+        (Some(_), "GET") => {
+            let reply = get(state, &t)?;
+            crate::table::negotiate(state, &t, req, reply)
+        }
         (Some(_), "PUT") => update(state, &t, req),
         (Some(_), "PATCH") => patch_request(state, &t, req),
         (Some(_), "DELETE") => delete(state, &t, req),

@@ -123,6 +123,7 @@ impl Default for State {
 }
 
 impl State {
+    // An empty server is always built on purpose (FakeApiServer::start), never defaulted.
     pub fn new() -> State {
         let mut s = State {
             rv: 0,

@@ -671,6 +671,8 @@ async fn golden_misc() {
 #[tokio::test]
 async fn golden_rbac_ssa_create() {
     replay_alone("rbac-ssa-create.json").await;
+}
+
 // ---------------------------------------------------------------- CEL rule cost (crd-cel-cost.json)
 
 /// "exceeds budget by factor of F" in a message: F as a number, or infinity for "more than 100x".
