@@ -55,9 +55,12 @@ async fn after_a_restart_expiry_and_condition_series_exist_before_any_rotation_a
         env.namespace,
         expiry.as_second()
     );
-    let lines = series_until(&env.metrics, "reports", "the expiry series after the restart", |lines| {
-        lines.iter().any(|line| *line == expiry_line)
-    })
+    let lines = series_until(
+        &env.metrics,
+        "reports",
+        "the expiry series after the restart",
+        |lines| lines.contains(&expiry_line),
+    )
     .await;
     for expected in [
         r#"type="Ready",status="True"} 1"#,
@@ -65,7 +68,9 @@ async fn after_a_restart_expiry_and_condition_series_exist_before_any_rotation_a
         r#"type="Stalled",status="False"} 1"#,
     ] {
         assert!(
-            lines.iter().any(|line| line.starts_with("dsql_operator_credential_condition{") && line.ends_with(expected)),
+            lines
+                .iter()
+                .any(|line| line.starts_with("dsql_operator_credential_condition{") && line.ends_with(expected)),
             "missing condition series {expected:?} in {lines:#?}"
         );
     }
@@ -76,13 +81,51 @@ async fn after_a_restart_expiry_and_condition_series_exist_before_any_rotation_a
         "{lines:#?}"
     );
     assert!(!lines.iter().any(|line| line.contains("failing_since")), "{lines:#?}");
-    assert_eq!(env.aws.calls(), Vec::<String>::new(), "the series come from status, not AWS");
+    assert_eq!(
+        env.aws.calls(),
+        Vec::<String>::new(),
+        "the series come from status, not AWS"
+    );
     let after = env.credentials().get("reports").await.unwrap();
     assert_eq!(after.status.unwrap().rotation_count, Some(1), "no rotation happened");
 
     env.delete_credential("reports").await;
     env.wait_deleted("reports").await;
-    series_until(&env.metrics, "reports", "the series to go with the credential", <[String]>::is_empty).await;
+    series_until(
+        &env.metrics,
+        "reports",
+        "the series to go with the credential",
+        <[String]>::is_empty,
+    )
+    .await;
     operator.stop().await;
     env.assert_operator_calls_permitted();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_stops_leading_exports_no_credential_series() {
+    let env = TestEnv::new("metrics-leader").await;
+    let (operator, _health) = env.start_elected_operator("a", "dsql-metrics-leader");
+    env.create_credential(
+        "orders",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "reporting"}),
+    )
+    .await
+    .unwrap();
+    env.wait_ready("orders", 1).await;
+    series_until(&env.metrics, "orders", "the leader's series", |lines| {
+        lines
+            .iter()
+            .any(|l| l.starts_with("dsql_operator_token_expiry_timestamp_seconds{"))
+    })
+    .await;
+    assert!(env.metrics.encode().contains("dsql_operator_leader 1"));
+
+    // Stopping gives up the lease: the credential still exists, but this replica no longer
+    // keeps its series current, so it must not export them.
+    operator.stop().await;
+    let text = env.metrics.encode();
+    assert!(text.contains("dsql_operator_leader 0"), "{text}");
+    assert!(!text.contains(r#"name="orders""#), "stale series left:\n{text}");
+    assert!(env.credentials().get_opt("orders").await.unwrap().is_some());
 }
