@@ -3,12 +3,14 @@
 //! the next rotation. Labels are namespace, name and, for conditions, a fixed set of types and
 //! statuses: never a token.
 
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
 
 use super::metrics::CredentialLabels;
 use crate::api::{ConditionType, DsqlCredential, DsqlCredentialStatus};
@@ -18,19 +20,6 @@ use crate::schedule;
 const CONDITION_TYPES: [ConditionType; 3] = [ConditionType::Ready, ConditionType::Degraded, ConditionType::Stalled];
 /// The values a condition status can take: anything else is exported as `Unknown`.
 const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
-
-/// Labels of one credential's condition.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ConditionLabels {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// `Ready`, `Degraded` or `Stalled`.
-    pub r#type: String,
-    /// `True`, `False` or `Unknown`.
-    pub status: String,
-}
 
 /// What the metrics say about one credential, read from its spec and status.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,116 +75,117 @@ fn condition_status(condition: Option<&Condition>) -> &'static str {
         .unwrap_or("Unknown")
 }
 
-/// The per-credential families.
+/// One credential's series, kept as one small map entry (about 250 bytes) and written out at
+/// scrape time: a `Family` per metric would keep seven label sets of owned strings per
+/// credential (well over a KiB), against 8 MiB of headroom under the 64 MiB target at 10,000
+/// credentials (docs/performance.md).
 #[derive(Debug, Default)]
 pub(super) struct CredentialSeries {
-    pub(super) token_expiry: Family<CredentialLabels, Gauge>,
-    condition: Family<ConditionLabels, Gauge>,
-    renew_before: Family<CredentialLabels, Gauge>,
-    consecutive_failures: Family<CredentialLabels, Gauge>,
-    failing_since: Family<CredentialLabels, Gauge>,
+    states: RwLock<States>,
+}
+
+/// Snapshots by (namespace, name), sorted so the exposition is stable.
+type States = BTreeMap<(Box<str>, Box<str>), CredentialSnapshot>;
+
+impl Default for CredentialSnapshot {
+    fn default() -> Self {
+        Self {
+            expires_at: None,
+            renew_before_seconds: None,
+            consecutive_failures: 0,
+            failing_since: None,
+            conditions: ["Unknown"; 3],
+        }
+    }
 }
 
 impl CredentialSeries {
-    /// Registers every family; `token_expiry` keeps its historical name and help.
-    pub(super) fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "token_expiry_timestamp_seconds",
-            "Expiry of each credential's published token (Unix time)",
-            self.token_expiry.clone(),
-        );
-        registry.register(
-            "credential_condition",
-            "1 for each credential's current status of each condition type (Ready, Degraded, Stalled)",
-            self.condition.clone(),
-        );
-        registry.register(
-            "credential_renew_before_seconds",
-            "How long before expiry each credential's token is rotated",
-            self.renew_before.clone(),
-        );
-        registry.register(
-            "credential_consecutive_failures",
-            "Rotation attempts that failed in a row since the last success",
-            self.consecutive_failures.clone(),
-        );
-        registry.register(
-            "credential_failing_since_timestamp_seconds",
-            "When the current streak of failed rotations started (Unix time); absent while rotations succeed",
-            self.failing_since.clone(),
-        );
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, States> {
+        self.states.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Replaces one credential's series with `snapshot`.
-    pub(super) fn observe(&self, labels: &CredentialLabels, snapshot: &CredentialSnapshot) {
-        set_or_remove(&self.token_expiry, labels, snapshot.expires_at);
-        set_or_remove(&self.renew_before, labels, snapshot.renew_before_seconds);
-        set_or_remove(&self.failing_since, labels, snapshot.failing_since);
-        self.consecutive_failures
-            .get_or_create(labels)
-            .set(snapshot.consecutive_failures);
-        for (type_, current) in CONDITION_TYPES.into_iter().zip(snapshot.conditions) {
-            // One series per type, carrying the current status: the old status's series goes,
-            // so a flip is a new series rather than a 0 left behind.
-            for status in CONDITION_STATUSES {
-                let series = condition_labels(labels, type_, status);
-                if status == current {
-                    self.condition.get_or_create(&series).set(1);
-                } else {
-                    self.condition.remove(&series);
-                }
-            }
-        }
+    pub(super) fn observe(&self, labels: &CredentialLabels, snapshot: CredentialSnapshot) {
+        self.write().insert(key(labels), snapshot);
+    }
+
+    /// Sets one credential's expiry (right after a rotation, before its status comes back).
+    pub(super) fn set_expiry(&self, labels: &CredentialLabels, unix_seconds: i64) {
+        self.write().entry(key(labels)).or_default().expires_at = Some(unix_seconds);
     }
 
     /// Drops one credential's series.
     pub(super) fn forget(&self, labels: &CredentialLabels) {
-        for family in [
-            &self.token_expiry,
-            &self.renew_before,
-            &self.consecutive_failures,
-            &self.failing_since,
-        ] {
-            family.remove(labels);
-        }
-        for type_ in CONDITION_TYPES {
-            for status in CONDITION_STATUSES {
-                self.condition.remove(&condition_labels(labels, type_, status));
-            }
-        }
+        self.write().remove(&key(labels));
     }
 
     /// Drops every credential's series.
     pub(super) fn clear(&self) {
-        for family in [
-            &self.token_expiry,
-            &self.renew_before,
-            &self.consecutive_failures,
-            &self.failing_since,
-        ] {
-            family.clear();
-        }
-        self.condition.clear();
+        self.write().clear();
     }
 }
 
-fn set_or_remove(family: &Family<CredentialLabels, Gauge>, labels: &CredentialLabels, value: Option<i64>) {
-    match value {
-        Some(value) => {
-            family.get_or_create(labels).set(value);
-        }
-        None => {
-            family.remove(labels);
-        }
-    }
+fn key(labels: &CredentialLabels) -> (Box<str>, Box<str>) {
+    (labels.namespace.as_str().into(), labels.name.as_str().into())
 }
 
-fn condition_labels(labels: &CredentialLabels, type_: ConditionType, status: &str) -> ConditionLabels {
-    ConditionLabels {
-        namespace: labels.namespace.clone(),
-        name: labels.name.clone(),
-        r#type: type_.as_str().to_owned(),
-        status: status.to_owned(),
+/// The gauges written per credential: name, help, and the value (none: no series).
+type GaugeOf = fn(&CredentialSnapshot) -> Option<i64>;
+const GAUGES: [(&str, &str, GaugeOf); 4] = [
+    (
+        "token_expiry_timestamp_seconds",
+        "Expiry of each credential's published token (Unix time)",
+        |s| s.expires_at,
+    ),
+    (
+        "credential_renew_before_seconds",
+        "How long before expiry each credential's token is rotated",
+        |s| s.renew_before_seconds,
+    ),
+    (
+        "credential_consecutive_failures",
+        "Rotation attempts that failed in a row since the last success",
+        |s| Some(s.consecutive_failures),
+    ),
+    (
+        "credential_failing_since_timestamp_seconds",
+        "When the current streak of failed rotations started (Unix time); absent while rotations succeed",
+        |s| s.failing_since,
+    ),
+];
+
+impl Collector for CredentialSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let states = self.states.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (name, help, value_of) in GAUGES {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for ((namespace, credential), snapshot) in states.iter() {
+                if let Some(value) = value_of(snapshot) {
+                    let labels = [("namespace", &**namespace), ("name", &**credential)];
+                    metric.encode_family(&labels)?.encode_gauge(&value)?;
+                }
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            "credential_condition",
+            "1 for each credential's current status of each condition type (Ready, Degraded, Stalled)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((namespace, credential), snapshot) in states.iter() {
+            // One series per type, carrying the current status: a flip is a new series rather
+            // than a 0 left behind, and a credential costs three series, not nine.
+            for (type_, status) in CONDITION_TYPES.into_iter().zip(snapshot.conditions) {
+                let labels = [
+                    ("namespace", &**namespace),
+                    ("name", &**credential),
+                    ("type", type_.as_str()),
+                    ("status", status),
+                ];
+                metric.encode_family(&labels)?.encode_gauge(&1i64)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,6 @@
 //! Prometheus metrics. Labels are object names, operations and outcomes: never a token.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -46,7 +46,7 @@ pub struct Metrics {
     rotations: Family<RotationLabels, Counter>,
     rotation_duration: Histogram,
     aws_calls: Family<AwsCallLabels, Counter>,
-    credentials: CredentialSeries,
+    credentials: Arc<CredentialSeries>,
     reconcile_errors: Counter,
     leader: Gauge,
 }
@@ -68,8 +68,8 @@ impl Default for Metrics {
             "AWS API calls by service, operation and outcome",
             aws_calls.clone(),
         );
-        let credentials = CredentialSeries::default();
-        credentials.register(&mut registry);
+        let credentials = Arc::new(CredentialSeries::default());
+        registry.register_collector(Box::new(credentials.clone()));
         let reconcile_errors = Counter::default();
         registry.register(
             "reconcile_errors",
@@ -124,7 +124,7 @@ impl Metrics {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
         };
-        self.credentials.token_expiry.get_or_create(&labels).set(unix_seconds);
+        self.credentials.set_expiry(&labels, unix_seconds);
     }
 
     /// Sets a credential's series from its spec and status as the reconciler sees them, so every
@@ -135,7 +135,7 @@ impl Metrics {
             return;
         }
         self.credentials
-            .observe(&labels_of(credential), &CredentialSnapshot::of(credential));
+            .observe(&labels_of(credential), CredentialSnapshot::of(credential));
     }
 
     /// Forgets a deleted credential.
