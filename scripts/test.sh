@@ -48,6 +48,19 @@ if [[ "$want" != "$have" ]] || ! "$python" -c 'import moto.server, boto3, helm_p
     printf '%s\n' "$want" >"$stamp"
 fi
 
+# promtool (Debian package `prometheus`) evaluates the chart's alert rules in tests/python.
+if ! command -v promtool >/dev/null; then
+    install_promtool="apt-get install -y --no-install-recommends prometheus"
+    if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null; then
+        say "installing promtool: $install_promtool"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive $install_promtool >/dev/null; } \
+            || die "installing promtool failed: $install_promtool"
+        command -v promtool >/dev/null || die "the prometheus package did not install promtool"
+    else
+        die "promtool is required for the alert tests; as root run: $install_promtool"
+    fi
+fi
+
 export DSQL_OPERATOR_TEST_PYTHON="$python"
 export DSQL_OPERATOR_GOLDEN_DIR="${DSQL_OPERATOR_GOLDEN_DIR:-$repo/../shared/apiserver-golden}"
 

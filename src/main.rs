@@ -209,6 +209,8 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     } else {
         health.set_leading(true);
+        // The only replica is the active one: the leader alerts must not see "no leader".
+        metrics.set_leader(true);
         controller::run(ctx, futures::stream::pending(), shutdown).await;
     }
     match server.await {

@@ -78,6 +78,8 @@ where
         };
         health.set_leading(false);
         metrics.set_leader(false);
+        // The new leader exports them now; ours would go stale and double every alert.
+        metrics.clear_credentials();
         if !lost_it {
             break; // graceful shutdown finished
         }

@@ -1,6 +1,6 @@
 //! Prometheus metrics. Labels are object names, operations and outcomes: never a token.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -8,6 +8,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use super::credential_metrics::{CredentialSeries, CredentialSnapshot, labels_of};
+use crate::api::DsqlCredential;
 
 /// Labels of a rotation outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,7 +46,7 @@ pub struct Metrics {
     rotations: Family<RotationLabels, Counter>,
     rotation_duration: Histogram,
     aws_calls: Family<AwsCallLabels, Counter>,
-    token_expiry: Family<CredentialLabels, Gauge>,
+    credentials: Arc<CredentialSeries>,
     reconcile_errors: Counter,
     leader: Gauge,
 }
@@ -65,12 +68,8 @@ impl Default for Metrics {
             "AWS API calls by service, operation and outcome",
             aws_calls.clone(),
         );
-        let token_expiry = Family::<CredentialLabels, Gauge>::default();
-        registry.register(
-            "token_expiry_timestamp_seconds",
-            "Expiry of each credential's published token (Unix time)",
-            token_expiry.clone(),
-        );
+        let credentials = Arc::new(CredentialSeries::default());
+        registry.register_collector(Box::new(credentials.clone()));
         let reconcile_errors = Counter::default();
         registry.register(
             "reconcile_errors",
@@ -78,13 +77,17 @@ impl Default for Metrics {
             reconcile_errors.clone(),
         );
         let leader = Gauge::default();
-        registry.register("leader", "1 when this replica holds the leader lease", leader.clone());
+        registry.register(
+            "leader",
+            "1 when this replica is the one reconciling (holds the leader lease, or leader election is off)",
+            leader.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             rotations,
             rotation_duration,
             aws_calls,
-            token_expiry,
+            credentials,
             reconcile_errors,
             leader,
         }
@@ -121,15 +124,32 @@ impl Metrics {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
         };
-        self.token_expiry.get_or_create(&labels).set(unix_seconds);
+        self.credentials.set_expiry(&labels, unix_seconds);
+    }
+
+    /// Sets a credential's series from its spec and status as the reconciler sees them, so every
+    /// known credential has them from its first reconcile, without an AWS call. Objects being
+    /// deleted are left to `forget_credential`.
+    pub fn observe_credential(&self, credential: &DsqlCredential) {
+        if credential.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        self.credentials
+            .observe(&labels_of(credential), CredentialSnapshot::of(credential));
     }
 
     /// Forgets a deleted credential.
     pub fn forget_credential(&self, namespace: &str, name: &str) {
-        self.token_expiry.remove(&CredentialLabels {
+        self.credentials.forget(&CredentialLabels {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
         });
+    }
+
+    /// Forgets every credential: a replica that stops reconciling (lost the lease, shutting
+    /// down) must not keep exporting series that no longer change.
+    pub fn clear_credentials(&self) {
+        self.credentials.clear();
     }
 
     /// Counts a reconcile error.
@@ -180,5 +200,77 @@ mod tests {
         }
         metrics.forget_credential("shop", "orders");
         assert!(!metrics.encode().contains(r#"name="orders""#));
+    }
+}
+
+/// The chart's alert rules and dashboard query only series the operator exports.
+#[cfg(test)]
+mod chart_queries {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    const RULES: &str = include_str!("../../charts/dsql-credential-operator/templates/prometheusrule.yaml");
+    const DASHBOARD: &str =
+        include_str!("../../charts/dsql-credential-operator/dashboards/dsql-credential-operator.json");
+
+    /// Every series name in the exposition once each metric has a value.
+    fn exported() -> BTreeSet<String> {
+        let metrics = Metrics::default();
+        metrics.rotation(true, 0.2);
+        metrics.aws_call("secretsmanager", "PutSecretValue", "throttled");
+        metrics.reconcile_error();
+        let credential: DsqlCredential = serde_json::from_value(serde_json::json!({
+            "apiVersion": "dsql.credentials.dev/v1alpha1",
+            "kind": "DsqlCredential",
+            "metadata": {"namespace": "shop", "name": "orders"},
+            "spec": {"cluster": {"endpoint": "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"}, "role": "reporting"},
+            "status": {
+                "tokenExpirationTime": "2026-11-29T11:00:00Z",
+                "conditions": [{"type": "Degraded", "status": "True", "reason": "Throttled", "message": "",
+                                "lastTransitionTime": "2026-11-29T10:00:00Z"}],
+            },
+        }))
+        .unwrap();
+        metrics.observe_credential(&credential);
+        metrics
+            .encode()
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split(['{', ' ']).next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn queried(text: &str) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("dsql_operator_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            names.insert(name);
+        }
+        names
+    }
+
+    #[test]
+    fn alerts_and_dashboard_query_only_exported_series() {
+        let exported = exported();
+        assert!(
+            exported.contains("dsql_operator_credential_failing_since_timestamp_seconds"),
+            "{exported:?}"
+        );
+        for (what, text, least) in [("alert rules", RULES, 6), ("dashboard", DASHBOARD, 8)] {
+            let names = queried(text);
+            assert!(names.len() >= least, "{what} query {names:?}");
+            let unknown: Vec<_> = names.difference(&exported).collect();
+            assert!(
+                unknown.is_empty(),
+                "{what} query series the operator does not export: {unknown:?}"
+            );
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Operating the operator: metrics, health endpoints and leader election.
 
+pub mod credential_metrics;
 pub mod health;
 pub mod http;
 pub mod leader;

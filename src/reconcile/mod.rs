@@ -83,6 +83,9 @@ pub async fn reconcile(object: Arc<WatchedCredential>, ctx: Arc<Context>) -> Res
 }
 
 async fn reconcile_credential(credential: Arc<DsqlCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Every status write comes back as a watch event and a reconcile, so this keeps the
+    // per-credential series current, and after a restart sets them before any rotation.
+    ctx.metrics.observe_credential(&credential);
     let namespace = credential.namespace().unwrap_or_default();
     let key = object_key(&namespace, &credential.name_any());
     let api: Api<DsqlCredential> = Api::namespaced(ctx.client.clone(), &namespace);

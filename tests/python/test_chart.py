@@ -48,6 +48,8 @@ NAMESPACED = {
     "commonLabels": {"cost-center": "42"},
     "serviceAccount": {"annotations": {"example.com/note": "pod identity"}},
     "serviceMonitor": {"enabled": True, "interval": "1m", "labels": {"release": "kube-prometheus"}},
+    "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus"}},
+    "dashboard": {"enabled": True},
     "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
     "terminationGracePeriodSeconds": 45,
 }
@@ -94,22 +96,23 @@ def test_helm_lint_strict_is_clean(helm, name):
     assert not report["errors"] and not problems, json.dumps(report, indent=1)
 
 
-def servicemonitor_schema() -> dict[str, Any]:
-    return json.loads((HERE / "schemas" / "servicemonitor-v1.json").read_text())
+def crd_schema(kind: str) -> dict[str, Any]:
+    return json.loads((HERE / "schemas" / f"{kind.lower()}-v1.json").read_text())
 
 
 def test_every_rendered_manifest_is_valid_kubernetes(case):
     """kubernetes-validate (strict: unknown fields fail) against Kubernetes 1.33 schemas. The
-    CRD validates against apiextensions.k8s.io/v1; ServiceMonitor is a Prometheus Operator CRD
-    with no schema there, so it is checked against tests/python/schemas/servicemonitor-v1.json."""
+    CRD validates against apiextensions.k8s.io/v1; ServiceMonitor and PrometheusRule are
+    Prometheus Operator CRDs with no schema there, so they are checked against
+    tests/python/schemas/<kind>-v1.json."""
     import kubernetes_validate
     _, _, rendered = case
     assert rendered.docs
     for doc in rendered.docs:
         manifest = {k: v for k, v in doc.items() if k != "__template__"}
-        if manifest["kind"] == "ServiceMonitor":
+        if manifest["kind"] in ("ServiceMonitor", "PrometheusRule"):
             assert manifest["apiVersion"] == "monitoring.coreos.com/v1"
-            jsonschema.validate(manifest, servicemonitor_schema())
+            jsonschema.validate(manifest, crd_schema(manifest["kind"]))
             continue
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
 
@@ -120,8 +123,8 @@ def test_kinds_rendered_per_value_set(render):
         "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "Deployment",
         "Role", "RoleBinding", "Service", "ServiceAccount"] + policy)
     assert render(NAMESPACED, name="prod").kinds() == sorted([
-        "ConfigMap", "CustomResourceDefinition", "Deployment", "PodDisruptionBudget", "Service",
-        "ServiceAccount", "ServiceMonitor"] + ["Role", "RoleBinding"] * 3 + policy)
+        "ConfigMap", "ConfigMap", "CustomResourceDefinition", "Deployment", "PodDisruptionBudget",
+        "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"] + ["Role", "RoleBinding"] * 3 + policy)
     assert render(MINIMAL).kinds() == sorted(["ConfigMap", "Deployment", "Service"] + policy)
 
 
@@ -332,6 +335,8 @@ def test_service_monitor(render):
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus"
     assert sm["spec"]["endpoints"][0]["interval"] == "1m"
     assert sm["spec"]["endpoints"][0]["scrapeTimeout"] == "10s"
+    # The credentials' own `namespace` label must survive the scrape for the alerts to name them.
+    assert sm["spec"]["endpoints"][0]["honorLabels"] is True
 
 
 def test_notes_say_what_to_do_next(render):
@@ -509,8 +514,8 @@ def test_crd_can_be_left_out(render):
 # ---------------------------------------------------------------------------------------------
 
 SECTIONS = {"accessPolicy", "image", "config", "leaderElection", "serviceAccount", "rbac", "admissionPolicy", "crds",
-            "livenessProbe",
-            "readinessProbe", "service", "serviceMonitor", "podDisruptionBudget"}
+            "livenessProbe", "readinessProbe", "service", "serviceMonitor", "prometheusRule", "dashboard",
+            "podDisruptionBudget"}
 
 
 def test_every_value_is_commented():
