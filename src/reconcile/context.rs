@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::config::OperatorConfig;
 use crate::ops::{Health, Metrics};
 use crate::reconcile::events::EventPublisher;
+use crate::reconcile::pending::PendingRotations;
 use crate::token::TokenMinter;
 
 /// Shared state of the controller.
@@ -39,6 +40,8 @@ pub struct Context {
     /// The generation of each undecodable object (by uid) already reported, so reporting it
     /// (which changes the object) does not report it again.
     unreadable_reported: Mutex<HashMap<String, i64>>,
+    /// Tokens in Secrets Manager that a projection or status write still has to publish.
+    pub(crate) pending: PendingRotations,
 }
 
 impl Context {
@@ -67,6 +70,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             written_rotations: Mutex::new(HashMap::new()),
             unreadable_reported: Mutex::new(HashMap::new()),
+            pending: PendingRotations::default(),
         }
     }
 
@@ -131,5 +135,6 @@ impl Context {
         written.remove(uid);
         drop(written);
         self.forget_unreadable_report(uid);
+        self.pending.forget(uid);
     }
 }

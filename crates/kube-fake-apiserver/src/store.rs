@@ -116,6 +116,12 @@ pub enum Deleted {
     Removed(Value),
 }
 
+impl Default for State {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl State {
     pub fn new() -> State {
         let mut s = State {
