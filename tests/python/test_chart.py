@@ -115,13 +115,14 @@ def test_every_rendered_manifest_is_valid_kubernetes(case):
 
 
 def test_kinds_rendered_per_value_set(render):
+    policy = ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
     assert render({}).kinds() == sorted([
         "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "Deployment",
-        "Role", "RoleBinding", "Service", "ServiceAccount"])
+        "Role", "RoleBinding", "Service", "ServiceAccount"] + policy)
     assert render(NAMESPACED, name="prod").kinds() == sorted([
         "ConfigMap", "CustomResourceDefinition", "Deployment", "PodDisruptionBudget", "Service",
-        "ServiceAccount", "ServiceMonitor"] + ["Role", "RoleBinding"] * 3)
-    assert render(MINIMAL).kinds() == ["ConfigMap", "Deployment", "Service"]
+        "ServiceAccount", "ServiceMonitor"] + ["Role", "RoleBinding"] * 3 + policy)
+    assert render(MINIMAL).kinds() == sorted(["ConfigMap", "Deployment", "Service"] + policy)
 
 
 def test_chart_has_no_crds_directory():
@@ -507,7 +508,8 @@ def test_crd_can_be_left_out(render):
 # values.yaml documentation
 # ---------------------------------------------------------------------------------------------
 
-SECTIONS = {"accessPolicy", "image", "config", "leaderElection", "serviceAccount", "rbac", "crds", "livenessProbe",
+SECTIONS = {"accessPolicy", "image", "config", "leaderElection", "serviceAccount", "rbac", "admissionPolicy", "crds",
+            "livenessProbe",
             "readinessProbe", "service", "serviceMonitor", "podDisruptionBudget"}
 
 
@@ -606,3 +608,83 @@ def test_values_schema_refuses_a_malformed_policy(chart, bad):
     values["accessPolicy"] = bad
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(values, json.loads((CHART / "values.schema.json").read_text()))
+
+
+# ---------------------------------------------------------------------------------------------
+# ValidatingAdmissionPolicy confining the operator's ServiceAccount (templates/admission-policy.yaml)
+# ---------------------------------------------------------------------------------------------
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+
+
+def admission_policy(rendered: Rendered) -> tuple[dict[str, Any], dict[str, Any]]:
+    return rendered.one("ValidatingAdmissionPolicy"), rendered.one("ValidatingAdmissionPolicyBinding")
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_admission_policy_renders_bound_and_valid(render, name):
+    import kubernetes_validate
+    values, release = VALUE_SETS[name]
+    policy, binding = admission_policy(render(values, name=release))
+    expected_name = f"{fullname(values, release)}-confinement"
+    assert policy["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"
+    assert policy["metadata"]["name"] == binding["metadata"]["name"] == expected_name
+    assert "namespace" not in policy["metadata"] and "namespace" not in binding["metadata"]
+    assert binding["spec"] == {"policyName": expected_name, "validationActions": ["Deny"]}
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): r["operations"]
+             for r in spec["matchConstraints"]["resourceRules"]}
+    assert rules[(("",), ("secrets",))] == ["CREATE", "UPDATE", "DELETE"]
+    workloads = [r for (groups, _), r in rules.items() if groups == ("apps",)]
+    assert workloads == [["CREATE", "UPDATE", "DELETE"]]
+    apps_resources = next(res for (groups, res) in rules if groups == ("apps",))
+    for kind in ("deployments", "statefulsets", "daemonsets"):
+        assert kind in apps_resources and f"{kind}/*" in apps_resources
+    # Every denial names the policy, and both validations are Forbidden (403).
+    assert len(spec["validations"]) == 2
+    for validation in spec["validations"]:
+        assert validation["reason"] == "Forbidden"
+        assert validation["message"].startswith(f"ValidatingAdmissionPolicy {expected_name}: ")
+    secrets_rule = spec["validations"][0]["expression"]
+    assert secrets_rule.count(f"labels[?'{MANAGED_BY}'].orValue('') == 'dsql-credential-operator'") == 2
+    assert "oldObject == null" in secrets_rule and "object == null" in secrets_rule
+    assert "'kubectl.kubernetes.io/restartedAt'" in spec["validations"][1]["expression"]
+    for doc in (policy, binding):
+        manifest = {k: v for k, v in doc.items() if k != "__template__"}
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(("values", "release", "namespace", "user"), [
+    ({}, RELEASE, NAMESPACE, "system:serviceaccount:dsql-system:dsql-credential-operator"),
+    (MINIMAL, RELEASE, NAMESPACE, "system:serviceaccount:dsql-system:existing-sa"),
+    (OVERRIDDEN_NAME, "other", "ops", "system:serviceaccount:ops:dsqlop"),
+    ({"serviceAccount": {"name": "custom"}}, "prod", "team-a", "system:serviceaccount:team-a:custom"),
+])
+def test_admission_policy_applies_to_the_operator_serviceaccount_only(render, values, release, namespace, user):
+    rendered = render(values, name=release, namespace=namespace)
+    policy, _ = admission_policy(rendered)
+    conditions = policy["spec"]["matchConditions"]
+    assert conditions == [{"name": "only-the-operator-serviceaccount",
+                           "expression": f"request.userInfo.username == '{user}'"}]
+    # The username is built from the same ServiceAccount the Deployment runs as.
+    sa = rendered.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+    assert user == f"system:serviceaccount:{namespace}:{sa}"
+
+
+def test_admission_policy_can_be_switched_off(render):
+    for values in ({"admissionPolicy": {"enabled": False}},
+                   {**NAMESPACED, "admissionPolicy": {"enabled": False}}):
+        rendered = render(values, name="prod")
+        assert rendered.maybe("ValidatingAdmissionPolicy") is None
+        assert rendered.maybe("ValidatingAdmissionPolicyBinding") is None
+        assert rendered.one("Deployment")
+
+
+def test_admission_policy_value_is_a_boolean(chart):
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    for bad in ({"enabled": "yes"}, {"enabled": True, "failurePolicy": "Ignore"}, {}):
+        values = copy.deepcopy(chart.values)
+        values["admissionPolicy"] = bad
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(values, schema)

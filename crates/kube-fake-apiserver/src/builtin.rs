@@ -150,15 +150,27 @@ pub fn zero_object(def: &ResourceDef) -> Value {
     let mut m = Map::new();
     m.insert("metadata".into(), json!({}));
     match def.kind.as_str() {
-        "Lease" => {
+        kind if kind == "Lease" || crate::admission::is_policy_kind(kind) => {
             m.insert("spec".into(), json!({}));
         }
         "CustomResourceDefinition" => {
             m.insert("spec".into(), json!({"names": {}}));
             m.insert("status".into(), json!({"acceptedNames": {}}));
         }
-        "Namespace" | "Deployment" | "StatefulSet" | "DaemonSet" => {
+        "Namespace" => {
             m.insert("spec".into(), json!({}));
+            m.insert("status".into(), json!({}));
+        }
+        // Value (non-pointer) structs exist in the zero object already, so creating a workload
+        // does not own them as a whole ("." in managedFields), only their fields.
+        "Deployment" | "StatefulSet" | "DaemonSet" => {
+            let strategy = if def.kind == "Deployment" {
+                "strategy"
+            } else {
+                "updateStrategy"
+            };
+            let template = json!({"metadata": {"creationTimestamp": null}, "spec": {"containers": null}});
+            m.insert("spec".into(), json!({strategy: {}, "template": template}));
             m.insert("status".into(), json!({}));
         }
         "Event" if def.group == "events.k8s.io" => {
@@ -223,9 +235,24 @@ fn default_pod_template(t: &mut Value) {
     }
 }
 
+/// The `kubernetes.io/metadata.name` label of a Namespace: a decoding default in the real server,
+/// so the writer owns it in managedFields.
+pub fn label_namespace_name(obj: &mut Value) {
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    set_default(obj, "/metadata/labels", json!({}));
+    if let Some(l) = obj.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+        l.insert("kubernetes.io/metadata.name".into(), json!(name));
+    }
+}
+
 /// Server-side defaulting and normalisation applied on every write.
 pub fn normalize(def: &ResourceDef, obj: &mut Value) {
     match def.kind.as_str() {
+        kind if crate::admission::is_policy_kind(kind) => crate::admission::normalize(def, obj),
         "Secret" => {
             if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
                 let data = obj
@@ -241,15 +268,7 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value) {
             set_default(obj, "/type", json!("Opaque"));
         }
         "Namespace" => {
-            let name = obj
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            set_default(obj, "/metadata/labels", json!({}));
-            if let Some(l) = obj.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
-                l.insert("kubernetes.io/metadata.name".into(), json!(name));
-            }
+            label_namespace_name(obj);
             set_default(obj, "/spec/finalizers", json!(["kubernetes"]));
             set_default(obj, "/status/phase", json!("Active"));
         }

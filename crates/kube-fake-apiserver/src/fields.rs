@@ -54,7 +54,10 @@ impl Hints {
                     _ => ListType::Atomic,
                 }
             }
-            Hints::Builtin(_) => {
+            Hints::Builtin(storage) => {
+                if let Some(t) = crate::admission::list_type(storage, &p) {
+                    return t;
+                }
                 let last = p.last().copied().unwrap_or_default();
                 let in_pod = p.contains(&"template") || p.first() == Some(&"spec");
                 match last {
@@ -94,7 +97,8 @@ impl Hints {
                     == Some("atomic")
             }
             Hints::Builtin(storage) => {
-                storage == "/events" && matches!(p.as_slice(), ["regarding"] | ["related"] | ["involvedObject"])
+                crate::admission::atomic_map(storage, &p)
+                    || storage == "/events" && matches!(p.as_slice(), ["regarding"] | ["related"] | ["involvedObject"])
                     || matches!(p.as_slice(), ["spec", "selector"] if storage.starts_with("apps/"))
             }
         }
@@ -652,11 +656,10 @@ impl Entry {
         if !self.subresource.is_empty() {
             s = format!("{s} with subresource {:?}", self.subresource);
         }
+        // The manager identifier the message is printed from never carries the time
+        // (BuildManagerIdentifier drops it), so no "at <time>" (uid-preconditions.json).
         if self.operation == "Update" {
-            match self.time.as_ref().and_then(Value::as_str) {
-                Some(t) => s = format!("{s} using {} at {t}", self.api_version),
-                None => s = format!("{s} using {}", self.api_version),
-            }
+            s = format!("{s} using {}", self.api_version);
         }
         s
     }

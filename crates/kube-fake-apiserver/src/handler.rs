@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
+use super::admission::{self, Operation};
 use super::builtin;
 use super::discovery;
 use super::errors::{ApiError, ApiResult, Cause, details, group_resource};
@@ -15,6 +16,7 @@ use super::resources::ResourceDef;
 use super::schema;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{DeleteOpts, Deleted, State, finalizers, key_of, meta_str, new_uid, now_rfc3339, set_meta};
+use super::uid;
 
 /// A parsed HTTP request.
 #[derive(Debug, Clone)]
@@ -411,6 +413,7 @@ struct WriteCtx {
     subresource: String,
     dry_run: bool,
     now: String,
+    user: crate::auth::UserInfo,
 }
 
 fn write_ctx(t: &Target, req: &Req) -> ApiResult<WriteCtx> {
@@ -433,6 +436,7 @@ fn write_ctx(t: &Target, req: &Req) -> ApiResult<WriteCtx> {
         subresource: t.subresource.clone().unwrap_or_default(),
         dry_run: req.q("dryRun") == Some("All"),
         now: now_rfc3339(),
+        user: req.user.clone(),
     })
 }
 
@@ -455,6 +459,10 @@ fn decode_defaults(def: &ResourceDef, obj: &mut Value, warnings: &mut Vec<String
             schema::prune(s, obj, "", true, warnings);
             schema::apply_defaults(s, obj);
         }
+    } else if def.kind == "Namespace" {
+        builtin::label_namespace_name(obj);
+    } else if admission::is_policy_kind(&def.kind) {
+        admission::normalize(def, obj);
     } else if matches!(
         def.kind.as_str(),
         "Deployment" | "StatefulSet" | "DaemonSet" | "CustomResourceDefinition"
@@ -538,6 +546,26 @@ fn commit(
     if !causes.is_empty() {
         return Err(invalid(def, &name, &causes));
     }
+    let ns = meta_str(&new, "namespace").to_string();
+    admission::admit(
+        state,
+        &admission::Attributes {
+            operation: if old.is_some() {
+                Operation::Update
+            } else {
+                Operation::Create
+            },
+            def,
+            subresource: &ctx.subresource,
+            namespace: &ns,
+            name: &name,
+            object: Some(&new),
+            old_object: old,
+            namespace_object: state.namespace(&ns),
+            user: &ctx.user,
+            dry_run: ctx.dry_run,
+        },
+    )?;
     // Generation.
     if def.has_generation {
         match old {
@@ -734,8 +762,10 @@ fn create(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
     {
         m.remove("status");
     }
-    if matches!(def.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet")
-        && let Value::Object(m) = &mut body
+    if matches!(
+        def.kind.as_str(),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ValidatingAdmissionPolicy"
+    ) && let Value::Object(m) = &mut body
     {
         m.insert("status".into(), json!({}));
     }
@@ -815,6 +845,7 @@ fn write_update(state: &mut State, t: &Target, req: &Req, old: &Value, mut candi
     if !cand_rv.is_empty() && cand_rv != meta_str(old, "resourceVersion") {
         return Err(ApiError::stale_rv(&def.group, &def.plural, &name));
     }
+    uid::check_patched(def, uid::requested(&candidate), old)?;
     let mut warnings = Vec::new();
     decode_defaults(def, &mut candidate, &mut warnings);
     let old_ext = builtin::to_version(def, old);
@@ -868,6 +899,7 @@ fn update(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
         }
     }
     let old = current(state, t)?;
+    uid::check_update(&t.def, uid::requested(&body), &old)?;
     write_update(state, t, req, &old, body)
 }
 
@@ -911,12 +943,13 @@ fn patch_request(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             patch::strategic_merge_patch(&mut doc, &body, &hints_for(def), &mut Vec::new());
         }
         _ => {
-            if let Err(e) = patch::json_patch(&mut doc, &body) {
+            if patch::json_patch(&mut doc, &body).is_err() {
+                // The real server drops the patch library's text (a generic 422, empty details).
                 return Err(ApiError::status(
                     422,
                     "Invalid",
-                    &format!("the server rejected our request due to an error in our request: {e}"),
-                    None,
+                    "the server rejected our request due to an error in our request",
+                    Some(json!({})),
                 ));
             }
         }
@@ -961,6 +994,8 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             _ => return Err(ApiError::stale_rv(&def.group, &def.plural, &name)),
         }
     }
+    // The uid is a precondition, never applied (and never in managedFields).
+    let wanted_uid = uid::requested(&config).map(str::to_string);
     for f in [
         "resourceVersion",
         "uid",
@@ -989,6 +1024,7 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
             if ctx.subresource == "status" {
                 return Err(ApiError::not_found(&def.group, &def.plural, &name));
             }
+            uid::check_apply_create(def, wanted_uid.as_deref(), &name)?;
             // Create through apply: the request body becomes a create with Apply ownership.
             if def.namespaced && state.namespace(&ns).is_none() {
                 return Err(ApiError::not_found("", "namespaces", &ns));
@@ -1067,6 +1103,7 @@ fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
                 let d = details("", "", "", &causes);
                 return Err(ApiError::status(409, "Conflict", &msg, Some(d)));
             }
+            uid::check_patched(def, wanted_uid.as_deref(), &old_ext)?;
             let mut new = applied.object;
             let mut warnings = Vec::new();
             decode_defaults(def, &mut new, &mut warnings);
@@ -1128,8 +1165,16 @@ fn delete(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
     let opts = delete_opts(req)?;
     let ns = t.namespace.clone().unwrap_or_default();
     let name = t.name.clone().unwrap_or_default();
-    if req.q("dryRun") == Some("All") {
-        let o = current(state, t)?;
+    let o = current(state, t)?;
+    uid::check_delete(
+        def,
+        &o,
+        opts.precondition_uid.as_deref(),
+        opts.precondition_rv.as_deref(),
+    )?;
+    let dry_run = req.q("dryRun") == Some("All");
+    admit_delete(state, def, &o, &req.user, dry_run)?;
+    if dry_run {
         return ok(200, builtin::to_version(def, &o));
     }
     match state.delete_object(def, &ns, &name, &opts)? {
@@ -1152,6 +1197,33 @@ fn delete(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
     }
 }
 
+/// Validating admission of a DELETE: no `object`, the stored one as `oldObject`.
+fn admit_delete(
+    state: &State,
+    def: &ResourceDef,
+    stored: &Value,
+    user: &crate::auth::UserInfo,
+    dry_run: bool,
+) -> ApiResult<()> {
+    let ns = meta_str(stored, "namespace");
+    let old = builtin::to_version(def, stored);
+    admission::admit(
+        state,
+        &admission::Attributes {
+            operation: Operation::Delete,
+            def,
+            subresource: "",
+            namespace: ns,
+            name: meta_str(stored, "name"),
+            object: None,
+            old_object: Some(&old),
+            namespace_object: state.namespace(ns),
+            user,
+            dry_run,
+        },
+    )
+}
+
 fn delete_collection(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {
     let def = &t.def;
     let (labels, fields) = selectors(t, req)?;
@@ -1170,6 +1242,9 @@ fn delete_collection(state: &mut State, t: &Target, req: &Req) -> ApiResult<Repl
         .unwrap_or_default();
     let mut items = Vec::new();
     for (ns, name) in keys {
+        if let Some(o) = state.get(&def.storage, &ns, &name).cloned() {
+            admit_delete(state, def, &o, &req.user, false)?;
+        }
         match state.delete_object(def, &ns, &name, &opts)? {
             Deleted::Pending(o) | Deleted::Removed(o) => items.push(builtin::to_version(def, &o)),
         }

@@ -7,6 +7,7 @@
 //! What it models, what it does not, and which recording of a real kube-apiserver pins each
 //! behaviour: see this crate's README.md.
 
+pub mod admission;
 pub mod auth;
 pub mod builtin;
 mod discovery;
@@ -18,6 +19,7 @@ pub mod resources;
 pub mod schema;
 pub mod selectors;
 pub mod store;
+pub mod uid;
 mod watch;
 
 use std::collections::HashMap;

@@ -121,6 +121,9 @@ pub fn builtins() -> Vec<ResourceDef> {
         .with_generation()
         .with_short(&["crd", "crds"]),
     ]
+    .into_iter()
+    .chain(crate::admission::resources())
+    .collect()
 }
 
 /// Parses a CustomResourceDefinition object into one ResourceDef per served version.

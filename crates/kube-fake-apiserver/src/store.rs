@@ -117,8 +117,8 @@ pub enum Deleted {
 }
 
 impl Default for State {
-    fn default() -> Self {
-        Self::new()
+    fn default() -> State {
+        State::new()
     }
 }
 
@@ -281,32 +281,12 @@ impl State {
         let Some(obj) = self.get(&def.storage, ns, name).cloned() else {
             return Err(ApiError::not_found(&def.group, &def.plural, name));
         };
-        if let Some(uid) = &opts.precondition_uid
-            && uid != meta_str(&obj, "uid")
-        {
-            return Err(ApiError::conflict(
-                &def.group,
-                &def.plural,
-                name,
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta_str(&obj, "uid")
-                ),
-            ));
-        }
-        if let Some(rv) = &opts.precondition_rv
-            && rv != meta_str(&obj, "resourceVersion")
-        {
-            return Err(ApiError::conflict(
-                &def.group,
-                &def.plural,
-                name,
-                &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    meta_str(&obj, "resourceVersion")
-                ),
-            ));
-        }
+        crate::uid::check_delete(
+            def,
+            &obj,
+            opts.precondition_uid.as_deref(),
+            opts.precondition_rv.as_deref(),
+        )?;
         let mut fins = finalizers(&obj);
         let terminating = obj.pointer("/metadata/deletionTimestamp").is_some();
         let extra = match opts.propagation.as_deref() {

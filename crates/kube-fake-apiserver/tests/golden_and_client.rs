@@ -44,6 +44,18 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 /// Minimal HTTP/1.1 client (no User-Agent, like the recorder) so exchanges can be replayed byte for byte.
 async fn raw(base: &str, method: &str, path: &str, content_type: Option<&str>, body: Option<&str>) -> Raw {
+    raw_as(base, method, path, content_type, body, None).await
+}
+
+/// [`raw`] with an optional bearer token (a request as that token's user).
+async fn raw_as(
+    base: &str,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> Raw {
     let addr = base.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let body = body.unwrap_or("");
@@ -51,6 +63,9 @@ async fn raw(base: &str, method: &str, path: &str, content_type: Option<&str>, b
         format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n");
     if let Some(ct) = content_type {
         req.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    if let Some(token) = token {
+        req.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
     req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     s.write_all(req.as_bytes()).await.expect("write");
@@ -237,6 +252,50 @@ fn parse_events(body: &str) -> Vec<Value> {
         .collect()
 }
 
+/// How a reply differs from the recorded response (status, then watch events, text or JSON body).
+fn diff_response(name: &str, expected: &Value, got: &Raw) -> Vec<String> {
+    let want = expected["status"].as_u64().unwrap() as u16;
+    let mut diffs = Vec::new();
+    if got.status != want {
+        diffs.push(format!("status: expected {want}, got {} ({})", got.status, got.body));
+    } else if let Some(events) = expected.get("events") {
+        let actual = parse_events(&got.body);
+        let summary = |evs: &[Value]| -> Vec<String> {
+            evs.iter()
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        e["type"].as_str().unwrap_or("?"),
+                        e["object"]["metadata"]["name"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        };
+        let exp_events = events.as_array().cloned().unwrap_or_default();
+        if summary(&exp_events) != summary(&actual) {
+            diffs.push(format!(
+                "events: expected {:?}, got {:?}",
+                summary(&exp_events),
+                summary(&actual)
+            ));
+        } else {
+            for (i, (e, a)) in exp_events.iter().zip(&actual).enumerate() {
+                compare(name, &format!("events[{i}]"), e, a, &mut diffs);
+            }
+        }
+    } else if let Some(Value::String(text)) = expected.get("body") {
+        if *text != got.body {
+            diffs.push(format!("body: expected {text:?}, got {:?}", got.body));
+        }
+    } else {
+        match serde_json::from_str::<Value>(&got.body) {
+            Ok(actual) => compare(name, "body", &expected["body"], &actual, &mut diffs),
+            Err(e) => diffs.push(format!("body is not JSON ({e}): {}", got.body)),
+        }
+    }
+    diffs
+}
+
 struct Replay {
     srv: FakeApiServer,
     base: String,
@@ -400,6 +459,16 @@ impl Replay {
             {
                 self.last_continue = Some(c.to_string());
             }
+            // Later requests embed the uids of created objects (a PUT of a full object does, and
+            // the fake checks them as the real server does): map recorded ones to the fake's.
+            if let (201, 201, Ok(v)) = (got.status, want_status, serde_json::from_str::<Value>(&got.body))
+                && let (Some(recorded), Some(actual)) = (
+                    expected.pointer("/body/metadata/uid").and_then(Value::as_str),
+                    v.pointer("/metadata/uid").and_then(Value::as_str),
+                )
+            {
+                self.uids.push((recorded.to_string(), actual.to_string()));
+            }
             if name == "owner-during-foreground" {
                 self.srv.set_gc_paused(false);
                 let owner = path.clone();
@@ -420,47 +489,7 @@ impl Replay {
             if !check {
                 continue;
             }
-            let mut diffs = Vec::new();
-            if got.status != want_status {
-                diffs.push(format!(
-                    "status: expected {want_status}, got {} ({})",
-                    got.status, got.body
-                ));
-            } else if let Some(events) = expected.get("events") {
-                let actual = parse_events(&got.body);
-                let summary = |evs: &[Value]| -> Vec<String> {
-                    evs.iter()
-                        .map(|e| {
-                            format!(
-                                "{} {}",
-                                e["type"].as_str().unwrap_or("?"),
-                                e["object"]["metadata"]["name"].as_str().unwrap_or("")
-                            )
-                        })
-                        .collect()
-                };
-                let exp_events = events.as_array().cloned().unwrap_or_default();
-                if summary(&exp_events) != summary(&actual) {
-                    diffs.push(format!(
-                        "events: expected {:?}, got {:?}",
-                        summary(&exp_events),
-                        summary(&actual)
-                    ));
-                } else {
-                    for (i, (e, a)) in exp_events.iter().zip(&actual).enumerate() {
-                        compare(&name, &format!("events[{i}]"), e, a, &mut diffs);
-                    }
-                }
-            } else if let Some(Value::String(text)) = expected.get("body") {
-                if *text != got.body {
-                    diffs.push(format!("body: expected {text:?}, got {:?}", got.body));
-                }
-            } else {
-                match serde_json::from_str::<Value>(&got.body) {
-                    Ok(actual) => compare(&name, "body", &expected["body"], &actual, &mut diffs),
-                    Err(e) => diffs.push(format!("body is not JSON ({e}): {}", got.body)),
-                }
-            }
+            let diffs = diff_response(&name, expected, &got);
             if !diffs.is_empty() {
                 failures.push(format!("step {name}:\n  {}", diffs.join("\n  ")));
             }
@@ -528,10 +557,16 @@ fn golden_files_are_all_covered() {
         .filter(|n| n.ends_with(".json"))
         .collect();
     files.sort();
-    let mut ours: Vec<String> = ORDER.iter().map(|s| s.to_string()).collect();
+    let mut ours: Vec<String> = ORDER
+        .iter()
+        .chain(golden_admission::FILES)
+        .map(|s| s.to_string())
+        .collect();
     ours.sort();
     assert_eq!(files, ours, "every golden file must have a replay test");
 }
+
+mod golden_admission;
 
 // ---------------------------------------------------------------- kube client tests
 

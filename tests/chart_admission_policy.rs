@@ -1,0 +1,239 @@
+//! The chart's ValidatingAdmissionPolicy, rendered by real Helm (helm-python-sdk, as in
+//! tests/python) and loaded into the fake API server, which evaluates it like kube-apiserver:
+//! the operator's ServiceAccount is confined to its own labelled Secrets and to rollout
+//! restarts, and nobody else is affected.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support/moto.rs"]
+#[allow(dead_code)] // only the test-Python lookup is used here
+mod moto;
+
+use std::process::{Command, Stdio};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube_fake_apiserver::FakeApiServer;
+use kube_fake_apiserver::auth::UserInfo;
+use serde_json::{Value, json};
+
+const RELEASE_NAMESPACE: &str = "dsql-system";
+const RELEASE: &str = "dsql-credential-operator";
+const POLICY: &str = "dsql-credential-operator-confinement";
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+
+/// The chart's admission-policy template rendered with default values, as JSON documents.
+fn rendered_policy() -> Vec<Value> {
+    let python = moto::test_python().unwrap();
+    moto::check_python_imports(&python, &["helm_python", "yaml"]).unwrap();
+    let script = r#"
+import json, sys, yaml, helm_python
+with helm_python.Chart.load(sys.argv[1]) as chart:
+    files = chart.render({}, name=sys.argv[2], namespace=sys.argv[3], is_install=True)
+docs = [d for path, text in files.items() if path.endswith("/admission-policy.yaml")
+        for d in yaml.safe_load_all(text) if d]
+print(json.dumps(docs))
+"#;
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/dsql-credential-operator");
+    let out = Command::new(&python)
+        .args(["-c", script, chart, RELEASE, RELEASE_NAMESPACE])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the test Python");
+    assert!(
+        out.status.success(),
+        "helm render failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("rendered documents as JSON")
+}
+
+fn admission_api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
+    Api::all_with(client.clone(), &ApiResource::from_gvk_with_plural(&gvk, plural))
+}
+
+fn secret(name: &str, labelled: bool) -> Secret {
+    let labels = if labelled {
+        json!({MANAGED_BY: "dsql-credential-operator"})
+    } else {
+        json!({})
+    };
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": name, "labels": labels},
+        "data": {"password": "ZHVtbXk="},
+    }))
+    .unwrap()
+}
+
+/// The error of a denied request: 403 Forbidden naming the policy.
+fn assert_denied<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Error>) {
+    match result {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 403, "{what}: {status:?}");
+            assert_eq!(status.reason, "Forbidden", "{what}");
+            let expected = format!("ValidatingAdmissionPolicy '{POLICY}' with binding '{POLICY}' denied request: ");
+            assert!(status.message.contains(&expected), "{what}: {}", status.message);
+        }
+        other => panic!("{what}: expected a 403 from the policy, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn chart_policy_confines_the_operator_serviceaccount() {
+    let docs = rendered_policy();
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]);
+
+    let fake = FakeApiServer::start().await;
+    let admin = fake.client();
+    for (doc, plural) in docs
+        .iter()
+        .zip(["validatingadmissionpolicies", "validatingadmissionpolicybindings"])
+    {
+        let kind = doc["kind"].as_str().unwrap();
+        let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
+        admission_api(&admin, kind, plural)
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+    }
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    for ns in [RELEASE_NAMESPACE, "shop"] {
+        let n: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        namespaces.create(&PostParams::default(), &n).await.unwrap();
+    }
+    let admin_secrets: Api<Secret> = Api::namespaced(admin.clone(), "shop");
+    admin_secrets
+        .create(&PostParams::default(), &secret("foreign", false))
+        .await
+        .unwrap();
+    let admin_deployments: Api<Deployment> = Api::namespaced(admin.clone(), "shop");
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "app", "labels": {"app": "app"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "app"}},
+            "template": {
+                "metadata": {"labels": {"app": "app"}, "annotations": {"example.dev/keep": "yes"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]},
+            },
+        },
+    }))
+    .unwrap();
+    admin_deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+
+    let user = UserInfo::service_account(RELEASE_NAMESPACE, RELEASE, "0b7c3a52-5d0e-4d36-9b1e-6a3c2f1d9e80");
+    let operator = fake.client_with_token(&fake.issue_token(user), "operator");
+    let secrets: Api<Secret> = Api::namespaced(operator.clone(), "shop");
+    let deployments: Api<Deployment> = Api::namespaced(operator.clone(), "shop");
+    let merge = PatchParams::default();
+
+    // Someone else's Secret: no patch, no delete, no adoption by adding the label.
+    let add_data = json!({"data": {"extra": "ZHVtbXk="}});
+    assert_denied(
+        "patch of a foreign Secret",
+        secrets.patch("foreign", &merge, &Patch::Merge(&add_data)).await,
+    );
+    let adopt = json!({"metadata": {"labels": {MANAGED_BY: "dsql-credential-operator"}}});
+    assert_denied(
+        "adopting a foreign Secret",
+        secrets.patch("foreign", &merge, &Patch::Merge(&adopt)).await,
+    );
+    assert_denied(
+        "delete of a foreign Secret",
+        secrets.delete("foreign", &DeleteParams::default()).await,
+    );
+    assert_denied(
+        "create of an unlabelled Secret",
+        secrets
+            .create(&PostParams::default(), &secret("unlabelled", false))
+            .await,
+    );
+    let foreign = admin_secrets.get("foreign").await.unwrap();
+    assert!(
+        !foreign.data.unwrap().contains_key("extra"),
+        "the denied patch wrote nothing"
+    );
+
+    // Its own labelled Secret: create, server-side apply, patch and delete pass; dropping the
+    // label does not.
+    secrets
+        .create(&PostParams::default(), &secret("own", true))
+        .await
+        .unwrap();
+    let apply = PatchParams::apply("dsql-credential-operator").force();
+    let mut own = serde_json::to_value(secret("own", true)).unwrap();
+    own["data"]["password"] = json!("bmV3");
+    secrets.patch("own", &apply, &Patch::Apply(&own)).await.unwrap();
+    secrets.patch("own", &merge, &Patch::Merge(&add_data)).await.unwrap();
+    let unlabel = json!({"metadata": {"labels": {MANAGED_BY: null}}});
+    assert_denied(
+        "removing the managed-by label",
+        secrets.patch("own", &merge, &Patch::Merge(&unlabel)).await,
+    );
+    secrets.delete("own", &DeleteParams::default()).await.unwrap();
+
+    // Workloads: a rollout restart passes; anything else is denied.
+    let restart = |at: &str| json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": at}}}}});
+    let patched = deployments
+        .patch("app", &merge, &Patch::Strategic(restart("2026-11-29T10:00:00Z")))
+        .await
+        .unwrap();
+    let annotations = patched.spec.unwrap().template.metadata.unwrap().annotations.unwrap();
+    assert_eq!(annotations["kubectl.kubernetes.io/restartedAt"], "2026-11-29T10:00:00Z");
+    deployments
+        .patch("app", &merge, &Patch::Strategic(restart("2026-11-29T11:00:00Z")))
+        .await
+        .unwrap();
+    assert_denied(
+        "replicas change",
+        deployments
+            .patch("app", &merge, &Patch::Merge(json!({"spec": {"replicas": 3}})))
+            .await,
+    );
+    let mut other_annotation = restart("2026-11-29T12:00:00Z");
+    other_annotation["spec"]["template"]["metadata"]["annotations"]["example.dev/keep"] = json!("no");
+    assert_denied(
+        "restart plus another template annotation",
+        deployments
+            .patch("app", &merge, &Patch::Strategic(other_annotation))
+            .await,
+    );
+    let image =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "evil.example/app:2"}]}}}});
+    assert_denied(
+        "image change",
+        deployments.patch("app", &merge, &Patch::Strategic(image)).await,
+    );
+    assert_denied(
+        "deployment delete",
+        deployments.delete("app", &DeleteParams::default()).await,
+    );
+    assert_eq!(
+        admin_deployments.get("app").await.unwrap().spec.unwrap().replicas,
+        Some(1),
+        "the denied patch changed nothing"
+    );
+
+    // The admin (and any other ServiceAccount) is not evaluated at all.
+    admin_secrets
+        .patch("foreign", &merge, &Patch::Merge(&add_data))
+        .await
+        .unwrap();
+    admin_deployments
+        .patch("app", &merge, &Patch::Merge(json!({"spec": {"replicas": 2}})))
+        .await
+        .unwrap();
+    let other = UserInfo::service_account("shop", "ci", "5f1e8c1a-2b7d-4c39-8f0e-9d2a6b4c3e71");
+    let other = fake.client_with_token(&fake.issue_token(other), "ci");
+    Api::<Secret>::namespaced(other, "shop")
+        .delete("foreign", &DeleteParams::default())
+        .await
+        .unwrap();
+}
