@@ -42,6 +42,10 @@ pub struct Context {
     unreadable_reported: Mutex<HashMap<String, i64>>,
     /// Tokens in Secrets Manager that a projection or status write still has to publish.
     pub(crate) pending: PendingRotations,
+    /// The Secret each credential (by uid) created last, as (name, Secret uid), until status
+    /// records it: a status write lost after the create must not make the operator take its own
+    /// Secret for someone else's (it cannot read Secrets to find out).
+    created_secrets: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl Context {
@@ -71,6 +75,7 @@ impl Context {
             written_rotations: Mutex::new(HashMap::new()),
             unreadable_reported: Mutex::new(HashMap::new()),
             pending: PendingRotations::default(),
+            created_secrets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -126,6 +131,24 @@ impl Context {
             .remove(uid);
     }
 
+    /// Records that the credential `uid` created the Secret `name` with uid `secret_uid`.
+    pub(crate) fn remember_created_secret(&self, uid: &str, name: &str, secret_uid: &str) {
+        self.created_secrets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(uid.to_owned(), (name.to_owned(), secret_uid.to_owned()));
+    }
+
+    /// The uid of the Secret `name` the credential `uid` created, if this process created it.
+    pub(crate) fn created_secret(&self, uid: &str, name: &str) -> Option<String> {
+        self.created_secrets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(uid)
+            .filter(|(created, _)| created == name)
+            .map(|(_, secret_uid)| secret_uid.clone())
+    }
+
     /// Forgets an object that is gone.
     pub(crate) fn forget(&self, uid: &str) {
         let mut written = self
@@ -136,5 +159,9 @@ impl Context {
         drop(written);
         self.forget_unreadable_report(uid);
         self.pending.forget(uid);
+        self.created_secrets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(uid);
     }
 }

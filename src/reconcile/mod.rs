@@ -204,8 +204,10 @@ async fn rotate_now(
         uid: owner.uid.clone(),
     };
 
-    let rotated = match project::check_secret_owner(ctx, owner, valid, &current).await {
-        Ok(()) => pending::waiting_or_new(ctx, &sm_owner, valid, &current, &cause, generation).await,
+    let claimed = project::claim_secret(ctx, owner, valid, &current).await;
+    let created_uid = claimed.as_ref().ok().cloned().flatten();
+    let rotated = match claimed {
+        Ok(_) => pending::waiting_or_new(ctx, &sm_owner, valid, &current, &cause, generation).await,
         Err(error) => Err(error.into()),
     };
     let (mut next, outcome) = match rotated {
@@ -246,7 +248,17 @@ async fn rotate_now(
             ctx.metrics
                 .token_expiry(&owner.namespace, name, published.expires_at.as_second());
             let version = &published.version.version_id;
-            match project::write_secret(ctx, owner, valid, &valid.connection, &rotation.minted, version).await {
+            let written = project::write_secret(
+                ctx,
+                owner,
+                valid,
+                &valid.connection,
+                &rotation.minted,
+                version,
+                created_uid.as_deref(),
+            )
+            .await;
+            match written {
                 Ok(secret) => {
                     next.kubernetes_secret = secret;
                     next.rollout_restarts = project::restart_workloads(ctx, owner, valid, version).await;
@@ -272,13 +284,18 @@ async fn rotate_now(
                             version_id: current.kubernetes_secret.as_ref().and_then(|p| p.version_id.clone()),
                             synced: false,
                             message: Some(error.to_string()),
+                            created_uid: created_uid.clone(),
                         });
                     }
                     (next, Err(RotationError::from(error)))
                 }
             }
         }
-        Err(error) => (current.clone(), Err(error)),
+        Err(error) => {
+            let mut next = current.clone();
+            project::note_claim(&mut next, valid, created_uid.as_deref());
+            (next, Err(error))
+        }
     };
     let pending = project::converge(ctx, owner, valid, &current, &mut next).await;
 
