@@ -429,3 +429,50 @@ async fn a_deleted_secret_is_created_again_and_a_replaced_one_is_never_written()
     env.assert_no_token_leaks(&[status.secret_name.as_deref().unwrap()])
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_status_write_neither_writes_secrets_manager_again_nor_disowns_the_secret() {
+    let env = TestEnv::new("lost-status").await;
+    let Some(fake) = env.fake.as_ref() else {
+        eprintln!("skipped: injecting API server faults needs the fake API server");
+        return;
+    };
+    // The first status write (after the Secret was created and Secrets Manager written) fails.
+    fake.inject_fault(Some("PATCH"), "/dsqlcredentials/orders/status", 500, 1);
+    let operator = env.start_operator();
+    env.create_credential(
+        "orders",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "kubernetesSecret": {"name": "orders-db"}}),
+    )
+    .await
+    .unwrap();
+    let ready = env.wait_ready("orders", 1).await;
+    assert_eq!(
+        fake.pending_faults(),
+        Vec::<String>::new(),
+        "the status write did fail once"
+    );
+    let status = ready.status.clone().unwrap();
+    assert_eq!(
+        condition(&ready, "Stalled").unwrap().status,
+        "False",
+        "its own Secret is not someone else's"
+    );
+    let secret = wait_for_secret(&env, "orders-db", status.version_id.as_deref().unwrap()).await;
+    assert_eq!(status.kubernetes_secret.unwrap().created_uid, secret.metadata.uid);
+    let secret_name = status.secret_name.unwrap();
+    assert_eq!(
+        env.secret_versions(&secret_name).await.len(),
+        1,
+        "the retry reused the minted token"
+    );
+    assert_eq!(env.aws.count("secretsmanager.CreateSecret"), 1);
+    assert_eq!(env.aws.count("secretsmanager.PutSecretValue"), 0);
+    assert_eq!(
+        decoded(&secret)["password"],
+        env.secret_document(&secret_name).await["password"].as_str().unwrap()
+    );
+    assert_no_secret_reads(&env);
+    operator.stop().await;
+    env.assert_operator_calls_permitted();
+}
