@@ -1,6 +1,7 @@
 //! End to end: Secrets Manager failures degrade without dropping Ready while the token is valid,
 //! and recover; invalid specs are refused at admission or Stalled, without harming others; a
-//! secret owned by someone else is never overwritten.
+//! secret owned by someone else is never overwritten; a Kubernetes outage after the Secrets
+//! Manager write does not write Secrets Manager again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -8,8 +9,13 @@ mod support;
 use std::time::Duration;
 
 use dsql_credential_operator::api::DsqlCredential;
+use dsql_credential_operator::clock::Clock;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
 use support::aws_proxy::AwsError;
 use support::env::{TestEnv, condition};
+use support::moto::test_credentials;
+use support::token_check::{ExpectedToken, token_query_param, verify_dsql_token};
 
 const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 
@@ -332,4 +338,138 @@ async fn garbage_and_huge_responses_degrade_without_crashing() {
     assert!(!operator.is_finished(), "the operator survived");
     operator.stop().await;
     env.assert_no_token_leaks(&[&secret_name]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_minute_secret_outage_writes_secrets_manager_once_and_then_publishes_that_token() {
+    let env = TestEnv::new("secret-outage").await;
+    let Some(fake) = env.fake.as_ref() else {
+        eprintln!("skipped: injecting API server faults needs the fake API server");
+        return;
+    };
+    let operator = env.start_operator();
+    env.create_credential(
+        "orders",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "kubernetesSecret": {"name": "orders-db"}}),
+    )
+    .await
+    .unwrap();
+    let first = env.wait_ready("orders", 1).await;
+    let status = first.status.clone().unwrap();
+    let secret_name = status.secret_name.clone().unwrap();
+
+    // From the next rotation on, every server-side apply of the Secret fails.
+    fake.inject_fault(Some("PATCH"), "/secrets/orders-db", 500, 100_000);
+    env.aws.clear();
+    env.clock.advance_to(status.next_rotation_time.clone().unwrap().0);
+    let failed = env
+        .wait_for("orders", Duration::from_secs(20), "Degraded by the Secret write", |c| {
+            condition(c, "Degraded").is_some_and(|d| d.status == "True" && d.reason == "KubernetesError")
+        })
+        .await;
+    let outage_end = env.clock.now() + jiff::SignedDuration::from_secs(600);
+    let new_version = failed.status.as_ref().unwrap().version_id.clone().unwrap();
+    assert_ne!(
+        Some(&new_version),
+        status.version_id.as_ref(),
+        "status records the new Secrets Manager version while the Secret lags"
+    );
+
+    // Ten minutes of outage: the clock steps to each backoff retry, so every retry happens.
+    let mut failures = failed.status.as_ref().unwrap().consecutive_failures;
+    for _ in 0..100 {
+        let retry = env
+            .credentials()
+            .get("orders")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .next_rotation_time
+            .unwrap()
+            .0;
+        if retry >= outage_end {
+            env.clock.advance_to(outage_end);
+            break;
+        }
+        env.clock.advance_to(retry);
+        let after = env
+            .wait_for("orders", Duration::from_secs(20), "failed once more", |c| {
+                c.status.as_ref().is_some_and(|s| s.consecutive_failures > failures)
+            })
+            .await;
+        failures = after.status.unwrap().consecutive_failures;
+    }
+    assert!(env.clock.now() >= outage_end);
+    let failed_applies = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/secrets/orders-db") && r.status == 500)
+        .count();
+    let put_calls = env.aws.count("secretsmanager.PutSecretValue");
+    let versions = env.secret_versions(&secret_name).await.len();
+    eprintln!(
+        "10-minute Secret outage: {failed_applies} failed Secret applies, {put_calls} PutSecretValue calls, {versions} versions in Secrets Manager (1 before the outage)"
+    );
+    assert!(failed_applies >= 6, "the backoff retried: {failed_applies} attempts");
+    assert_eq!(put_calls, 1, "one Secrets Manager write for the whole outage");
+    assert_eq!(env.aws.count("secretsmanager.CreateSecret"), 0);
+    assert_eq!(versions, 2, "exactly one new version");
+
+    // The API server heals: the next retry publishes the token written at the outage's start.
+    fake.clear_faults();
+    let retry = env
+        .credentials()
+        .get("orders")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .next_rotation_time
+        .unwrap()
+        .0;
+    env.clock.advance_to(retry);
+    let ready = env.wait_ready("orders", 2).await;
+    let healed = ready.status.clone().unwrap();
+    assert_eq!(healed.version_id.as_deref(), Some(new_version.as_str()));
+    assert_eq!(healed.consecutive_failures, 0);
+    assert_eq!(condition(&ready, "Degraded").unwrap().status, "False");
+    assert_eq!(
+        healed.kubernetes_secret.as_ref().unwrap().version_id.as_deref(),
+        Some(new_version.as_str())
+    );
+    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
+    let secret = secrets.get("orders-db").await.unwrap();
+    assert_eq!(
+        secret.metadata.annotations.clone().unwrap_or_default()["dsql.credentials.dev/version-id"],
+        new_version
+    );
+    let password = String::from_utf8(secret.data.clone().unwrap()["password"].0.clone()).unwrap();
+    assert_eq!(
+        password,
+        env.secret_document(&secret_name).await["password"].as_str().unwrap(),
+        "the Secret carries the token of the one version written"
+    );
+    verify_dsql_token(
+        &password,
+        &ExpectedToken::new(ENDPOINT, "us-east-1", true, &test_credentials()),
+    )
+    .unwrap();
+    let signed_at = token_query_param(&password, "X-Amz-Date").unwrap();
+    assert_eq!(
+        signed_at,
+        healed
+            .last_rotation_time
+            .unwrap()
+            .0
+            .strftime("%Y%m%dT%H%M%SZ")
+            .to_string(),
+        "minted at the outage's start, not at recovery"
+    );
+    assert_eq!(env.aws.count("secretsmanager.PutSecretValue"), 1);
+    assert_eq!(env.secret_versions(&secret_name).await.len(), 2);
+
+    operator.stop().await;
+    env.assert_no_token_leaks(&[&secret_name]).await;
+    env.assert_operator_calls_permitted();
 }

@@ -105,7 +105,9 @@ async fn after_a_restart_expiry_and_condition_series_exist_before_any_rotation_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_stops_leading_exports_no_credential_series() {
     let env = TestEnv::new("metrics-leader").await;
-    let (operator, _health) = env.start_elected_operator("a", "dsql-metrics-leader");
+    // The chart's leader-election Role allows only this release's Lease.
+    let lease = env.lease_name().to_owned();
+    let (operator, _health) = env.start_elected_operator("a", &lease).await;
     env.create_credential(
         "orders",
         serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "reporting"}),

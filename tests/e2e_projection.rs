@@ -43,6 +43,24 @@ async fn wait_for_secret(env: &TestEnv, name: &str, version: &str) -> Secret {
     panic!("Secret {name} never carried version {version}");
 }
 
+/// The operator has no read access to Secrets: it never sent a GET (or list/watch) for one.
+fn assert_no_secret_reads(env: &TestEnv) {
+    if let Some(requests) = env.operator_requests() {
+        let reads: Vec<String> = requests
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/secrets"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(reads, Vec::<String>::new(), "the operator read Secrets");
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.method == "POST" && r.path.ends_with("/secrets")),
+            "the operator claimed a Secret by creating it"
+        );
+    }
+}
+
 async fn install_provider_class_crd(env: &TestEnv) {
     let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -194,7 +212,7 @@ async fn a_secret_the_operator_does_not_own_is_never_overwritten() {
         "metadata": {"name": "payments"}, "stringData": {"password": "hunter2"}
     }))
     .unwrap();
-    secrets.create(&PostParams::default(), &theirs).await.unwrap();
+    let created = secrets.create(&PostParams::default(), &theirs).await.unwrap();
     let operator = env.start_operator();
     env.create_credential(
         "payments",
@@ -210,12 +228,18 @@ async fn a_secret_the_operator_does_not_own_is_never_overwritten() {
     let s = condition(&stalled, "Stalled").unwrap();
     assert_eq!(s.reason, "SecretOwnedByOther");
     assert!(s.message.contains("Secret \"payments\""), "{}", s.message);
-    assert_eq!(decoded(&secrets.get("payments").await.unwrap())["password"], "hunter2");
+    let after = secrets.get("payments").await.unwrap();
+    assert_eq!(decoded(&after)["password"], "hunter2");
+    assert_eq!(
+        after.metadata.resource_version, created.metadata.resource_version,
+        "not changed"
+    );
     assert_eq!(
         env.aws.count("secretsmanager.CreateSecret"),
         0,
         "nothing is minted or written while the Secret is taken"
     );
+    assert_no_secret_reads(&env);
 
     // Deleting the credential leaves their Secret alone.
     env.delete_credential("payments").await;
@@ -336,6 +360,120 @@ async fn rollout_restart_annotates_existing_targets_and_reports_missing_ones() {
     let annotated = deployments.get("api").await.unwrap();
     let annotations = annotated.spec.unwrap().template.metadata.unwrap().annotations.unwrap();
     assert!(annotations.contains_key("kubectl.kubernetes.io/restartedAt"));
+    operator.stop().await;
+    env.assert_operator_calls_permitted();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_secret_is_created_again_and_a_replaced_one_is_never_written() {
+    let env = TestEnv::new("secret-uid").await;
+    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
+    let operator = env.start_operator();
+    env.create_credential(
+        "orders",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "kubernetesSecret": {"name": "orders-db"}}),
+    )
+    .await
+    .unwrap();
+    let first = env.wait_ready("orders", 1).await;
+    let status = first.status.clone().unwrap();
+    let original = wait_for_secret(&env, "orders-db", status.version_id.as_deref().unwrap()).await;
+    let recorded = status.kubernetes_secret.clone().unwrap().created_uid;
+    assert_eq!(
+        recorded, original.metadata.uid,
+        "status records the uid of the Secret it created"
+    );
+
+    // Deleted by someone: the next rotation creates it again and records the new uid.
+    secrets.delete("orders-db", &Default::default()).await.unwrap();
+    env.clock.advance_to(status.next_rotation_time.clone().unwrap().0);
+    let second = env.wait_ready("orders", 2).await;
+    let status2 = second.status.clone().unwrap();
+    let recreated = wait_for_secret(&env, "orders-db", status2.version_id.as_deref().unwrap()).await;
+    assert_ne!(recreated.metadata.uid, original.metadata.uid);
+    assert_eq!(
+        status2.kubernetes_secret.clone().unwrap().created_uid,
+        recreated.metadata.uid
+    );
+    assert_eq!(
+        decoded(&recreated)["password"],
+        env.secret_document(status2.secret_name.as_deref().unwrap()).await["password"]
+            .as_str()
+            .unwrap()
+    );
+
+    // Replaced by someone (deleted, then created again under the same name): never written.
+    secrets.delete("orders-db", &Default::default()).await.unwrap();
+    let theirs: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "orders-db"}, "stringData": {"password": "hunter2"}
+    }))
+    .unwrap();
+    let replacement = secrets.create(&PostParams::default(), &theirs).await.unwrap();
+    env.clock.advance_to(status2.next_rotation_time.clone().unwrap().0);
+    let stalled = env
+        .wait_for("orders", Duration::from_secs(20), "Stalled", |c| {
+            condition(c, "Stalled").is_some_and(|s| s.status == "True")
+        })
+        .await;
+    let s = condition(&stalled, "Stalled").unwrap();
+    assert_eq!(s.reason, "SecretOwnedByOther");
+    assert!(s.message.contains("replaced"), "{}", s.message);
+    let after = secrets.get("orders-db").await.unwrap();
+    assert_eq!(decoded(&after)["password"], "hunter2");
+    assert_eq!(
+        after.metadata.resource_version, replacement.metadata.resource_version,
+        "not written"
+    );
+    assert_no_secret_reads(&env);
+    operator.stop().await;
+    env.assert_operator_calls_permitted();
+    env.assert_no_token_leaks(&[status.secret_name.as_deref().unwrap()])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_status_write_neither_writes_secrets_manager_again_nor_disowns_the_secret() {
+    let env = TestEnv::new("lost-status").await;
+    let Some(fake) = env.fake.as_ref() else {
+        eprintln!("skipped: injecting API server faults needs the fake API server");
+        return;
+    };
+    // The first status write (after the Secret was created and Secrets Manager written) fails.
+    fake.inject_fault(Some("PATCH"), "/dsqlcredentials/orders/status", 500, 1);
+    let operator = env.start_operator();
+    env.create_credential(
+        "orders",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "kubernetesSecret": {"name": "orders-db"}}),
+    )
+    .await
+    .unwrap();
+    let ready = env.wait_ready("orders", 1).await;
+    assert_eq!(
+        fake.pending_faults(),
+        Vec::<String>::new(),
+        "the status write did fail once"
+    );
+    let status = ready.status.clone().unwrap();
+    assert_eq!(
+        condition(&ready, "Stalled").unwrap().status,
+        "False",
+        "its own Secret is not someone else's"
+    );
+    let secret = wait_for_secret(&env, "orders-db", status.version_id.as_deref().unwrap()).await;
+    assert_eq!(status.kubernetes_secret.unwrap().created_uid, secret.metadata.uid);
+    let secret_name = status.secret_name.unwrap();
+    assert_eq!(
+        env.secret_versions(&secret_name).await.len(),
+        1,
+        "the retry reused the minted token"
+    );
+    assert_eq!(env.aws.count("secretsmanager.CreateSecret"), 1);
+    assert_eq!(env.aws.count("secretsmanager.PutSecretValue"), 0);
+    assert_eq!(
+        decoded(&secret)["password"],
+        env.secret_document(&secret_name).await["password"].as_str().unwrap()
+    );
+    assert_no_secret_reads(&env);
     operator.stop().await;
     env.assert_operator_calls_permitted();
 }

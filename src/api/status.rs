@@ -83,6 +83,12 @@ pub struct ProjectionStatus {
     /// Why it is not in sync, if it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The uid of the object this credential created under `name` (Kubernetes Secret only).
+    /// The operator cannot read Secrets: every later write carries this uid (`metadata.uid` in
+    /// the server-side apply, `preconditions.uid` in a delete), so an object deleted and
+    /// re-created by someone else under the same name is never written or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_uid: Option<String>,
 }
 
 /// The last restart of one `rolloutRestart` target.

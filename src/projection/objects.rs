@@ -1,7 +1,8 @@
 //! Ownership-checked writes of the objects the operator makes: server-side apply under the
 //! operator's field manager, and deletes only of objects it owns.
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::Resource;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -80,6 +81,17 @@ pub enum ProjectionError {
         /// What to install.
         hint: &'static str,
     },
+    /// The object the operator created under that name was deleted and another one created in
+    /// its place (its uid differs); the operator never writes it.
+    #[error(
+        "{kind} {name:?} was replaced by an object this DsqlCredential did not create (its uid changed); the operator never overwrites it: choose another name, or delete it"
+    )]
+    Replaced {
+        /// Kind.
+        kind: &'static str,
+        /// Name.
+        name: String,
+    },
     /// Any other API error.
     #[error("writing {kind} {name:?}: {source}")]
     Api {
@@ -133,28 +145,126 @@ where
     }
 }
 
-/// Server-side applies `body` as the operator's field manager.
+/// Server-side applies `body` as the operator's field manager; returns the written object's uid.
 pub async fn apply<K, B>(
     api: &Api<K>,
     kind: &'static str,
     name: &str,
     body: &B,
     missing_hint: &'static str,
-) -> Result<(), ProjectionError>
+) -> Result<Option<String>, ProjectionError>
 where
-    K: Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
     B: Serialize + std::fmt::Debug,
 {
     match api
         .patch(name, &PatchParams::apply(MANAGER_NAME).force(), &Patch::Apply(body))
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(written) => Ok(written.meta().uid.clone()),
         // Apply creates absent objects, so a 404 means the resource type itself is missing.
         Err(kube::Error::Api(status)) if status.code == 404 => Err(ProjectionError::ApiMissing {
             kind,
             hint: missing_hint,
         }),
+        Err(source) => Err(ProjectionError::Api {
+            kind,
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Server-side applies `body`, which carries the uid of the object the operator created as
+/// `metadata.uid`, so only that very object is written. `Ok(false)`: no object has that name any
+/// more (the API server answers 409 "uid mismatch ... no existing object was found" and creates
+/// nothing). An object with another uid is someone else's: the API server refuses the uid change
+/// (422 "field is immutable"), reported as [`ProjectionError::Replaced`].
+pub async fn apply_to_uid<K, B>(api: &Api<K>, kind: &'static str, name: &str, body: &B) -> Result<bool, ProjectionError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    B: Serialize + std::fmt::Debug,
+{
+    match api
+        .patch(name, &PatchParams::apply(MANAGER_NAME).force(), &Patch::Apply(body))
+        .await
+    {
+        Ok(_) => Ok(true),
+        // A forced apply has no field conflicts, so a 409 is the uid precondition failing.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(kube::Error::Api(status)) if status.code == 422 => Err(ProjectionError::Replaced {
+            kind,
+            name: name.to_owned(),
+        }),
+        Err(source) => Err(ProjectionError::Api {
+            kind,
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Only the metadata of a created object; its data (a token) is skipped while decoding.
+#[derive(serde::Deserialize)]
+struct Created {
+    metadata: kube::api::ObjectMeta,
+}
+
+/// Creates the object (POST, never an update) and returns its uid, without any read: an object
+/// of that name that already exists (409 AlreadyExists) is someone else's, reported as
+/// [`ProjectionError::OwnedByOther`]. `url_path` is the collection, e.g.
+/// `/api/v1/namespaces/<ns>/secrets`.
+pub async fn create<B>(
+    client: &kube::Client,
+    url_path: &str,
+    kind: &'static str,
+    name: &str,
+    body: &B,
+) -> Result<String, ProjectionError>
+where
+    B: Serialize + std::fmt::Debug,
+{
+    let api_error = |source| ProjectionError::Api {
+        kind,
+        name: name.to_owned(),
+        source,
+    };
+    let bytes = serde_json::to_vec(body).map_err(|e| api_error(kube::Error::SerdeError(e)))?;
+    let params = PostParams {
+        field_manager: Some(MANAGER_NAME.to_owned()),
+        ..PostParams::default()
+    };
+    let request = kube::core::Request::new(url_path)
+        .create(&params, bytes)
+        .map_err(|e| api_error(kube::Error::BuildRequest(e)))?;
+    match client.request::<Created>(request).await {
+        Ok(Created { metadata }) => metadata
+            .uid
+            .ok_or_else(|| api_error(kube::Error::Service("the created object has no uid".into()))),
+        Err(kube::Error::Api(status)) if status.code == 409 => Err(ProjectionError::OwnedByOther {
+            kind,
+            name: name.to_owned(),
+        }),
+        Err(source) => Err(api_error(source)),
+    }
+}
+
+/// Deletes `name` only if it is still the object with `uid` (a `preconditions.uid` delete, no
+/// read). Absent (404) or replaced (409) objects are left alone; `Ok(true)` when it was deleted.
+pub async fn delete_uid<K>(api: &Api<K>, kind: &'static str, name: &str, uid: &str) -> Result<bool, ProjectionError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
         Err(source) => Err(ProjectionError::Api {
             kind,
             name: name.to_owned(),

@@ -35,13 +35,15 @@ impl fmt::Debug for SecretBody {
     }
 }
 
-/// The Secret to apply. Fails only on a template error (which validation catches earlier).
+/// The Secret to apply (or create), carrying `uid` as `metadata.uid` when the operator knows
+/// the uid of the Secret it created. Fails only on a template error (which validation catches earlier).
 pub fn secret_body(
     owner: &ObjectOwner,
     name: &str,
     values: &CredentialValues<'_>,
     extra_keys: &BTreeMap<String, String>,
     version_id: &str,
+    uid: Option<&str>,
 ) -> Result<SecretBody, String> {
     let mut data = BTreeMap::new();
     for key in CREDENTIAL_KEYS {
@@ -51,7 +53,7 @@ pub fn secret_body(
         let rendered = template::render(text, |name| values.get(name)).map_err(|e| format!("extraKeys.{key}: {e}"))?;
         data.insert(key.clone(), STANDARD.encode(rendered));
     }
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
@@ -67,7 +69,27 @@ pub fn secret_body(
         "type": "Opaque",
         "data": data,
     });
+    if let Some(uid) = uid {
+        // The API server refuses an apply whose uid differs from the stored object's.
+        body["metadata"]["uid"] = serde_json::Value::from(uid);
+    }
     Ok(SecretBody(SecretString::from(body.to_string())))
+}
+
+/// The empty Secret created to claim its name before any token exists: the operator's labels and
+/// ownerReference, no data. The rotation that follows in the same reconcile fills it.
+pub fn claim_body(owner: &ObjectOwner, name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": owner.namespace,
+            "labels": owner.labels(),
+            "ownerReferences": [owner.owner_reference()],
+        },
+        "type": "Opaque",
+    })
 }
 
 #[cfg(test)]
@@ -93,7 +115,7 @@ mod tests {
             "DATABASE_URL".to_owned(),
             "postgres://{username}:{password|urlencode}@{host}".to_owned(),
         )]);
-        let body = secret_body(&owner, "orders-db", &values, &extra, "v-1").unwrap();
+        let body = secret_body(&owner, "orders-db", &values, &extra, "v-1", Some("s-uid")).unwrap();
         assert_eq!(format!("{body:?}"), "SecretBody(<redacted>)");
         let json: serde_json::Value = serde_json::to_value(&body).unwrap();
         let decode = |k: &str| String::from_utf8(STANDARD.decode(json["data"][k].as_str().unwrap()).unwrap()).unwrap();
@@ -107,6 +129,7 @@ mod tests {
         assert_eq!(json["data"].as_object().unwrap().len(), 9);
         assert_eq!(json["metadata"]["annotations"][VERSION_ANNOTATION], "v-1");
         assert_eq!(json["metadata"]["ownerReferences"][0]["uid"], "u1");
+        assert_eq!(json["metadata"]["uid"], "s-uid");
         assert_eq!(
             json["metadata"]["labels"]["app.kubernetes.io/managed-by"],
             "dsql-credential-operator"

@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::config::OperatorConfig;
 use crate::ops::{Health, Metrics};
 use crate::reconcile::events::EventPublisher;
+use crate::reconcile::pending::PendingRotations;
 use crate::token::TokenMinter;
 
 /// Shared state of the controller.
@@ -39,6 +40,12 @@ pub struct Context {
     /// The generation of each undecodable object (by uid) already reported, so reporting it
     /// (which changes the object) does not report it again.
     unreadable_reported: Mutex<HashMap<String, i64>>,
+    /// Tokens in Secrets Manager that a projection or status write still has to publish.
+    pub(crate) pending: PendingRotations,
+    /// The Secret each credential (by uid) created last, as (name, Secret uid), until status
+    /// records it: a status write lost after the create must not make the operator take its own
+    /// Secret for someone else's (it cannot read Secrets to find out).
+    created_secrets: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl Context {
@@ -67,6 +74,8 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             written_rotations: Mutex::new(HashMap::new()),
             unreadable_reported: Mutex::new(HashMap::new()),
+            pending: PendingRotations::default(),
+            created_secrets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -122,6 +131,24 @@ impl Context {
             .remove(uid);
     }
 
+    /// Records that the credential `uid` created the Secret `name` with uid `secret_uid`.
+    pub(crate) fn remember_created_secret(&self, uid: &str, name: &str, secret_uid: &str) {
+        self.created_secrets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(uid.to_owned(), (name.to_owned(), secret_uid.to_owned()));
+    }
+
+    /// The uid of the Secret `name` the credential `uid` created, if this process created it.
+    pub(crate) fn created_secret(&self, uid: &str, name: &str) -> Option<String> {
+        self.created_secrets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(uid)
+            .filter(|(created, _)| created == name)
+            .map(|(_, secret_uid)| secret_uid.clone())
+    }
+
     /// Forgets an object that is gone.
     pub(crate) fn forget(&self, uid: &str) {
         let mut written = self
@@ -131,5 +158,10 @@ impl Context {
         written.remove(uid);
         drop(written);
         self.forget_unreadable_report(uid);
+        self.pending.forget(uid);
+        self.created_secrets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(uid);
     }
 }

@@ -4,6 +4,7 @@
 mod cleanup;
 mod context;
 mod events;
+mod pending;
 pub mod plan;
 mod project;
 pub mod rotate;
@@ -33,6 +34,7 @@ use crate::aws::OwnerRef;
 use crate::cache::WatchedCredential;
 use crate::projection::ObjectOwner;
 use crate::schedule::{self, RenewalPlan};
+use pending::PendingRotation;
 use plan::{Plan, RotationCause};
 use rotate::RotationError;
 use status::{Failure, Published, Targets};
@@ -182,7 +184,8 @@ fn retry_projections(until: Timestamp, pending: bool, now: Timestamp) -> Timesta
 }
 
 /// One rotation: mint, write Secrets Manager, write the Secret, restart workloads, converge the
-/// rest, one status write.
+/// rest, one status write. A token already in Secrets Manager whose Secret or status write failed
+/// is published again instead, while it is worth it (see [`plan::retry_or_remint`]).
 async fn rotate_now(
     credential: &DsqlCredential,
     api: &Api<DsqlCredential>,
@@ -204,12 +207,14 @@ async fn rotate_now(
         uid: owner.uid.clone(),
     };
 
-    let rotated = match project::check_secret_owner(ctx, owner, valid, &current).await {
-        Ok(()) => rotate::rotate(&ctx.secrets, &ctx.minter, &sm_owner, valid, &current).await,
+    let claimed = project::claim_secret(ctx, owner, valid, &current).await;
+    let created_uid = claimed.as_ref().ok().cloned().flatten();
+    let rotated = match claimed {
+        Ok(_) => pending::waiting_or_new(ctx, &sm_owner, valid, &current, &cause, generation).await,
         Err(error) => Err(error.into()),
     };
     let (mut next, outcome) = match rotated {
-        Ok(rotation) => {
+        Ok((rotation, republished)) => {
             let jitter = schedule::renewal_jitter(valid.renew_before, seed(&owner.uid, rotation.rotation_count));
             let next_rotation = schedule::next_rotation_time(
                 &RenewalPlan {
@@ -219,6 +224,16 @@ async fn rotate_now(
                     schedule: valid.schedule.as_ref(),
                 },
                 jitter,
+            );
+            // Until the Secret and status carry it, a failed write retries with this token.
+            ctx.pending.keep(
+                &owner.uid,
+                Arc::new(PendingRotation {
+                    rotation: rotation.clone(),
+                    secret_name: valid.secret_name.clone(),
+                    generation,
+                    next_rotation,
+                }),
             );
             let published = Published {
                 version: rotation.version.clone(),
@@ -236,7 +251,17 @@ async fn rotate_now(
             ctx.metrics
                 .token_expiry(&owner.namespace, name, published.expires_at.as_second());
             let version = &published.version.version_id;
-            match project::write_secret(ctx, owner, valid, &valid.connection, &rotation.minted, version).await {
+            let written = project::write_secret(
+                ctx,
+                owner,
+                valid,
+                &valid.connection,
+                &rotation.minted,
+                version,
+                created_uid.as_deref(),
+            )
+            .await;
+            match written {
                 Ok(secret) => {
                     next.kubernetes_secret = secret;
                     next.rollout_restarts = project::restart_workloads(ctx, owner, valid, version).await;
@@ -244,6 +269,7 @@ async fn rotate_now(
                         credential = %key,
                         cause = cause.describe(),
                         version = %version,
+                        republished,
                         expires_at = %published.expires_at,
                         next_rotation = %next_rotation,
                         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -253,7 +279,7 @@ async fn rotate_now(
                     (next, Ok((published, next_rotation)))
                 }
                 // Secrets Manager has the new version (status records it) but the Secret does not:
-                // the rotation failed and is retried whole, with a fresh token.
+                // the retry publishes this same token (kept in `ctx.pending`), not a new one.
                 Err(error) => {
                     if let Some(target) = &valid.kubernetes_secret {
                         next.kubernetes_secret = Some(ProjectionStatus {
@@ -261,13 +287,18 @@ async fn rotate_now(
                             version_id: current.kubernetes_secret.as_ref().and_then(|p| p.version_id.clone()),
                             synced: false,
                             message: Some(error.to_string()),
+                            created_uid: created_uid.clone(),
                         });
                     }
                     (next, Err(RotationError::from(error)))
                 }
             }
         }
-        Err(error) => (current.clone(), Err(error)),
+        Err(error) => {
+            let mut next = current.clone();
+            project::note_claim(&mut next, valid, created_uid.as_deref());
+            (next, Err(error))
+        }
     };
     let pending = project::converge(ctx, owner, valid, &current, &mut next).await;
 
@@ -275,6 +306,7 @@ async fn rotate_now(
         Ok((published, next_rotation)) => {
             status::set_ready(&mut next, valid.targets(), now);
             write_status(api, name, &current, &next).await?;
+            ctx.pending.forget(&owner.uid);
             ctx.record_rotation(&owner.uid, published.rotation_count);
             // Events mark transitions. A routine renewal is not one: it shows in status and
             // metrics, and an Event for each would be one more API write per rotation (four a
@@ -292,6 +324,8 @@ async fn rotate_now(
             let message = error.to_string();
             if stalls {
                 warn!(credential = %key, reason = reason.as_str(), error = %message, "credential stalled");
+                // A stall waits for a spec change, which needs a new token anyway.
+                ctx.pending.forget(&owner.uid);
                 let mut stalled = status::after_stall(&next, generation, reason, &message, now);
                 status::set_ready(&mut stalled, valid.targets(), now);
                 if !was_stalled_with(&current, reason) {

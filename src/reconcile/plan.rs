@@ -125,6 +125,57 @@ pub fn plan(
     }
 }
 
+/// A token already written to Secrets Manager whose projections or status write failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unpublished<'a> {
+    /// The Secrets Manager version holding it.
+    pub version_id: &'a str,
+    /// The rotation number it was written under.
+    pub rotation_count: i64,
+    /// The Secrets Manager secret it was written to.
+    pub secret_name: &'a str,
+    /// The credential's generation it was minted for.
+    pub generation: Option<i64>,
+    /// Its own renewal time (never later than `expiresAt - renewBefore`).
+    pub next_rotation: Timestamp,
+}
+
+/// What a due rotation does when a token is already waiting to be published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Publish the waiting token: write the projections and status again, not Secrets Manager.
+    Projections,
+    /// Drop it; mint a new token and write Secrets Manager.
+    Remint,
+}
+
+/// Decides whether a rotation that falls due republishes the waiting token or mints a new one.
+///
+/// The waiting token is republished while it is still the credential's current token and is not
+/// yet due for renewal itself: same generation (the spec, hence endpoint, role and secret, is
+/// unchanged), not a forced rotation (after a suspected leak only a new token will do), the same
+/// Secrets Manager secret, status naming its version (or an older one, when the status write
+/// after the Secrets Manager write was lost) and `now` before its own renewal time. Past its
+/// renewal time, publishing it would only start a rotation at once, so a new token is minted.
+pub fn retry_or_remint(
+    pending: &Unpublished<'_>,
+    cause: &RotationCause,
+    generation: Option<i64>,
+    secret_name: &str,
+    status: &DsqlCredentialStatus,
+    now: Timestamp,
+) -> Retry {
+    let cause_allows = !matches!(cause, RotationCause::Forced(_) | RotationCause::SpecChanged);
+    let status_matches = status.version_id.as_deref() == Some(pending.version_id)
+        || status.rotation_count.unwrap_or(0) < pending.rotation_count;
+    let usable = cause_allows
+        && pending.generation == generation
+        && pending.secret_name == secret_name
+        && status_matches
+        && now < pending.next_rotation;
+    if usable { Retry::Projections } else { Retry::Remint }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -309,6 +360,85 @@ mod tests {
             Plan::Wait {
                 until: t("2026-11-23T18:00:00Z")
             }
+        );
+    }
+
+    fn waiting() -> Unpublished<'static> {
+        Unpublished {
+            version_id: "v2",
+            rotation_count: 2,
+            secret_name: "dsql/shop/orders",
+            generation: Some(1),
+            next_rotation: t("2026-11-23T18:20:00Z"),
+        }
+    }
+
+    /// Status after the Secret write of rotation 2 failed: it names the new version.
+    fn projection_failed() -> DsqlCredentialStatus {
+        DsqlCredentialStatus {
+            version_id: Some("v2".into()),
+            rotation_count: Some(2),
+            consecutive_failures: 3,
+            ..published()
+        }
+    }
+
+    #[test]
+    fn a_failed_projection_is_retried_with_the_waiting_token_until_its_renewal_time() {
+        let decide = |cause: &RotationCause, generation, status: &DsqlCredentialStatus, now| {
+            retry_or_remint(&waiting(), cause, generation, "dsql/shop/orders", status, now)
+        };
+        let status = projection_failed();
+        let during_outage = t("2026-11-23T17:50:00Z");
+        assert_eq!(
+            decide(&RotationCause::Retry, Some(1), &status, during_outage),
+            Retry::Projections
+        );
+        assert_eq!(
+            decide(&RotationCause::Retry, Some(1), &status, t("2026-11-23T18:20:00Z")),
+            Retry::Remint,
+            "at its own renewal time the waiting token is not worth publishing"
+        );
+        // The status write after the Secrets Manager write was lost: status names rotation 1.
+        assert_eq!(
+            decide(&RotationCause::Due, Some(1), &published(), during_outage),
+            Retry::Projections
+        );
+        assert_eq!(
+            decide(&RotationCause::Forced("leak".into()), Some(1), &status, during_outage),
+            Retry::Remint,
+            "a forced rotation always mints"
+        );
+        assert_eq!(
+            decide(&RotationCause::SpecChanged, Some(2), &status, during_outage),
+            Retry::Remint
+        );
+        assert_eq!(
+            decide(&RotationCause::Retry, Some(2), &status, during_outage),
+            Retry::Remint,
+            "minted for another generation"
+        );
+        let newer = DsqlCredentialStatus {
+            version_id: Some("v3".into()),
+            rotation_count: Some(3),
+            ..status.clone()
+        };
+        assert_eq!(
+            decide(&RotationCause::Retry, Some(1), &newer, during_outage),
+            Retry::Remint,
+            "status names another version"
+        );
+        assert_eq!(
+            retry_or_remint(
+                &waiting(),
+                &RotationCause::Retry,
+                Some(1),
+                "dsql/shop/other",
+                &status,
+                during_outage
+            ),
+            Retry::Remint,
+            "another Secrets Manager secret"
         );
     }
 }

@@ -4,6 +4,7 @@
 //! says it is out of date, so a reconcile with nothing to do still writes nothing.
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::Resource;
 use kube::api::{Api, DynamicObject};
 use tracing::warn;
 
@@ -11,7 +12,7 @@ use super::Context;
 use super::validate::ValidCredential;
 use crate::api::{DsqlCredentialStatus, ProjectionStatus, RolloutRestartStatus};
 use crate::aws::{ConnectionInfo, CredentialValues};
-use crate::projection::secret::secret_body;
+use crate::projection::secret::{claim_body, secret_body};
 use crate::projection::{ObjectOwner, ProjectionError, objects, provider_class, restart};
 use crate::token::MintedToken;
 
@@ -26,27 +27,82 @@ fn provider_classes(ctx: &Context, owner: &ObjectOwner) -> Api<DynamicObject> {
     Api::namespaced_with(ctx.client.clone(), &owner.namespace, &provider_class::api_resource())
 }
 
-/// Before minting: a Secret the operator has not written yet must not belong to someone else.
-pub async fn check_secret_owner(
+/// The uid of the Secret `name` this credential created, as status (or, until status records
+/// it, this process) knows it. `Err(())`: status names the Secret without a uid (written by an
+/// operator version that read Secrets instead of recording uids).
+fn created_uid(
+    ctx: &Context,
+    owner: &ObjectOwner,
+    current: &DsqlCredentialStatus,
+    name: &str,
+) -> Result<Option<String>, ()> {
+    let recorded = current.kubernetes_secret.as_ref().filter(|p| p.name == name);
+    match recorded.and_then(|p| p.created_uid.clone()) {
+        Some(uid) => Ok(Some(uid)),
+        None => match ctx.created_secret(&owner.uid, name) {
+            Some(uid) => Ok(Some(uid)),
+            None if recorded.is_some() => Err(()),
+            None => Ok(None),
+        },
+    }
+}
+
+/// Before minting: claims the Secret's name by creating it empty (POST), unless this credential
+/// created it already. The operator cannot read Secrets, so a name taken by anyone else shows
+/// only as 409 AlreadyExists, which stalls the credential before anything is minted. Returns the
+/// uid every later write carries (`None` only for a Secret recorded without one, see
+/// [`created_uid`]).
+pub async fn claim_secret(
     ctx: &Context,
     owner: &ObjectOwner,
     valid: &ValidCredential,
     current: &DsqlCredentialStatus,
-) -> Result<(), ProjectionError> {
+) -> Result<Option<String>, ProjectionError> {
     let Some(target) = &valid.kubernetes_secret else {
-        return Ok(());
+        return Ok(None);
     };
-    if current
-        .kubernetes_secret
-        .as_ref()
-        .is_some_and(|p| p.name == target.name)
-    {
-        return Ok(());
+    match created_uid(ctx, owner, current, &target.name) {
+        Ok(Some(uid)) => Ok(Some(uid)),
+        Err(()) => Ok(None),
+        Ok(None) => create_secret(ctx, owner, &target.name, &claim_body(owner, &target.name))
+            .await
+            .map(Some),
     }
-    objects::ensure_owned(&secrets(ctx, owner), SECRET, &target.name, owner).await
 }
 
-/// Writes the Secret with the freshly minted token.
+async fn create_secret<B>(ctx: &Context, owner: &ObjectOwner, name: &str, body: &B) -> Result<String, ProjectionError>
+where
+    B: serde::Serialize + std::fmt::Debug,
+{
+    let path = Secret::url_path(&(), Some(&owner.namespace));
+    let uid = objects::create(&ctx.client, &path, SECRET, name, body).await?;
+    ctx.remember_created_secret(&owner.uid, name, &uid);
+    Ok(uid)
+}
+
+/// Records a claimed Secret in status before it carries a token, so a failed rotation does not
+/// lose its uid.
+pub fn note_claim(next: &mut DsqlCredentialStatus, valid: &ValidCredential, created_uid: Option<&str>) {
+    let (Some(target), Some(uid)) = (&valid.kubernetes_secret, created_uid) else {
+        return;
+    };
+    match &mut next.kubernetes_secret {
+        Some(p) if p.name == target.name => p.created_uid = Some(uid.to_owned()),
+        slot => {
+            *slot = Some(ProjectionStatus {
+                name: target.name.clone(),
+                version_id: None,
+                synced: false,
+                message: Some("created; no token written yet".to_owned()),
+                created_uid: Some(uid.to_owned()),
+            });
+        }
+    }
+}
+
+/// Writes the Secret with the freshly minted token: a server-side apply naming the uid of the
+/// Secret this credential created, so a replacement is never written ([`ProjectionError::Replaced`]);
+/// a Secret deleted since is created again, and its new uid recorded.
 pub async fn write_secret(
     ctx: &Context,
     owner: &ObjectOwner,
@@ -54,6 +110,7 @@ pub async fn write_secret(
     info: &ConnectionInfo,
     minted: &MintedToken,
     version_id: &str,
+    created_uid: Option<&str>,
 ) -> Result<Option<ProjectionStatus>, ProjectionError> {
     let Some(target) = &valid.kubernetes_secret else {
         return Ok(None);
@@ -64,26 +121,42 @@ pub async fn write_secret(
         expires_at: minted.expires_at,
     };
     // Templates were validated with the spec; a failure here would be a bug, reported as such.
-    let body = secret_body(owner, &target.name, &values, &target.extra_keys, version_id).map_err(|message| {
-        ProjectionError::Api {
-            kind: SECRET,
-            name: target.name.clone(),
-            source: kube::Error::Service(message.into()),
+    let body = |uid: Option<&str>| {
+        secret_body(owner, &target.name, &values, &target.extra_keys, version_id, uid).map_err(|message| {
+            ProjectionError::Api {
+                kind: SECRET,
+                name: target.name.clone(),
+                source: kube::Error::Service(message.into()),
+            }
+        })
+    };
+    let api = secrets(ctx, owner);
+    let uid = match created_uid {
+        Some(uid) => {
+            if objects::apply_to_uid(&api, SECRET, &target.name, &body(Some(uid))?).await? {
+                Some(uid.to_owned())
+            } else {
+                Some(create_secret(ctx, owner, &target.name, &body(None)?).await?)
+            }
         }
-    })?;
-    objects::apply(
-        &secrets(ctx, owner),
-        SECRET,
-        &target.name,
-        &body,
-        "the core Secret API is always served",
-    )
-    .await?;
+        // Recorded by an earlier operator version without a uid: the apply's answer names it.
+        None => {
+            objects::apply(
+                &api,
+                SECRET,
+                &target.name,
+                &body(None)?,
+                "the core Secret API is always served",
+            )
+            .await?
+        }
+    };
     Ok(Some(ProjectionStatus {
         name: target.name.clone(),
         version_id: Some(version_id.to_owned()),
         synced: true,
         message: None,
+        created_uid: uid,
     }))
 }
 
@@ -127,7 +200,13 @@ pub async fn converge(
     if let Some(old) = &prev.kubernetes_secret {
         let still_wanted = valid.kubernetes_secret.as_ref().is_some_and(|s| s.name == old.name);
         if !still_wanted {
-            match objects::delete_if_owned(&secrets(ctx, owner), SECRET, &old.name, owner).await {
+            // Without a recorded uid (an older operator version's status) it cannot be deleted
+            // safely without reading it: it is left behind.
+            let deleted = match &old.created_uid {
+                Some(uid) => objects::delete_uid(&secrets(ctx, owner), SECRET, &old.name, uid).await,
+                None => Ok(false),
+            };
+            match deleted {
                 Ok(_) => {
                     if next.kubernetes_secret.as_ref().is_some_and(|p| p.name == old.name) {
                         next.kubernetes_secret = None;
@@ -178,6 +257,7 @@ pub async fn converge(
         version_id: next.version_id.clone(),
         synced,
         message,
+        created_uid: None,
     });
     pending
 }
@@ -196,5 +276,7 @@ async fn write_provider_class(
     }
     let region = provider_class::arn_region(arn).unwrap_or_default();
     let body = provider_class::provider_class_body(owner, name, arn, region);
-    objects::apply(&api, PROVIDER_CLASS, name, &body, provider_class::MISSING_HINT).await
+    objects::apply(&api, PROVIDER_CLASS, name, &body, provider_class::MISSING_HINT)
+        .await
+        .map(|_| ())
 }

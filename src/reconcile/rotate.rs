@@ -63,7 +63,8 @@ impl RotationError {
                 AwsErrorKind::AccessDenied => (ConditionReason::AccessDenied, false),
                 _ => (ConditionReason::SecretsManagerError, false),
             },
-            Self::OwnedByOther { .. } | Self::Projection(ProjectionError::OwnedByOther { .. }) => {
+            Self::OwnedByOther { .. }
+            | Self::Projection(ProjectionError::OwnedByOther { .. } | ProjectionError::Replaced { .. }) => {
                 (ConditionReason::SecretOwnedByOther, true)
             }
             Self::Projection(_) => (ConditionReason::KubernetesError, false),

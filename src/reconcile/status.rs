@@ -317,12 +317,14 @@ mod tests {
             version_id: Some("old".into()),
             synced: true,
             message: None,
+            created_uid: None,
         });
         s.secret_provider_class = Some(ProjectionStatus {
             name: "x".into(),
             version_id: None,
             synced: true,
             message: None,
+            created_uid: None,
         });
         set_ready(&mut s, targets, t("2026-11-23T17:00:02Z"));
         assert_eq!(
@@ -335,6 +337,7 @@ mod tests {
             version_id: s.version_id.clone(),
             synced: true,
             message: None,
+            created_uid: None,
         });
         set_ready(&mut s, targets, t("2026-11-23T17:00:02Z"));
         assert_eq!(condition(&s, ConditionType::Ready).status, "True");
@@ -343,6 +346,7 @@ mod tests {
             version_id: None,
             synced: false,
             message: Some("CRD missing".into()),
+            created_uid: None,
         });
         set_ready(&mut s, targets, t("2026-11-23T17:00:03Z"));
         assert!(

@@ -233,6 +233,13 @@ impl FakeApiServer {
             .unwrap_or_default()
     }
 
+    /// Drops every injected fault not served yet: an outage of unknown length ends.
+    pub fn clear_faults(&self) {
+        if let Ok(mut s) = self.shared.state.lock() {
+            s.faults.clear();
+        }
+    }
+
     /// Like [`inject_fault`](Self::inject_fault), with `body` as the raw response: what a broken
     /// proxy in front of the API server might send (truncated JSON, HTML, a huge page).
     pub fn inject_garbage(&self, method: Option<&str>, path_contains: &str, status: u16, body: String, times: usize) {
