@@ -81,6 +81,43 @@ fn assert_denied<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Error>)
     }
 }
 
+/// Binds the operator's ServiceAccount (and `shop/ci`, the bystander) to every verb on Secrets and Deployments: RBAC broader than the
+/// chart's, so every denial below comes from the admission policy (the fake authorizes by RBAC
+/// first, as the real server does), which is what confines a ServiceAccount whose RBAC is wide.
+async fn grant_everything_on_secrets_and_deployments(admin: &kube::Client) {
+    let rbac = |kind: &str, plural: &str| {
+        let gvk = GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind);
+        Api::<DynamicObject>::all_with(admin.clone(), &ApiResource::from_gvk_with_plural(&gvk, plural))
+    };
+    let role: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "too-broad"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["*"]},
+        ],
+    }))
+    .unwrap();
+    rbac("ClusterRole", "clusterroles")
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "too-broad"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "too-broad"},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": RELEASE, "namespace": RELEASE_NAMESPACE},
+            {"kind": "ServiceAccount", "name": "ci", "namespace": "shop"},
+        ],
+    }))
+    .unwrap();
+    rbac("ClusterRoleBinding", "clusterrolebindings")
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn chart_policy_confines_the_operator_serviceaccount() {
     let docs = rendered_policy();
@@ -127,6 +164,8 @@ async fn chart_policy_confines_the_operator_serviceaccount() {
         .create(&PostParams::default(), &deployment)
         .await
         .unwrap();
+
+    grant_everything_on_secrets_and_deployments(&admin).await;
 
     let user = UserInfo::service_account(RELEASE_NAMESPACE, RELEASE, "0b7c3a52-5d0e-4d36-9b1e-6a3c2f1d9e80");
     let operator = fake.client_with_token(&fake.issue_token(user), "operator");

@@ -1,8 +1,9 @@
-//! The operator's identity in the end-to-end tests: the ServiceAccount and RBAC that the Helm
-//! chart renders (with real Helm, through `render_rbac.py`), applied to the API, and a client that
-//! authenticates with a token from a TokenRequest for that ServiceAccount. So the operator runs
-//! with exactly the chart's permissions, against the fake (whose authorizer is RBAC) or a real
-//! cluster alike.
+//! The operator's identity in the end-to-end tests: the ServiceAccount, RBAC and
+//! ValidatingAdmissionPolicy that the Helm chart renders (with real Helm, through
+//! `render_rbac.py`), applied to the API, and a client that authenticates with a token from a
+//! TokenRequest for that ServiceAccount. So the operator runs with exactly the chart's
+//! permissions and under its admission policy, against the fake (whose authorizer is RBAC and
+//! which evaluates admission policies) or a real cluster alike.
 
 use std::process::Command;
 
@@ -70,6 +71,12 @@ fn resource_of(object: &serde_json::Value) -> (ApiResource, bool) {
         "RoleBinding" => ("rbac.authorization.k8s.io", "rolebindings", true),
         "ClusterRole" => ("rbac.authorization.k8s.io", "clusterroles", false),
         "ClusterRoleBinding" => ("rbac.authorization.k8s.io", "clusterrolebindings", false),
+        "ValidatingAdmissionPolicy" => ("admissionregistration.k8s.io", "validatingadmissionpolicies", false),
+        "ValidatingAdmissionPolicyBinding" => (
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicybindings",
+            false,
+        ),
         other => panic!("render_rbac.py printed an unexpected kind {other:?}"),
     };
     let gvk = GroupVersionKind::gvk(group, "v1", kind);
@@ -87,9 +94,20 @@ pub async fn install(admin: &kube::Client, namespace: &str, mode: RbacMode) -> O
         .trim_end_matches('-')
         .to_owned();
     let objects = render(namespace, &fullname, mode);
+    // The chart's admission policy (on by default) confines the ServiceAccount in both modes.
     let expected_kinds: &[&str] = match mode {
-        RbacMode::AllNamespaces => &["ClusterRole", "ClusterRoleBinding"],
-        RbacMode::WatchedNamespace => &["Role", "RoleBinding"],
+        RbacMode::AllNamespaces => &[
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+        ],
+        RbacMode::WatchedNamespace => &[
+            "Role",
+            "RoleBinding",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+        ],
     };
     for kind in expected_kinds {
         assert!(

@@ -1,7 +1,8 @@
 """Renders the Helm chart with real Helm (v4, via helm-python-sdk, as tests/python does) and prints
-the operator's identity and RBAC as a JSON list: the ServiceAccount, (Cluster)Roles and their
-bindings, in that order. The end-to-end tests apply exactly these to run the operator with only
-the chart's permissions.
+the operator's identity and what confines it as a JSON list: the ServiceAccount, (Cluster)Roles and
+their bindings, then the ValidatingAdmissionPolicy and its binding, in that order. The end-to-end
+tests apply exactly these to run the operator with only the chart's permissions, under the chart's
+admission policy.
 
 Usage: python render_rbac.py <chart dir> <release> <release namespace> <values as JSON>
 """
@@ -14,7 +15,8 @@ import sys
 import helm_python
 import yaml
 
-KINDS = ["ServiceAccount", "ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding"]
+KINDS = ["ServiceAccount", "ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding",
+         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
 
 
 def main() -> None:
