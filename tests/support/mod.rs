@@ -8,4 +8,5 @@ pub mod env;
 pub mod logs;
 pub mod moto;
 pub mod permissions;
+pub mod process;
 pub mod token_check;
