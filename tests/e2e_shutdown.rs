@@ -230,9 +230,12 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
     wait_calls(&env, "secretsmanager.CreateSecret", 1).await;
     let killed = Instant::now();
     first.kill().await;
-    // The dead leader's request now reaches Secrets Manager (a write that lands after its
-    // sender died, as on a node lost mid-call).
+    // The dead leader's request now goes on to Secrets Manager (a write that lands after its
+    // sender died, as on a node lost mid-call) if the proxy still has it.
     gate.notify_one();
+    let secret = format!("dsql-e2e/{}/orders", env.namespace);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let orphan_landed = env.describe_secret(&secret).await.is_some();
     assert_eq!(
         holder(&env.kube, &env.namespace).await.as_deref(),
         Some("a"),
@@ -249,12 +252,16 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
     let takeover = killed.elapsed();
     let ready = env.wait_ready("orders", 1).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let secret = ready.status.as_ref().unwrap().secret_name.clone().unwrap();
+    assert_eq!(
+        ready.status.as_ref().unwrap().secret_name.as_deref(),
+        Some(secret.as_str())
+    );
     let versions = env.secret_versions(&secret).await;
-    let writes = env.aws.count("secretsmanager.CreateSecret") + env.aws.count("secretsmanager.PutSecretValue");
+    let writes = || env.aws.count("secretsmanager.CreateSecret") + env.aws.count("secretsmanager.PutSecretValue");
     eprintln!(
-        "[figure] SIGKILL of the leader mid-CreateSecret: standby led after {takeover:?} (lease {LEASE_SECONDS}s); {} version(s) after {writes} write call(s)",
-        versions.len()
+        "[figure] SIGKILL of the leader mid-CreateSecret: standby led after {takeover:?} (lease {LEASE_SECONDS}s); dead leader's write landed first: {orphan_landed}; {} version(s) after {} write call(s)",
+        versions.len(),
+        writes()
     );
     assert!(
         takeover < Duration::from_secs(LEASE_SECONDS + 5),
@@ -269,6 +276,111 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
     let rotated = env.credentials().get("orders").await.unwrap();
     assert_eq!(rotated.status.as_ref().unwrap().rotation_count, Some(1));
 
-    let (took, status) = second.terminate(EXIT_LIMIT).await;
+    // The new leader is killed just after its rotation: the next one's first act writes nothing.
+    let mut third = OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "c", LEASE, &lease_flags);
+    wait_ready(&third).await;
+    env.clear_recorded();
+    let killed = Instant::now();
+    second.kill().await;
+    wait_leading(
+        &env.kube,
+        &env.namespace,
+        &mut third,
+        Duration::from_secs(LEASE_SECONDS + 10),
+    )
+    .await;
+    let second_takeover = killed.elapsed();
+    // Only a leader watches DsqlCredentials (and the others are dead): once its list is served
+    // its first reconcile follows, reading status and finding nothing due.
+    let fake = env.fake.as_ref().unwrap();
+    let listed = || {
+        fake.requests()
+            .iter()
+            .any(|r| r.path.contains("dsqlcredentials") && r.method == "GET")
+    };
+    for _ in 0..200 {
+        if listed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        listed(),
+        "the new leader never listed DsqlCredentials:\n{}",
+        third.log()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = env.secret_versions(&secret).await;
+    eprintln!(
+        "[figure] SIGKILL of the leader just after a rotation: standby led after {second_takeover:?}; {} write call(s), {} version(s)",
+        writes(),
+        after.len()
+    );
+    assert!(
+        second_takeover < Duration::from_secs(LEASE_SECONDS + 5),
+        "takeover took {second_takeover:?}"
+    );
+    assert_eq!(writes(), 0, "calls: {:?}", env.aws.calls());
+    assert_eq!(after, versions);
+    let still = env.credentials().get("orders").await.unwrap();
+    assert_eq!(still.status.as_ref().unwrap().rotation_count, Some(1));
+
+    let (took, status) = third.terminate(EXIT_LIMIT).await;
     assert!(status.success(), "{status} after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_after_its_write_landed_unanswered_leaves_every_version_accounted_for() {
+    let env = TestEnv::new("sigkill-landed").await;
+    let lease_flags = ["--leader-election-lease-seconds", "3"];
+    let mut first = OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "a", LEASE, &lease_flags);
+    wait_leading(&env.kube, &env.namespace, &mut first, Duration::from_secs(20)).await;
+    let mut second = OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "b", LEASE, &lease_flags);
+    wait_ready(&second).await;
+
+    // The leader's CreateSecret reaches Secrets Manager; it dies before hearing back, so its
+    // status never records the version.
+    let gate = env.aws.hold_response_next("secretsmanager.CreateSecret");
+    env.create_credential(
+        "orders",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
+    )
+    .await
+    .unwrap();
+    let secret = format!("dsql-e2e/{}/orders", env.namespace);
+    for _ in 0..300 {
+        if env.describe_secret(&secret).await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let landed = env.secret_versions(&secret).await;
+    assert_eq!(landed.len(), 1, "the dead leader's write landed");
+    first.kill().await;
+    gate.notify_one();
+
+    wait_leading(&env.kube, &env.namespace, &mut second, Duration::from_secs(15)).await;
+    let ready = env
+        .wait_for("orders", Duration::from_secs(30), "Ready", |c| {
+            support::env::condition(c, "Ready").is_some_and(|r| r.status == "True")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = ready.status.clone().unwrap();
+    let versions = env.secret_versions(&secret).await;
+    eprintln!(
+        "[figure] SIGKILL after the leader's CreateSecret landed unanswered: {} version(s), status rotationCount {:?}, calls {:?}",
+        versions.len(),
+        status.rotation_count,
+        env.aws.calls()
+    );
+    // Version ids are the ClientRequestTokens (uid + rotation number): the new leader's retry of
+    // rotation 1 is recognised as already written with another value, so it writes rotation 2
+    // and no more; status names the version it wrote.
+    assert!(versions.contains(&landed[0]), "{versions:?}");
+    assert_eq!(versions.len() as i64, status.rotation_count.unwrap(), "{versions:?}");
+    assert!(versions.len() <= 2, "{versions:?}");
+    assert!(versions.contains(status.version_id.as_ref().unwrap()));
+    let (took, exit) = second.terminate(EXIT_LIMIT).await;
+    assert!(exit.success(), "{exit} after {took:?}");
 }
