@@ -764,10 +764,7 @@ impl OperatorProcess {
             (_, Some(path)) => PathBuf::from(path),
             (Some(fake), None) => {
                 let path = dir.path().join("kubeconfig");
-                let text = format!(
-                    "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: bench\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: bench\n    namespace: default\ncurrent-context: fake\n",
-                    fake.base_url()
-                );
+                let text = support::process::kubeconfig_text(&fake.base_url());
                 std::fs::write(&path, text).expect("write kubeconfig");
                 path
             }

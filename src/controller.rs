@@ -11,9 +11,11 @@ use kube::runtime::{Controller, WatchStreamExt, controller, reflector, watcher};
 use tracing::{debug, warn};
 
 use crate::cache::WatchedCredential;
+use crate::ops::shutdown::{DRAIN_GRACE, grace_after};
 use crate::reconcile::{Context, error_policy, reconcile};
 
-/// Runs the controllers until `shutdown` resolves, then drains in-flight reconciles.
+/// Runs the controllers until `shutdown` resolves, then drains in-flight reconciles for at most
+/// [`DRAIN_GRACE`].
 ///
 /// `resync` makes every credential be reconciled again each time it yields; production passes a
 /// stream that never yields (timing comes from requeues), tests use it after moving their clock.
@@ -76,7 +78,16 @@ where
         })
         .collect();
     let pump = tokio::spawn(resync.pump);
-    futures::future::join_all(controllers).await;
+    // Graceful shutdown lets in-flight reconciles finish, but one may be waiting on a held AWS
+    // call or an unreachable API server: past the grace period the controllers are dropped,
+    // which cancels their reconciles.
+    let drained = futures::future::join_all(controllers);
+    tokio::select! {
+        _ = drained => {}
+        _ = grace_after(shutdown.clone(), DRAIN_GRACE) => {
+            warn!(grace_ms = DRAIN_GRACE.as_millis() as u64, "in-flight reconciles outlasted the shutdown grace period: cancelled");
+        }
+    }
     pump.abort();
 }
 

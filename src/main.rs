@@ -10,6 +10,7 @@ use dsql_credential_operator::aws::{SecretsManager, WriteRateLimiter};
 use dsql_credential_operator::clock::SystemClock;
 use dsql_credential_operator::config::OperatorConfig;
 use dsql_credential_operator::ops::leader::{LeaseConfig, run_when_leading};
+use dsql_credential_operator::ops::shutdown::{HTTP_STOP_LIMIT, exit_if_stuck};
 use dsql_credential_operator::ops::{Health, Metrics, http, memory};
 use dsql_credential_operator::policy::AccessPolicy;
 use dsql_credential_operator::reconcile::Context;
@@ -189,6 +190,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let server = tokio::spawn(http::serve(listener, health.clone(), metrics.clone(), shutdown.clone()));
     tokio::spawn(memory::release_free_heap_periodically(shutdown.clone()));
+    tokio::spawn(exit_if_stuck(shutdown.clone()));
     if args.leader_election {
         let lease = LeaseConfig {
             namespace: args.leader_election_namespace,
@@ -213,10 +215,11 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         metrics.set_leader(true);
         controller::run(ctx, futures::stream::pending(), shutdown).await;
     }
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("HTTP server: {e}").into()),
-        Err(e) => return Err(e.into()),
+    // A probe's keep-alive connection would hold the server's graceful stop open.
+    match tokio::time::timeout(HTTP_STOP_LIMIT, server).await {
+        Ok(Ok(Ok(()))) | Err(_) => {}
+        Ok(Ok(Err(e))) => return Err(format!("HTTP server: {e}").into()),
+        Ok(Err(e)) => return Err(e.into()),
     }
     info!("stopped");
     Ok(())

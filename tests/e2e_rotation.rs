@@ -258,3 +258,77 @@ async fn the_rotate_annotation_forces_one_rotation_and_is_remembered() {
     operator.stop().await;
     env.assert_no_token_leaks(&[&secret_name]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_rotation_within_the_minute_is_deferred_visibly_then_happens_once() {
+    const ANNOTATION: &str = "dsql.credentials.dev/rotate";
+    let env = TestEnv::new("deferred").await;
+    let operator = env.start_operator();
+    env.create_credential(
+        "ops",
+        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
+    )
+    .await
+    .unwrap();
+    let first = env.wait_ready("ops", 1).await;
+    let last = first.status.as_ref().unwrap().last_rotation_time.clone().unwrap().0;
+    let until = (last + jiff::SignedDuration::from_secs(60))
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+
+    // Asked for at once: within the minute, so it waits, and says so.
+    env.annotate("ops", ANNOTATION, "again").await;
+    let expected = format!("Rotation requested by {ANNOTATION}=\"again\" deferred until {until}");
+    let deferred = env
+        .wait_for("ops", Duration::from_secs(15), "deferred", |c| {
+            condition(c, "Ready").is_some_and(|r| r.message.contains("deferred until"))
+        })
+        .await;
+    let ready = condition(&deferred, "Ready").unwrap();
+    assert!(ready.message.contains(&expected), "{}", ready.message);
+    assert_eq!(ready.status, "True", "the current token is still good");
+    assert_eq!(deferred.status.as_ref().unwrap().rotation_count, Some(1));
+    env.assert_event("ops", &format!("RotationDeferred: {expected}")).await;
+
+    // No-op reconciles within the minute neither rotate nor announce it again.
+    env.clear_recorded();
+    for _ in 0..3 {
+        env.clock.resync();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(env.aws.count("secretsmanager.PutSecretValue"), 0);
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(env.kube.clone(), &env.namespace);
+    let deferrals: Vec<_> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("RotationDeferred"))
+        .collect();
+    assert_eq!(deferrals.len(), 1, "{deferrals:?}");
+    assert!(
+        deferrals[0].series.is_none(),
+        "published once, not repeated: {:?}",
+        deferrals[0].series
+    );
+
+    // The minute passes: one rotation, and the note goes.
+    env.clock.advance(Duration::from_secs(61));
+    let rotated = env.wait_ready("ops", 2).await;
+    let status = rotated.status.as_ref().unwrap();
+    assert_eq!(status.last_forced_rotation.as_deref(), Some("again"));
+    assert!(
+        !condition(&rotated, "Ready").unwrap().message.contains("deferred"),
+        "{}",
+        condition(&rotated, "Ready").unwrap().message
+    );
+    env.clock.resync();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(env.aws.count("secretsmanager.PutSecretValue"), 1);
+    let secret_name = status.secret_name.clone().unwrap();
+    assert_eq!(env.secret_versions(&secret_name).await.len(), 2);
+    operator.stop().await;
+    env.assert_no_token_leaks(&[&secret_name]).await;
+}

@@ -5,12 +5,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::FutureExt;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tracing::{info, warn};
 
+use super::shutdown::LEASE_RELEASE_LIMIT;
 use super::{Health, Metrics};
 
 /// Lease settings.
@@ -41,16 +41,21 @@ where
     C: Fn(futures::future::Shared<futures::future::BoxFuture<'static, ()>>) -> F,
     F: Future<Output = ()>,
 {
-    let manager = LeaseManagerBuilder::new(client, &lease.name)
+    let shutdown = shutdown.boxed().shared();
+    let building = LeaseManagerBuilder::new(client, &lease.name)
         .with_namespace(&lease.namespace)
         .with_identity(&lease.identity)
         .with_duration(lease.duration_seconds)
         .with_grace(lease.grace_seconds)
         .with_field_manager(format!("dsql-credential-operator-{}", lease.identity))
-        .build()
-        .await?;
-    let (mut leading, manager_task) = manager.watch().await;
-    let shutdown = shutdown.boxed().shared();
+        .build();
+    // Building reads (or creates) the Lease: with the API server slow to answer, a shutdown must
+    // not wait for it. Nothing is held yet, so there is nothing to release.
+    let manager = tokio::select! {
+        built = building => built?,
+        _ = shutdown.clone() => return Ok(()),
+    };
+    let (mut leading, mut manager_task) = manager.watch().await;
     health.set_standby(true);
     loop {
         // Wait to lead (or to be asked to stop).
@@ -87,12 +92,20 @@ where
         health.set_standby(true);
     }
     health.set_standby(false);
-    // Dropping the receiver makes the manager release the lease and stop.
+    // Dropping the receiver makes the manager release the lease and stop. With the API server
+    // unreachable it may be sleeping out a backoff or waiting on a request: the lease then simply
+    // expires, as after a crash.
     drop(leading);
-    match tokio::time::timeout(Duration::from_secs(5), manager_task).await {
+    match tokio::time::timeout(LEASE_RELEASE_LIMIT, &mut manager_task).await {
         Ok(Ok(Err(error))) => warn!(error = %error, "releasing the leader lease failed"),
         Ok(_) => info!("released the leader lease"),
-        Err(_) => warn!("timed out releasing the leader lease"),
+        Err(_) => {
+            manager_task.abort();
+            warn!(
+                limit_ms = LEASE_RELEASE_LIMIT.as_millis() as u64,
+                "timed out releasing the leader lease: it will expire instead"
+            );
+        }
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Operating the operator: metrics, health endpoints and leader election.
+//! Operating the operator: metrics, health endpoints, leader election and bounded shutdown.
 
 pub mod credential_metrics;
 pub mod health;
@@ -6,6 +6,7 @@ pub mod http;
 pub mod leader;
 pub mod memory;
 pub mod metrics;
+pub mod shutdown;
 
 pub use health::Health;
 pub use metrics::Metrics;

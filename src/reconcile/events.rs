@@ -1,5 +1,5 @@
-//! Kubernetes Events on transitions: a rotation, the first failure of a kind, a stall, a
-//! deletion. Never one per no-op reconcile. Publishing is best effort: a lost Event is logged,
+//! Kubernetes Events on transitions: a rotation, a deferred rotation, the first failure of a
+//! kind, a stall, a deletion. Never one per no-op reconcile. Publishing is best effort: a lost Event is logged,
 //! it never fails a rotation.
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -79,6 +79,19 @@ impl EventPublisher {
         );
         self.publish(credential, EventType::Normal, "Rotated", "Rotate", note)
             .await;
+    }
+
+    /// A requested rotation waits for the one-a-minute limit; `note` is the status's
+    /// [`deferral_note`](crate::reconcile::status::deferral_note).
+    pub(crate) async fn rotation_deferred(&self, credential: &DsqlCredential, note: &str) {
+        self.publish(
+            credential,
+            EventType::Normal,
+            "RotationDeferred",
+            "Rotate",
+            note.to_owned(),
+        )
+        .await;
     }
 
     pub(crate) async fn rotation_failed(&self, credential: &DsqlCredential, failure: &Failure, action: &str) {

@@ -155,15 +155,27 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
     };
 
     let annotation = credential.annotations().get(ROTATE_ANNOTATION).map(String::as_str);
+    let mut deferral = None;
     let wake = match plan::plan(generation, annotation, &current, now) {
         Plan::Rotate(cause) => return rotate_now(credential, api, ctx, &valid, &owner, cause, annotation).await,
+        Plan::Deferred { cause, until } => {
+            deferral = Some(status::deferral_note(&cause, until));
+            Some(until)
+        }
         Plan::Wait { until } => Some(until),
         Plan::Stalled => None,
     };
     let mut next = current.clone();
     let pending = project::converge(ctx, &owner, &valid, &current, &mut next).await;
     status::set_ready(&mut next, valid.targets(), now);
+    if let Some(note) = &deferral {
+        status::add_deferral_note(&mut next, note);
+    }
     write_status(api, &name, &current, &next).await?;
+    // Announced once per requested value: the stored status already carries a note announced.
+    if let Some(note) = deferral.filter(|note| !status::has_deferral_note(&current, note)) {
+        ctx.events.rotation_deferred(credential, &note).await;
+    }
     Ok(match wake {
         Some(until) => requeue_at(retry_projections(until, pending, now), now),
         None if pending => requeue_at(retry_projections(now + PROJECTION_RETRY, true, now), now),

@@ -46,6 +46,15 @@ pub enum Plan {
     /// Stalled and nothing changed since: do nothing until the spec changes or a rotation is
     /// forced by annotation.
     Stalled,
+    /// A rotation was asked for (a new rotate annotation value, or a spec change) within
+    /// [`MIN_FORCED_INTERVAL`] of the last one: it happens at `until`. Status and an Event say
+    /// so, so the request does not look lost.
+    Deferred {
+        /// What asked for the rotation.
+        cause: RotationCause,
+        /// When the limit allows it.
+        until: Timestamp,
+    },
     /// Nothing is due; look again at `until`.
     Wait {
         /// When something next falls due (a rotation, a retry, or the token's expiry).
@@ -100,9 +109,10 @@ pub fn plan(
 
     if forced.is_some() || spec_changed {
         let earliest = status.last_rotation_time.as_ref().map(|t| t.0 + MIN_FORCED_INTERVAL);
+        let cause = forced.map_or(RotationCause::SpecChanged, RotationCause::Forced);
         return match earliest {
-            Some(earliest) if earliest > now => Plan::Wait { until: earliest },
-            _ => Plan::Rotate(forced.map_or(RotationCause::SpecChanged, RotationCause::Forced)),
+            Some(earliest) if earliest > now => Plan::Deferred { cause, until: earliest },
+            _ => Plan::Rotate(cause),
         };
     }
 
@@ -253,7 +263,8 @@ mod tests {
         let status = published();
         assert_eq!(
             plan(Some(1), Some("now"), &status, t("2026-11-23T17:00:30Z")),
-            Plan::Wait {
+            Plan::Deferred {
+                cause: RotationCause::Forced("now".into()),
                 until: t("2026-11-23T17:01:00Z")
             }
         );
@@ -337,6 +348,21 @@ mod tests {
         assert_eq!(
             plan(Some(2), None, &status, t("2026-11-23T17:01:00Z")),
             Plan::Rotate(RotationCause::Retry)
+        );
+    }
+
+    #[test]
+    fn a_spec_change_within_the_minute_is_deferred_then_rotates() {
+        assert_eq!(
+            plan(Some(2), None, &published(), t("2026-11-23T17:00:20Z")),
+            Plan::Deferred {
+                cause: RotationCause::SpecChanged,
+                until: t("2026-11-23T17:01:00Z")
+            }
+        );
+        assert_eq!(
+            plan(Some(2), None, &published(), t("2026-11-23T17:01:00Z")),
+            Plan::Rotate(RotationCause::SpecChanged)
         );
     }
 

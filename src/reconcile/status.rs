@@ -4,8 +4,9 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{ConditionReason, ConditionType, DsqlCredentialStatus, set_condition};
+use crate::api::{ConditionReason, ConditionType, DsqlCredentialStatus, ROTATE_ANNOTATION, set_condition};
 use crate::aws::WrittenVersion;
+use crate::reconcile::plan::RotationCause;
 
 /// A successful rotation, as status records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,6 +205,48 @@ pub fn set_ready(status: &mut DsqlCredentialStatus, targets: Targets, now: Times
         ),
     };
     set(status, ConditionType::Ready, ready, reason, message, now);
+}
+
+/// Longest part of a rotate annotation value quoted back in status and Events.
+const QUOTED_VALUE_CHARS: usize = 64;
+
+/// What `Ready`'s message says while a requested rotation waits for the one-a-minute limit
+/// (`kubectl describe` shows it). Being in the stored status is also how a later reconcile knows
+/// the deferral was already announced, so its Event goes out once per requested value.
+pub fn deferral_note(cause: &RotationCause, until: Timestamp) -> String {
+    let what = match cause {
+        RotationCause::Forced(value) => {
+            let mut quoted: String = value.chars().take(QUOTED_VALUE_CHARS).collect();
+            if quoted.len() < value.len() {
+                quoted.push('…');
+            }
+            format!("Rotation requested by {ROTATE_ANNOTATION}={quoted:?}")
+        }
+        _ => "Rotation for the spec change".to_owned(),
+    };
+    format!(
+        "{what} deferred until {} (at most one forced or spec-change rotation per credential per minute)",
+        fmt_time(until)
+    )
+}
+
+/// Appends `note` (see [`deferral_note`]) to `Ready`'s message. [`set_ready`] rewrites that
+/// message on every reconcile, so the note is gone once the rotation has happened.
+pub fn add_deferral_note(status: &mut DsqlCredentialStatus, note: &str) {
+    if let Some(ready) = status
+        .conditions
+        .iter_mut()
+        .find(|c| c.type_ == ConditionType::Ready.as_str())
+    {
+        ready.message = format!("{}. {note}", ready.message);
+    }
+}
+
+/// Whether `Ready`'s message already carries `note`.
+pub fn has_deferral_note(status: &DsqlCredentialStatus, note: &str) -> bool {
+    status
+        .condition(ConditionType::Ready)
+        .is_some_and(|ready| ready.message.contains(note))
 }
 
 /// Enabled projections that do not carry the current token, with why.
@@ -409,5 +452,43 @@ mod tests {
         assert_eq!(condition(&s, ConditionType::Ready).status, "True");
         assert_eq!(s.next_rotation_time, None);
         assert_eq!(s.secret_arn, ok.secret_arn);
+    }
+
+    #[test]
+    fn a_deferral_is_noted_on_ready_until_the_next_reconcile_rewrites_it() {
+        let until = t("2026-11-23T17:01:01Z");
+        let note = deferral_note(&RotationCause::Forced("v2".into()), until);
+        assert_eq!(
+            note,
+            "Rotation requested by dsql.credentials.dev/rotate=\"v2\" deferred until 2026-11-23T17:01:01Z (at most one forced or spec-change rotation per credential per minute)"
+        );
+        let mut s = rotated(NO_PROJECTIONS);
+        assert!(!has_deferral_note(&s, &note));
+        add_deferral_note(&mut s, &note);
+        let ready = condition(&s, ConditionType::Ready);
+        assert_eq!(ready.status, "True", "a deferral does not make the credential unready");
+        assert!(
+            ready.message.starts_with("a valid token is published"),
+            "{}",
+            ready.message
+        );
+        assert!(has_deferral_note(&s, &note));
+        let other = deferral_note(&RotationCause::Forced("v3".into()), until);
+        assert!(!has_deferral_note(&s, &other), "a new value is announced again");
+        set_ready(&mut s, NO_PROJECTIONS, t("2026-11-23T17:01:02Z"));
+        assert!(!has_deferral_note(&s, &note), "gone once Ready is recomputed");
+    }
+
+    #[test]
+    fn a_long_annotation_value_is_shortened_in_the_note() {
+        let value = "x".repeat(500);
+        let note = deferral_note(&RotationCause::Forced(value), t("2026-11-23T17:01:01Z"));
+        assert!(note.contains(&format!("{}…", "x".repeat(QUOTED_VALUE_CHARS))), "{note}");
+        assert!(note.len() < 250, "{note}");
+        let spec = deferral_note(&RotationCause::SpecChanged, t("2026-11-23T17:01:01Z"));
+        assert!(
+            spec.starts_with("Rotation for the spec change deferred until"),
+            "{spec}"
+        );
     }
 }

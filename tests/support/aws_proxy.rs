@@ -221,6 +221,7 @@ struct ProxyState {
     exchanges: Vec<Exchange>,
     faults: HashMap<String, VecDeque<Fault>>,
     holds: HashMap<String, VecDeque<Arc<Notify>>>,
+    response_holds: HashMap<String, VecDeque<Arc<Notify>>>,
 }
 
 struct Shared {
@@ -330,6 +331,20 @@ impl AwsProxy {
         self.shared
             .lock()
             .holds
+            .entry(operation.to_owned())
+            .or_default()
+            .push_back(gate.clone());
+        gate
+    }
+
+    /// Like [`AwsProxy::hold_next`], but the call reaches the upstream first and only its
+    /// response is held: a write that lands although its caller never hears back (a caller
+    /// killed mid-call).
+    pub fn hold_response_next(&self, operation: &str) -> Arc<Notify> {
+        let gate = Arc::new(Notify::new());
+        self.shared
+            .lock()
+            .response_holds
             .entry(operation.to_owned())
             .or_default()
             .push_back(gate.clone());
@@ -447,11 +462,12 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
         }
     };
     let operation = operation_name(&parts, &body);
-    let (fault, hold) = {
+    let (fault, hold, response_hold) = {
         let mut state = shared.lock();
         state.calls.push(operation.clone());
         let hold = state.holds.get_mut(&operation).and_then(VecDeque::pop_front);
-        (take_fault(&mut state, &operation), hold)
+        let response_hold = state.response_holds.get_mut(&operation).and_then(VecDeque::pop_front);
+        (take_fault(&mut state, &operation), hold, response_hold)
     };
     if let Some(gate) = hold {
         let _ = tokio::time::timeout(HOLD_LIMIT, gate.notified()).await;
@@ -465,6 +481,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
         .contains(&operation.as_str())
         .then(|| String::from_utf8_lossy(&body).into_owned());
     let (response, response_body) = forward(&shared, parts, body).await;
+    if let Some(gate) = response_hold {
+        let _ = tokio::time::timeout(HOLD_LIMIT, gate.notified()).await;
+    }
     if let (Some(request), Some(response)) = (recorded_request, response_body) {
         shared.lock().exchanges.push(Exchange {
             operation,

@@ -8,5 +8,6 @@ pub mod env;
 pub mod logs;
 pub mod moto;
 pub mod permissions;
+pub mod process;
 pub mod rbac;
 pub mod token_check;
