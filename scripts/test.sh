@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: sets up the Python test tools (moto, boto3/botocore, Helm
-# via helm-python-sdk, kubernetes-validate, pytest) in .venv, then runs rustfmt,
-# clippy, every cargo test and the chart/deploy tests.
+# via helm-python-sdk, kubernetes-validate, pytest) in .venv and promtool (Debian's
+# prometheus package), then runs rustfmt, clippy, every cargo test and the
+# chart/deploy/alert tests. Needs kubectl (client) on PATH.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +18,8 @@ die() { printf 'scripts/test.sh: %s\n' "$*" >&2; exit 1; }
 
 command -v python3 >/dev/null || die "python3 is required for the AWS test tools (moto, botocore)"
 command -v cargo >/dev/null || die "cargo is required"
+command -v kubectl >/dev/null \
+    || die "kubectl (the client only) is required: tests/kubectl_get.rs runs it against the fake API server"
 
 # A venv whose interpreter is gone (e.g. Python upgraded) is rebuilt.
 if [[ -d "$venv" ]] && ! "$python" -c 'import sys' >/dev/null 2>&1; then
