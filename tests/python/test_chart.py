@@ -436,6 +436,22 @@ def test_rbac_matches_permissions_file_both_ways(render, values, release, watch,
         assert len(rendered.all("ClusterRole")) == 1
 
 
+@pytest.mark.parametrize("values,release", [
+    ({}, RELEASE),
+    (NAMESPACED, "prod"),
+    ({"config": {"watchNamespaces": [NAMESPACE]}}, RELEASE),
+])
+def test_the_operator_cannot_read_any_secret(render, values, release):
+    """Every verb the ServiceAccount holds on Secrets, in every namespace the chart binds: writes
+    only (create, patch, delete), never get/list/watch (or a wildcard that includes them)."""
+    rendered = render(values, name=release)
+    on_secrets = {(verb, where) for group, resource, verb, where
+                  in granted(rendered, NAMESPACE, fullname(values, release))
+                  if group in ("", "*") and resource in ("secrets", "*")}
+    assert on_secrets, "the chart grants nothing on Secrets: the projection could not be written"
+    assert {verb for verb, _ in on_secrets} == {"create", "patch", "delete"}, sorted(on_secrets)
+
+
 def test_lease_rules_are_limited_to_this_release_lease(render):
     for values, release in (({}, RELEASE), (NAMESPACED, "prod")):
         rendered = render(values, name=release)
