@@ -250,6 +250,46 @@ async fn a_secret_the_operator_does_not_own_is_never_overwritten() {
     env.assert_operator_calls_permitted();
 }
 
+/// The operator claimed the Secret's name (POST) and was killed before the status write that
+/// records the Secret's uid: the next process's POST gets 409 AlreadyExists, and must recognise
+/// its own claim without reading the Secret (a JSON patch that only tests the ownerReference's
+/// uid), not stall as if someone else held the name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_uid_never_reached_status_is_recognised_without_a_read() {
+    let env = TestEnv::new("claim-restart").await;
+    let credential = env
+        .create_credential(
+            "payments",
+            serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
+        )
+        .await
+        .unwrap();
+    let owner = dsql_credential_operator::projection::ObjectOwner {
+        namespace: env.namespace.clone(),
+        name: "payments".to_owned(),
+        uid: credential.metadata.uid.clone().unwrap(),
+    };
+    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
+    let claim: Secret =
+        serde_json::from_value(dsql_credential_operator::projection::secret::claim_body(&owner, "payments")).unwrap();
+    let claimed = secrets.create(&PostParams::default(), &claim).await.unwrap();
+
+    let operator = env.start_operator();
+    let ready = env.wait_ready("payments", 1).await;
+    let status = ready.status.as_ref().unwrap();
+    assert_eq!(
+        status.kubernetes_secret.as_ref().and_then(|p| p.created_uid.as_deref()),
+        claimed.metadata.uid.as_deref(),
+        "the earlier claim is adopted, its uid recorded"
+    );
+    let after = secrets.get("payments").await.unwrap();
+    assert_eq!(after.metadata.uid, claimed.metadata.uid, "the same Secret, not a new one");
+    assert!(decoded(&after).contains_key("password"), "and it carries the token");
+    assert_no_secret_reads(&env);
+    operator.stop().await;
+    env.assert_operator_calls_permitted();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_secret_provider_class_says_when_its_crd_is_missing_and_heals_once_installed() {
     let env = TestEnv::with_rbac("spc", RbacMode::WatchedNamespace).await;

@@ -210,15 +210,17 @@ struct Created {
     metadata: kube::api::ObjectMeta,
 }
 
-/// Creates the object (POST, never an update) and returns its uid, without any read: an object
+/// Creates the object (POST, never an update) and returns its uid, without any read. An object
 /// of that name that already exists (409 AlreadyExists) is someone else's, reported as
-/// [`ProjectionError::OwnedByOther`]. `url_path` is the collection, e.g.
-/// `/api/v1/namespaces/<ns>/secrets`.
+/// [`ProjectionError::OwnedByOther`], unless [`created_earlier`] shows `owner` created it (a
+/// restart between the create and the status write that records its uid). `url_path` is the
+/// collection, e.g. `/api/v1/namespaces/<ns>/secrets`.
 pub async fn create<B>(
     client: &kube::Client,
     url_path: &str,
     kind: &'static str,
     name: &str,
+    owner: &ObjectOwner,
     body: &B,
 ) -> Result<String, ProjectionError>
 where
@@ -241,11 +243,43 @@ where
         Ok(Created { metadata }) => metadata
             .uid
             .ok_or_else(|| api_error(kube::Error::Service("the created object has no uid".into()))),
-        Err(kube::Error::Api(status)) if status.code == 409 => Err(ProjectionError::OwnedByOther {
-            kind,
-            name: name.to_owned(),
-        }),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            match created_earlier(client, url_path, name, owner).await {
+                Ok(Some(uid)) => Ok(uid),
+                Ok(None) => Err(ProjectionError::OwnedByOther {
+                    kind,
+                    name: name.to_owned(),
+                }),
+                Err(source) => Err(api_error(source)),
+            }
+        }
         Err(source) => Err(api_error(source)),
+    }
+}
+
+/// Whether the existing object `name` is one `owner` created, asked without reading it: a JSON
+/// patch whose only operation tests that its first ownerReference carries the owner's uid (as
+/// every object the operator creates does). The API server applies it (changing nothing, and
+/// answering with the object's uid) only when the test holds; anyone else's object fails the test
+/// (422, with nothing of the object in the answer) or, unlabelled, is refused by the chart's
+/// admission policy (403). `Ok(Some(uid))` when it is the owner's.
+async fn created_earlier(
+    client: &kube::Client,
+    url_path: &str,
+    name: &str,
+    owner: &ObjectOwner,
+) -> Result<Option<String>, kube::Error> {
+    let test: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": owner.uid},
+    ]))
+    .map_err(kube::Error::SerdeError)?;
+    let request = kube::core::Request::new(url_path)
+        .patch(name, &PatchParams::default(), &Patch::<()>::Json(test))
+        .map_err(kube::Error::BuildRequest)?;
+    match client.request::<Created>(request).await {
+        Ok(Created { metadata }) => Ok(metadata.uid),
+        Err(kube::Error::Api(status)) if matches!(status.code, 403 | 422) => Ok(None),
+        Err(source) => Err(source),
     }
 }
 

@@ -75,7 +75,7 @@ where
     B: serde::Serialize + std::fmt::Debug,
 {
     let path = Secret::url_path(&(), Some(&owner.namespace));
-    let uid = objects::create(&ctx.client, &path, SECRET, name, body).await?;
+    let uid = objects::create(&ctx.client, &path, SECRET, name, owner, body).await?;
     ctx.remember_created_secret(&owner.uid, name, &uid);
     Ok(uid)
 }
