@@ -159,6 +159,29 @@ pub fn after_stall(
     status
 }
 
+/// Status while a new token is held back because the signing credentials cut it short: the
+/// published token stays, `Degraded` says until when it is valid and when the credentials
+/// expire. The next rotation time stays where it was (due), so every wake asks the credential
+/// source again without a status write.
+pub fn after_hold(
+    prev: &DsqlCredentialStatus,
+    generation: Option<i64>,
+    message: &str,
+    now: Timestamp,
+) -> DsqlCredentialStatus {
+    let mut status = prev.clone();
+    status.observed_generation = generation;
+    set(
+        &mut status,
+        ConditionType::Degraded,
+        true,
+        ConditionReason::SigningCredentialsExpiring,
+        message,
+        now,
+    );
+    status
+}
+
 fn set(
     status: &mut DsqlCredentialStatus,
     type_: ConditionType,
