@@ -160,8 +160,8 @@ const GAUGES: [(&str, &str, GaugeOf); 5] = [
     ),
     (
         "signing_credentials_expiring",
-        "1 while the operator's AWS credentials expire too soon for a full-length token, so scheduled rotations are held back until renewed credentials come",
-        |s| Some(i64::from(s.signing_credentials_expiring)),
+        "1 while the operator's AWS credentials expire too soon for a full-length token, so scheduled rotations are held back until renewed credentials come; absent otherwise",
+        |s| s.signing_credentials_expiring.then_some(1),
     ),
 ];
 
@@ -331,6 +331,27 @@ mod tests {
             5,
             "three conditions, failures, renewBefore:\n{text}"
         );
+    }
+
+    #[test]
+    fn held_back_rotations_export_signing_credentials_expiring_only_while_they_last() {
+        let metrics = Metrics::default();
+        let since = "2026-11-29T10:05:00Z";
+        let degraded = |reason: &str| {
+            let mut degraded = condition("Degraded", "True", since);
+            degraded["reason"] = reason.into();
+            credential(
+                None,
+                serde_json::json!({"conditions": [condition("Ready", "True", since), degraded]}),
+            )
+        };
+        let gauge = r#"dsql_operator_signing_credentials_expiring{namespace="shop",name="orders"} 1"#;
+        metrics.observe_credential(&degraded("SigningCredentialsExpiring"));
+        let text = series(&metrics).join("\n");
+        assert!(text.contains(gauge), "missing {gauge:?} in:\n{text}");
+        metrics.observe_credential(&degraded("Throttled"));
+        let text = series(&metrics).join("\n");
+        assert!(!text.contains("signing_credentials_expiring"), "another failure:\n{text}");
     }
 
     #[test]
