@@ -351,7 +351,10 @@ mod tests {
         assert!(text.contains(gauge), "missing {gauge:?} in:\n{text}");
         metrics.observe_credential(&degraded("Throttled"));
         let text = series(&metrics).join("\n");
-        assert!(!text.contains("signing_credentials_expiring"), "another failure:\n{text}");
+        assert!(
+            !text.contains("signing_credentials_expiring"),
+            "another failure:\n{text}"
+        );
     }
 
     #[test]

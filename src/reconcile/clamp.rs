@@ -48,12 +48,11 @@ pub struct Hold {
 impl Hold {
     /// The `Degraded` message: stable through one credential window, so holding writes status
     /// once, not on every poll.
-    pub fn message(&self, renew_before: Duration) -> String {
+    pub fn message(&self) -> String {
         let mut message = format!(
-            "the operator's AWS credentials expire at {}, so a new token would live less than renewBefore ({}s); \
+            "the operator's AWS credentials expire at {}, which cuts new tokens short; \
              keeping the published token, valid until {}, and asking for renewed credentials every {}s instead of writing Secrets Manager",
             fmt_time(self.credentials_expire),
-            renew_before.as_secs(),
             fmt_time(self.published_until),
             CREDENTIALS_POLL.as_secs(),
         );
@@ -80,22 +79,29 @@ pub enum Clamp {
 /// Decides whether `fresh` is written, given the published token's expiry (`None`: nothing is
 /// published) and `renewBefore`.
 ///
-/// A token is held back only when it is clamped and lives less than `renewBefore` (the case that
-/// would be due again at once) and a valid token is published. A held token is written when
-/// `now` reaches [`LAST_SAFE_MARGIN`] before the published token's expiry, and only if it
-/// outlives the published one: a token from the very credentials that signed the published one
-/// expires at the same time, and writing it would be the loop again.
+/// An unclamped token is always written. A clamped one, while a valid token is published, is
+/// held back when it would not outlive the published one (a token from the very credentials
+/// that signed the published one expires with it: writing it gains nothing and, being due again
+/// at once, would be the loop), and when it lives less than `renewBefore` (it would be due again
+/// at once); the latter is written [`LAST_SAFE_MARGIN`] before the published token expires.
 pub fn decide(fresh: &Fresh, renew_before: Duration, published_until: Option<Timestamp>, now: Timestamp) -> Clamp {
-    let life = fresh.expires_at.duration_since(fresh.issued_at);
-    let renew_before = SignedDuration::try_from(renew_before).unwrap_or(SignedDuration::MAX);
-    if !fresh.clamped || life >= renew_before {
+    if !fresh.clamped {
         return Clamp::Write;
     }
-    let Some(published_until) = published_until else {
-        return Clamp::Write;
+    let published_until = match published_until {
+        Some(until) if until > now => until,
+        // Nothing valid is published: anything alive is better.
+        _ if fresh.expires_at > now => return Clamp::Write,
+        // Already expired at birth (credentials at their very end): only renewed ones help.
+        _ => now,
     };
+    let life = fresh.expires_at.duration_since(fresh.issued_at);
+    let renew_before = SignedDuration::try_from(renew_before).unwrap_or(SignedDuration::MAX);
+    let gains = fresh.expires_at > published_until;
+    if gains && life >= renew_before {
+        return Clamp::Write;
+    }
     let poll = now.saturating_add(CREDENTIALS_POLL).unwrap_or(now);
-    let gains = fresh.expires_at > published_until && fresh.expires_at > now;
     let write_at = gains.then(|| {
         published_until
             .saturating_sub(LAST_SAFE_MARGIN)
@@ -137,15 +143,23 @@ mod tests {
         let now = t("2026-11-29T12:20:00Z");
         let full = fresh("2026-11-29T12:20:00Z", "2026-11-29T12:35:00Z", false);
         assert_eq!(decide(&full, RENEW_BEFORE, published, now), Clamp::Write);
-        let clamped_but_long = fresh("2026-11-29T12:20:00Z", "2026-11-29T12:25:00Z", true);
+        let clamped_but_long = fresh("2026-11-29T12:20:00Z", "2026-11-29T12:25:30Z", true);
         assert_eq!(decide(&clamped_but_long, RENEW_BEFORE, published, now), Clamp::Write);
+        let clamped_not_later = fresh("2026-11-29T12:20:00Z", "2026-11-29T12:25:00Z", true);
+        assert!(
+            matches!(
+                decide(&clamped_not_later, RENEW_BEFORE, published, now),
+                Clamp::Hold(Hold { write_at: None, .. })
+            ),
+            "a clamped token no later than the published one gains nothing, however long it lives"
+        );
     }
 
     #[test]
     fn a_clamped_token_from_the_same_credentials_is_never_written_while_one_is_published() {
         // The published token was signed by the same credentials: same expiry.
         let published = t("2026-11-29T12:25:00Z");
-        for now in ["2026-11-29T12:20:30Z", "2026-11-29T12:24:30Z", "2026-11-29T12:25:10Z"] {
+        for now in ["2026-11-29T12:20:30Z", "2026-11-29T12:24:30Z", "2026-11-29T12:24:59Z"] {
             let now = t(now);
             let minted = fresh(&now.to_string(), "2026-11-29T12:25:00Z", true);
             assert_eq!(
@@ -229,10 +243,10 @@ mod tests {
             write_at: Some(t("2026-11-29T12:24:00Z")),
             wake: t("2026-11-29T12:20:15Z"),
         };
-        let message = hold.message(RENEW_BEFORE);
+        let message = hold.message();
         assert!(message.contains("expire at 2026-11-29T12:27:00Z"), "{message}");
         assert!(message.contains("valid until 2026-11-29T12:25:00Z"), "{message}");
         assert!(message.contains("rotating at 2026-11-29T12:24:00Z"), "{message}");
-        assert!(message.contains("renewBefore (300s)"), "{message}");
+        assert!(message.contains("every 15s"), "{message}");
     }
 }

@@ -389,7 +389,7 @@ async fn hold_back(
 ) -> Result<Action, Error> {
     let now = ctx.clock.now();
     let current = credential.status.clone().unwrap_or_default();
-    let message = hold.message(valid.renew_before);
+    let message = hold.message();
     if !was_degraded_with(&current, ConditionReason::SigningCredentialsExpiring) {
         warn!(
             credential = %object_key(&owner.namespace, &owner.name),
