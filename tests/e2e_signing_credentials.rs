@@ -124,9 +124,16 @@ async fn run(listener: std::net::TcpListener) {
             "step {steps}: Secrets Manager holds a token that expired at {expires} (now {now}); agent windows: {:?}",
             agent.windows()
         );
+        assert_eq!(
+            condition(&credential, "Ready").map(|c| c.status.as_str()),
+            Some("True"),
+            "step {steps}: Ready stays True while a rotation is held back"
+        );
         if let Some(degraded) = condition(&credential, "Degraded").filter(|c| c.status == "True") {
             assert_eq!(degraded.reason, "SigningCredentialsExpiring", "{}", degraded.message);
-            held_message.get_or_insert_with(|| degraded.message.clone());
+            if degraded.message.contains("keeping the published token") {
+                held_message.get_or_insert_with(|| degraded.message.clone());
+            }
             held_gauge |= env
                 .metrics
                 .encode()

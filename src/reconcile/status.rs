@@ -349,6 +349,33 @@ mod tests {
     }
 
     #[test]
+    fn holding_back_keeps_the_published_token_and_says_so_in_degraded_once() {
+        let prev = rotated(NO_PROJECTIONS);
+        let now = t("2026-11-23T17:45:00Z");
+        let held = after_hold(&prev, Some(1), "credentials expire soon", now);
+        assert_eq!(held.version_id, prev.version_id);
+        assert_eq!(held.token_expiration_time, prev.token_expiration_time);
+        assert_eq!(
+            held.next_rotation_time, prev.next_rotation_time,
+            "still due: the next wake asks again"
+        );
+        assert_eq!(held.consecutive_failures, 0, "holding back is not a failure");
+        let degraded = condition(&held, ConditionType::Degraded);
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "SigningCredentialsExpiring")
+        );
+        let mut ready = held.clone();
+        set_ready(&mut ready, NO_PROJECTIONS, now);
+        assert_eq!(condition(&ready, ConditionType::Ready).status, "True");
+        assert_eq!(
+            after_hold(&held, Some(1), "credentials expire soon", t("2026-11-23T17:45:15Z")),
+            held,
+            "a poll in the same window changes nothing, so nothing is written"
+        );
+    }
+
+    #[test]
     fn a_rotation_publishes_and_clears_failures() {
         let prev = DsqlCredentialStatus {
             consecutive_failures: 3,
