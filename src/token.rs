@@ -138,6 +138,11 @@ impl TokenMinter {
         Self { sdk_config, sts, clock }
     }
 
+    /// The time tokens are signed at.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
     /// The credentials that sign `request`: the operator's own, or a fresh session of the signing
     /// role. A fresh session per rotation is one STS call and gives the token the longest life.
     async fn signing_credentials(&self, request: &TokenRequest) -> Result<Credentials, MintError> {

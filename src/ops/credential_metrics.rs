@@ -13,7 +13,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 
 use super::metrics::CredentialLabels;
-use crate::api::{ConditionType, DsqlCredential, DsqlCredentialStatus};
+use crate::api::{ConditionReason, ConditionType, DsqlCredential, DsqlCredentialStatus};
 use crate::schedule;
 
 /// The condition types exported, in a fixed order.
@@ -33,6 +33,8 @@ pub struct CredentialSnapshot {
     /// When the current failure streak started (the Degraded condition's last transition to
     /// True), while it lasts.
     pub failing_since: Option<i64>,
+    /// Whether `Degraded` says the signing credentials expire too soon for a full-length token.
+    pub signing_credentials_expiring: bool,
     /// Status of each exported condition type (`Unknown` when absent), in `CONDITION_TYPES` order.
     pub conditions: [&'static str; 3],
 }
@@ -51,6 +53,9 @@ impl CredentialSnapshot {
             renew_before_seconds: renew_before_seconds(credential),
             consecutive_failures: i64::from(status.consecutive_failures.max(0)),
             failing_since,
+            signing_credentials_expiring: degraded.is_some_and(|c| {
+                c.status == "True" && c.reason == ConditionReason::SigningCredentialsExpiring.as_str()
+            }),
             conditions: CONDITION_TYPES.map(|type_| condition_status(status.condition(type_))),
         }
     }
@@ -94,6 +99,7 @@ impl Default for CredentialSnapshot {
             renew_before_seconds: None,
             consecutive_failures: 0,
             failing_since: None,
+            signing_credentials_expiring: false,
             conditions: ["Unknown"; 3],
         }
     }
@@ -131,7 +137,7 @@ fn key(labels: &CredentialLabels) -> (Box<str>, Box<str>) {
 
 /// The gauges written per credential: name, help, and the value (none: no series).
 type GaugeOf = fn(&CredentialSnapshot) -> Option<i64>;
-const GAUGES: [(&str, &str, GaugeOf); 4] = [
+const GAUGES: [(&str, &str, GaugeOf); 5] = [
     (
         "token_expiry_timestamp_seconds",
         "Expiry of each credential's published token (Unix time)",
@@ -151,6 +157,11 @@ const GAUGES: [(&str, &str, GaugeOf); 4] = [
         "credential_failing_since_timestamp_seconds",
         "When the current streak of failed rotations started (Unix time); absent while rotations succeed",
         |s| s.failing_since,
+    ),
+    (
+        "signing_credentials_expiring",
+        "1 while the operator's AWS credentials expire too soon for a full-length token, so scheduled rotations are held back until renewed credentials come; absent otherwise",
+        |s| s.signing_credentials_expiring.then_some(1),
     ),
 ];
 
@@ -319,6 +330,30 @@ mod tests {
             series(&metrics).len(),
             5,
             "three conditions, failures, renewBefore:\n{text}"
+        );
+    }
+
+    #[test]
+    fn held_back_rotations_export_signing_credentials_expiring_only_while_they_last() {
+        let metrics = Metrics::default();
+        let since = "2026-11-29T10:05:00Z";
+        let degraded = |reason: &str| {
+            let mut degraded = condition("Degraded", "True", since);
+            degraded["reason"] = reason.into();
+            credential(
+                None,
+                serde_json::json!({"conditions": [condition("Ready", "True", since), degraded]}),
+            )
+        };
+        let gauge = r#"dsql_operator_signing_credentials_expiring{namespace="shop",name="orders"} 1"#;
+        metrics.observe_credential(&degraded("SigningCredentialsExpiring"));
+        let text = series(&metrics).join("\n");
+        assert!(text.contains(gauge), "missing {gauge:?} in:\n{text}");
+        metrics.observe_credential(&degraded("Throttled"));
+        let text = series(&metrics).join("\n");
+        assert!(
+            !text.contains("signing_credentials_expiring"),
+            "another failure:\n{text}"
         );
     }
 

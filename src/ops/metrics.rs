@@ -108,6 +108,16 @@ impl Metrics {
         }
     }
 
+    /// Counts a scheduled rotation held back because the signing credentials expire too soon
+    /// (`rotations_total{result="held"}`): one per poll of the credential source, no write.
+    pub fn rotation_held(&self) {
+        self.rotations
+            .get_or_create(&RotationLabels {
+                result: "held".to_owned(),
+            })
+            .inc();
+    }
+
     /// Counts an AWS call.
     pub fn aws_call(&self, service: &str, operation: &str, outcome: &str) {
         let labels = AwsCallLabels {

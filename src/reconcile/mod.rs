@@ -1,6 +1,7 @@
 //! The reconcile pipeline: validate → plan (pure) → rotate (AWS) → status, plus the finalizer
 //! that applies `deletionPolicy`.
 
+mod clamp;
 mod cleanup;
 mod context;
 mod events;
@@ -225,6 +226,9 @@ async fn rotate_now(
         Ok(_) => pending::waiting_or_new(ctx, &sm_owner, valid, &current, &cause, generation).await,
         Err(error) => Err(error.into()),
     };
+    if let Err(RotationError::Held(hold)) = &rotated {
+        return hold_back(credential, api, ctx, valid, owner, hold).await;
+    }
     let (mut next, outcome) = match rotated {
         Ok((rotation, republished)) => {
             let jitter = schedule::renewal_jitter(valid.renew_before, seed(&owner.uid, rotation.rotation_count));
@@ -373,6 +377,35 @@ async fn rotate_now(
     Ok(action)
 }
 
+/// A new token was held back (see [`clamp::decide`]): nothing is written to Secrets Manager,
+/// `Degraded` says why, and the credential source is asked again at `hold.wake`.
+async fn hold_back(
+    credential: &DsqlCredential,
+    api: &Api<DsqlCredential>,
+    ctx: &Context,
+    valid: &ValidCredential,
+    owner: &ObjectOwner,
+    hold: &clamp::Hold,
+) -> Result<Action, Error> {
+    let now = ctx.clock.now();
+    let current = credential.status.clone().unwrap_or_default();
+    let message = hold.message();
+    if !was_degraded_with(&current, ConditionReason::SigningCredentialsExpiring) {
+        warn!(
+            credential = %object_key(&owner.namespace, &owner.name),
+            credentials_expire = %hold.credentials_expire,
+            published_until = %hold.published_until,
+            "signing credentials expire before renewBefore; keeping the published token and asking for renewed credentials"
+        );
+    }
+    ctx.metrics.rotation_held();
+    let mut next = status::after_hold(&current, credential.meta().generation, &message, now);
+    let pending = project::converge(ctx, owner, valid, &current, &mut next).await;
+    status::set_ready(&mut next, valid.targets(), now);
+    write_status(api, &owner.name, &current, &next).await?;
+    Ok(requeue_at(retry_projections(hold.wake, pending, now), now))
+}
+
 fn error_kind(error: &RotationError) -> String {
     match error {
         RotationError::Mint(crate::token::MintError::AssumeRole { .. }) => "AssumeRole".to_owned(),
@@ -380,6 +413,7 @@ fn error_kind(error: &RotationError) -> String {
         RotationError::Aws(e) => e.operation.to_owned(),
         RotationError::OwnedByOther { .. } => "CheckOwnership".to_owned(),
         RotationError::Projection(_) => "WriteSecret".to_owned(),
+        RotationError::Held(_) => "MintToken".to_owned(),
     }
 }
 

@@ -89,6 +89,7 @@ pub async fn waiting_or_new(
             Retry::Remint => ctx.pending.forget(&owner.uid),
         }
     }
-    let rotation = rotate::rotate(&ctx.secrets, &ctx.minter, owner, valid, current).await?;
+    let may_hold = matches!(cause, RotationCause::Due | RotationCause::Retry);
+    let rotation = rotate::rotate(&ctx.secrets, &ctx.minter, owner, valid, current, may_hold).await?;
     Ok((Arc::new(rotation), false))
 }

@@ -8,6 +8,7 @@ use crate::aws::{
     client_request_token, secret_json,
 };
 use crate::projection::ProjectionError;
+use crate::reconcile::clamp::{self, Clamp, Fresh, Hold};
 use crate::reconcile::validate::ValidCredential;
 use crate::token::{MintError, MintedToken, TokenMinter};
 use secrecy::SecretString;
@@ -45,6 +46,10 @@ pub enum RotationError {
         /// Who the tags say owns it.
         owner: String,
     },
+    /// Not a failure: the new token was cut short by the signing credentials' expiry, so it was
+    /// held back (see [`clamp::decide`]) and nothing was written.
+    #[error("the signing credentials expire at {}; the new token was held back", .0.credentials_expire)]
+    Held(Hold),
 }
 
 impl RotationError {
@@ -57,7 +62,7 @@ impl RotationError {
                 AwsErrorKind::AccessDenied => (ConditionReason::AccessDenied, false),
                 _ => (ConditionReason::AssumeRoleFailed, false),
             },
-            Self::Mint(_) => (ConditionReason::SigningCredentialsExpiring, false),
+            Self::Mint(_) | Self::Held(_) => (ConditionReason::SigningCredentialsExpiring, false),
             Self::Aws(e) => match e.kind {
                 AwsErrorKind::Throttled => (ConditionReason::Throttled, false),
                 AwsErrorKind::AccessDenied => (ConditionReason::AccessDenied, false),
@@ -76,15 +81,33 @@ impl RotationError {
 /// status write was lost) before giving up.
 const MAX_VERSION_SKIPS: i64 = 3;
 
-/// Mints a token and writes it, returning what status should record.
+/// Mints a token and writes it, returning what status should record. With `may_hold` (a
+/// scheduled rotation or a retry, not one asked for), a token the signing credentials cut short
+/// is held back ([`RotationError::Held`]) while the published one is worth keeping.
 pub async fn rotate(
     secrets: &SecretsManager,
     minter: &TokenMinter,
     owner: &OwnerRef,
     valid: &ValidCredential,
     status: &DsqlCredentialStatus,
+    may_hold: bool,
 ) -> Result<Rotation, RotationError> {
     let minted = minter.mint(&valid.token).await?;
+    if may_hold {
+        let fresh = Fresh {
+            issued_at: minted.issued_at,
+            expires_at: minted.expires_at,
+            clamped: minted.clamped_by_credentials,
+        };
+        let published_until = status
+            .version_id
+            .as_ref()
+            .and(status.token_expiration_time.as_ref())
+            .map(|t| t.0);
+        if let Clamp::Hold(hold) = clamp::decide(&fresh, valid.renew_before, published_until, minter.now()) {
+            return Err(RotationError::Held(hold));
+        }
+    }
     let value = secret_json(&CredentialValues {
         info: &valid.connection,
         token: &minted.token,

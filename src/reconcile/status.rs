@@ -159,6 +159,29 @@ pub fn after_stall(
     status
 }
 
+/// Status while a new token is held back because the signing credentials cut it short: the
+/// published token stays, `Degraded` says until when it is valid and when the credentials
+/// expire. The next rotation time stays where it was (due), so every wake asks the credential
+/// source again without a status write.
+pub fn after_hold(
+    prev: &DsqlCredentialStatus,
+    generation: Option<i64>,
+    message: &str,
+    now: Timestamp,
+) -> DsqlCredentialStatus {
+    let mut status = prev.clone();
+    status.observed_generation = generation;
+    set(
+        &mut status,
+        ConditionType::Degraded,
+        true,
+        ConditionReason::SigningCredentialsExpiring,
+        message,
+        now,
+    );
+    status
+}
+
 fn set(
     status: &mut DsqlCredentialStatus,
     type_: ConditionType,
@@ -323,6 +346,33 @@ mod tests {
         type_: ConditionType,
     ) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
         s.condition(type_).unwrap()
+    }
+
+    #[test]
+    fn holding_back_keeps_the_published_token_and_says_so_in_degraded_once() {
+        let prev = rotated(NO_PROJECTIONS);
+        let now = t("2026-11-23T17:45:00Z");
+        let held = after_hold(&prev, Some(1), "credentials expire soon", now);
+        assert_eq!(held.version_id, prev.version_id);
+        assert_eq!(held.token_expiration_time, prev.token_expiration_time);
+        assert_eq!(
+            held.next_rotation_time, prev.next_rotation_time,
+            "still due: the next wake asks again"
+        );
+        assert_eq!(held.consecutive_failures, 0, "holding back is not a failure");
+        let degraded = condition(&held, ConditionType::Degraded);
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "SigningCredentialsExpiring")
+        );
+        let mut ready = held.clone();
+        set_ready(&mut ready, NO_PROJECTIONS, now);
+        assert_eq!(condition(&ready, ConditionType::Ready).status, "True");
+        assert_eq!(
+            after_hold(&held, Some(1), "credentials expire soon", t("2026-11-23T17:45:15Z")),
+            held,
+            "a poll in the same window changes nothing, so nothing is written"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! not every crate uses every helper, hence `dead_code`.
 
 pub use kube_fake_apiserver as apiserver;
+pub mod agent;
 pub mod aws_proxy;
 pub mod env;
 pub mod logs;
