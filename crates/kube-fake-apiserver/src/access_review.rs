@@ -1,5 +1,7 @@
-//! SelfSubjectAccessReview (`POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`, what
-//! `kubectl auth can-i` sends): asks the RBAC authorizer whether the requesting user may make a
+//! The "self" reviews every authenticated user may create: SelfSubjectReview
+//! (`POST /apis/authentication.k8s.io/v1/selfsubjectreviews`, `kubectl auth whoami`: who the
+//! server sees) and SelfSubjectAccessReview
+//! (`POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`, `kubectl auth can-i`): asks the RBAC authorizer whether the requesting user may make a
 //! request, without making it. Ported from the Kubernetes source
 //! (pkg/registry/authorization/selfsubjectaccessreview/rest.go and
 //! pkg/registry/authorization/util): the review is not stored, the response is the request with
@@ -14,22 +16,44 @@ use crate::errors::{ApiError, ApiResult, Cause};
 use crate::handler::{Reply, Req};
 use crate::store::State;
 
-const PATH: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+const ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+const WHOAMI: &str = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
 
-/// Serves a SelfSubjectAccessReview; None for every other path.
+/// Serves a SelfSubjectReview or SelfSubjectAccessReview; None for every other path.
 pub fn serve(state: &State, req: &Req) -> Option<Reply> {
-    if req.path.trim_end_matches('/') != PATH {
+    let path = req.path.trim_end_matches('/');
+    if path != ACCESS_REVIEWS && path != WHOAMI {
         return None;
     }
-    let reply = if req.method == "POST" {
-        review(state, req)
-    } else {
+    let reply = if req.method != "POST" {
         Err(ApiError::method_not_allowed(&format!(
             "the server does not allow this method on the requested resource ({} {})",
             req.method, req.path
         )))
+    } else if path == WHOAMI {
+        Ok(whoami(req))
+    } else {
+        review(state, req)
     };
     Some(reply.unwrap_or_else(Reply::from))
+}
+
+/// The SelfSubjectReview response: the authenticated user, nothing from the request body.
+fn whoami(req: &Req) -> Reply {
+    let mut user = json!({"username": req.user.username, "groups": req.user.groups});
+    if !req.user.uid.is_empty() {
+        user["uid"] = json!(req.user.uid);
+    }
+    Reply::Json(
+        201,
+        json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {},
+            "status": {"userInfo": user},
+        }),
+        Vec::new(),
+    )
 }
 
 fn review(state: &State, req: &Req) -> ApiResult<Reply> {

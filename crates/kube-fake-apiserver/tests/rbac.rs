@@ -296,3 +296,26 @@ async fn self_subject_access_review_answers_for_the_requesting_user_without_acti
     assert!(cms.list(&ListParams::default()).await.unwrap().items.is_empty());
     drop(srv);
 }
+
+#[tokio::test]
+async fn self_subject_review_names_the_requesting_user() {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let (_srv, admin, bot) = setup().await;
+    let whoami = |client: kube::Client| async move {
+        let reviews: Api<SelfSubjectReview> = Api::all(client);
+        let answer = reviews
+            .create(&PostParams::default(), &SelfSubjectReview::default())
+            .await
+            .unwrap();
+        answer.status.unwrap().user_info.unwrap()
+    };
+    let bot_user = whoami(bot).await;
+    assert_eq!(bot_user.username.as_deref(), Some("system:serviceaccount:a:bot"));
+    assert!(
+        bot_user
+            .groups
+            .unwrap()
+            .contains(&"system:serviceaccounts:a".to_string())
+    );
+    assert_eq!(whoami(admin).await.username.as_deref(), Some("kubernetes-admin"));
+}
