@@ -58,6 +58,13 @@ struct CheckArgs {
     /// Also check the leader-election Lease permissions in this namespace.
     #[arg(long)]
     leader_election_namespace: Option<String>,
+    /// Name of the leader Lease, as for `run`.
+    #[arg(
+        long,
+        env = "DSQL_OPERATOR_LEADER_ELECTION_LEASE_NAME",
+        default_value = "dsql-credential-operator"
+    )]
+    leader_election_lease_name: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -146,6 +153,7 @@ async fn main_on_runtime() -> ExitCode {
                 region: args.region,
                 access_policy: args.access_policy,
                 leader_election_namespace: args.leader_election_namespace,
+                leader_election_lease_name: args.leader_election_lease_name,
             };
             let lines = run_checks(&options, |line| println!("{line}")).await;
             if lines.iter().all(|l| l.ok) {

@@ -30,6 +30,8 @@ pub struct CheckOptions {
     pub access_policy: Option<PathBuf>,
     /// Namespace of the leader-election Lease, when leader election is on.
     pub leader_election_namespace: Option<String>,
+    /// Name of that Lease (the chart's RBAC allows get and patch on it only).
+    pub leader_election_lease_name: String,
 }
 
 /// One line of the checklist.
@@ -186,21 +188,31 @@ async fn check_rbac(client: &kube::Client, options: &CheckOptions) -> Vec<Line> 
     };
     let mut lines = Vec::new();
     for permission in &permissions {
-        let namespaces = match permission.scope {
-            Scope::Watched => watched.clone(),
+        let (namespaces, name) = match permission.scope {
+            Scope::Watched => (watched.clone(), None),
             Scope::ReleaseNamespace => match &options.leader_election_namespace {
-                Some(ns) => vec![Some(ns.clone())],
+                Some(ns) => (
+                    vec![Some(ns.clone())],
+                    Some(options.leader_election_lease_name.as_str()),
+                ),
                 None => continue,
             },
         };
         for namespace in namespaces {
-            lines.push(check_permission(client, permission, namespace.as_deref()).await);
+            lines.push(check_permission(client, permission, namespace.as_deref(), name).await);
         }
     }
     lines
 }
 
-async fn check_permission(client: &kube::Client, permission: &Permission, namespace: Option<&str>) -> Line {
+/// `name` is the one object the operator calls (its Lease): asked for every verb but create,
+/// which RBAC cannot limit by name.
+async fn check_permission(
+    client: &kube::Client,
+    permission: &Permission,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Line {
     let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let mut denied = Vec::new();
     for verb in &permission.verbs {
@@ -212,6 +224,7 @@ async fn check_permission(client: &kube::Client, permission: &Permission, namesp
                     resource: Some(permission.resource_name().to_owned()),
                     subresource: Some(permission.subresource().to_owned()).filter(|s| !s.is_empty()),
                     namespace: namespace.map(str::to_owned),
+                    name: name.filter(|_| verb != "create").map(str::to_owned),
                     ..ResourceAttributes::default()
                 }),
                 ..SelfSubjectAccessReviewSpec::default()
@@ -225,7 +238,10 @@ async fn check_permission(client: &kube::Client, permission: &Permission, namesp
         }
     }
     let scope = match namespace {
-        Some(ns) => format!("in namespace {ns}"),
+        Some(ns) => match name {
+            Some(name) => format!("{name} in namespace {ns}"),
+            None => format!("in namespace {ns}"),
+        },
         None => "in all namespaces".to_owned(),
     };
     let what = format!("RBAC {} {scope}", permission.display_name());
@@ -277,9 +293,10 @@ fn check_policy(options: &CheckOptions) -> Line {
         }
         Some(path) => match AccessPolicy::load(path) {
             Ok(policy) => pass(format!(
-                "access policy {} parsed ({} rules)",
+                "access policy {} parsed ({} rule{})",
                 path.display(),
-                policy.rules.len()
+                policy.rules.len(),
+                if policy.rules.len() == 1 { "" } else { "s" }
             )),
             Err(e) => fail(format!("access policy: {e}; fix the file")),
         },

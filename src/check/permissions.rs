@@ -41,12 +41,15 @@ impl Permission {
         self.resource.split_once('/').map(|(_, s)| s).unwrap_or_default()
     }
 
-    /// `resource[/sub].group`, as kubectl names it.
+    /// `resource.group[/sub]`, as kubectl names it.
     pub fn display_name(&self) -> String {
-        if self.api_group.is_empty() {
-            self.resource.clone()
-        } else {
-            format!("{}.{}", self.resource, self.api_group)
+        let mut name = self.resource_name().to_owned();
+        if !self.api_group.is_empty() {
+            name = format!("{name}.{}", self.api_group);
+        }
+        match self.subresource() {
+            "" => name,
+            sub => format!("{name}/{sub}"),
         }
     }
 }
