@@ -311,4 +311,33 @@ async fn check_on_a_working_setup_is_all_ticks() {
         line(&lines, "✓ CRD"),
         "✓ CRD dsqlcredentials.dsql.credentials.dev installed and current"
     );
+
+    // A CRD from another release (one more field in its schema) is reported, with the fix.
+    let crds: Api<CustomResourceDefinition> = Api::all(env.kube.clone());
+    let mut crd = crds.get("dsqlcredentials.dsql.credentials.dev").await.unwrap();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_mut()
+        .unwrap()
+        .open_api_v3_schema
+        .as_mut()
+        .unwrap();
+    let properties = schema.properties.as_mut().unwrap();
+    properties.insert(
+        "extra".to_owned(),
+        serde_json::from_value(serde_json::json!({"type": "string"})).unwrap(),
+    );
+    crd.metadata.managed_fields = None;
+    crds.replace("dsqlcredentials.dsql.credentials.dev", &PostParams::default(), &crd)
+        .await
+        .unwrap();
+    let (out, _) = run_binary(&["check", "--kubeconfig", &admin_kubeconfig], &aws, admin_dir.path());
+    let lines = stdout_lines(&out);
+    assert!(!out.status.success(), "{lines:?}");
+    let outdated = line(&lines, "✗ CRD");
+    assert!(outdated.contains("different schema"), "{outdated}");
+    assert!(
+        outdated.contains("kubectl apply -f crds/dsqlcredential.yaml"),
+        "{outdated}"
+    );
 }
