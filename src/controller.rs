@@ -3,16 +3,17 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures::{Stream, StreamExt};
 use kube::api::Api;
 use kube::runtime::{Controller, WatchStreamExt, controller, reflector, watcher};
-use tracing::{debug, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::cache::WatchedCredential;
 use crate::ops::shutdown::{DRAIN_GRACE, grace_after};
 use crate::reconcile::{Context, error_policy, reconcile};
+use crate::setup::{CRD_INSTALL_HINT, is_crd_missing};
 
 /// Runs the controllers until `shutdown` resolves, then drains in-flight reconciles for at most
 /// [`DRAIN_GRACE`].
@@ -33,6 +34,9 @@ where
     let resync = Broadcast::new(resync, namespaces.len());
     // Watchers that have not finished their first full list yet; /readyz waits for all.
     let unsynced = Arc::new(AtomicUsize::new(namespaces.len()));
+    // A missing CRD is said once, for all namespaces: the watcher retries every few seconds,
+    // and repeating the same advice at each retry buries it.
+    let crd_missing_reported = Arc::new(AtomicBool::new(false));
     let controllers: Vec<_> = namespaces
         .into_iter()
         .zip(resync.receivers)
@@ -50,6 +54,7 @@ where
             // one is the controller's own.
             let (reader, writer) = reflector::store();
             let (unsynced, health) = (unsynced.clone(), ctx.health.clone());
+            let (reported, report) = (crd_missing_reported.clone(), crd_missing_reported.clone());
             let mut listed = false;
             let objects = watcher(api, watcher::Config::default().any_semantic())
                 .default_backoff()
@@ -57,6 +62,9 @@ where
                 .inspect(move |event| {
                     if !listed && matches!(event, Ok(watcher::Event::InitDone)) {
                         listed = true;
+                        if reported.load(Ordering::SeqCst) {
+                            info!("the DsqlCredential CRD is installed now: watching");
+                        }
                         if unsynced.fetch_sub(1, Ordering::SeqCst) == 1 {
                             debug!("caches synced");
                             health.set_caches_synced();
@@ -69,11 +77,19 @@ where
                 .reconcile_all_on(resync)
                 .graceful_shutdown_on(shutdown.clone())
                 .run(reconcile, error_policy, ctx.clone())
-                .for_each(|result| async move {
+                .for_each(move |result| {
                     match result {
                         Ok((object, _)) => debug!(credential = %object, "reconciled"),
+                        Err(controller::Error::QueueError(error)) if is_crd_missing(&error) => {
+                            if report.swap(true, Ordering::SeqCst) {
+                                debug!(error = %error, "DsqlCredential CRD still missing: waiting");
+                            } else {
+                                error!("the DsqlCredential CRD is not installed (the API server does not serve dsqlcredentials.dsql.credentials.dev): {CRD_INSTALL_HINT}; waiting for it");
+                            }
+                        }
                         Err(error) => warn!(error = %error, "controller error"),
                     }
+                    futures::future::ready(())
                 })
         })
         .collect();

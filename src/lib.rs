@@ -4,6 +4,7 @@
 pub mod api;
 pub mod aws;
 pub mod cache;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod controller;
@@ -13,5 +14,6 @@ pub mod policy;
 pub mod projection;
 pub mod reconcile;
 pub mod schedule;
+pub mod setup;
 pub mod telemetry;
 pub mod token;

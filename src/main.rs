@@ -1,4 +1,5 @@
-//! Command line of dsql-credential-operator: `run` the controller, or print the `crd`.
+//! Command line of dsql-credential-operator: `run` the controller, `check` a setup, or print
+//! the `crd`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::net::SocketAddr;
 
 use clap::{ArgAction, Parser, Subcommand};
 use dsql_credential_operator::aws::{SecretsManager, WriteRateLimiter};
+use dsql_credential_operator::check::{CheckOptions, run_checks};
 use dsql_credential_operator::clock::SystemClock;
 use dsql_credential_operator::config::OperatorConfig;
 use dsql_credential_operator::ops::leader::{LeaseConfig, run_when_leading};
@@ -16,7 +18,7 @@ use dsql_credential_operator::policy::AccessPolicy;
 use dsql_credential_operator::reconcile::Context;
 use dsql_credential_operator::telemetry::{LogFormat, init_logging};
 use dsql_credential_operator::token::TokenMinter;
-use dsql_credential_operator::{controller, crd};
+use dsql_credential_operator::{controller, crd, setup};
 use tracing::{error, info};
 
 /// Keeps Aurora DSQL IAM auth tokens fresh in AWS Secrets Manager for DsqlCredential objects.
@@ -34,10 +36,42 @@ enum Command {
     Run(Box<RunArgs>),
     /// Print the DsqlCredential CustomResourceDefinition as YAML.
     Crd,
+    /// Verify a setup without changing anything: cluster, CRD, RBAC, AWS credentials and
+    /// region, access policy. Prints a checklist; exits non-zero if anything fails.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CheckArgs {
+    /// Kubeconfig file (default: in-cluster config, then KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// AWS region, as for `run`.
+    #[arg(long, env = "DSQL_OPERATOR_REGION")]
+    region: Option<String>,
+    /// Namespaces `run` would watch; RBAC is checked in each (cluster-wide when absent).
+    #[arg(long = "namespace", env = "DSQL_OPERATOR_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Access policy file, as for `run`.
+    #[arg(long, env = "DSQL_OPERATOR_ACCESS_POLICY")]
+    access_policy: Option<std::path::PathBuf>,
+    /// Also check the leader-election Lease permissions in this namespace.
+    #[arg(long)]
+    leader_election_namespace: Option<String>,
+    /// Name of the leader Lease, as for `run`.
+    #[arg(
+        long,
+        env = "DSQL_OPERATOR_LEADER_ELECTION_LEASE_NAME",
+        default_value = "dsql-credential-operator"
+    )]
+    leader_election_lease_name: String,
 }
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
+    /// Kubeconfig file (default: in-cluster config, then KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
     /// AWS region for Secrets Manager. Without it (or AWS_REGION), the SDK's region chain ends
     /// at the EC2 instance metadata service, which logs a warning per attempt where pods cannot
     /// reach it; given, it is set on the AWS config loader and nothing is looked up.
@@ -112,6 +146,22 @@ async fn main_on_runtime() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Check(args) => {
+            let options = CheckOptions {
+                kubeconfig: args.kubeconfig,
+                namespaces: args.namespaces,
+                region: args.region,
+                access_policy: args.access_policy,
+                leader_election_namespace: args.leader_election_namespace,
+                leader_election_lease_name: args.leader_election_lease_name,
+            };
+            let lines = run_checks(&options, |line| println!("{line}")).await;
+            if lines.iter().all(|l| l.ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Command::Run(args) => {
             init_logging(args.log_format);
             match run(*args).await {
@@ -141,18 +191,11 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_else(|| "built-in default".to_owned()),
         "access policy loaded"
     );
-    // A hung AWS call must not hold a credential's reconcile forever: bound every call.
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .operation_attempt_timeout(std::time::Duration::from_secs(15))
-        .operation_timeout(std::time::Duration::from_secs(45))
-        .build();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
-    if let Some(region) = args.region {
-        loader = loader.region(aws_config::Region::new(region));
-    }
-    let sdk_config = loader.load().await;
-    let client = kube::Client::try_default().await?;
+    let sdk_config = setup::aws_config(args.region).await?;
+    let client = kube::Client::try_from(setup::kube_config(args.kubeconfig.as_deref()).await?)?;
+    // After the cluster: in the usual first run (no cluster yet) the chain's IMDS probe for
+    // credentials would only delay the message that matters.
+    setup::aws_credentials_configured(&sdk_config).await?;
     let config = OperatorConfig {
         secret_name_prefix: args.secret_prefix,
         namespaces: args.namespaces,

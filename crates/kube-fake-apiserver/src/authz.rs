@@ -139,8 +139,17 @@ pub fn authorize_create_on_apply(state: &State, req: &Req) -> Result<(), ApiErro
 /// everything else needs an RBAC rule bound to the user, one of its groups or its
 /// ServiceAccount.
 pub fn authorize(state: &State, user: &UserInfo, attrs: &Attributes) -> Result<(), ApiError> {
+    decide(state, user, attrs)
+        .map(|_| ())
+        .map_err(|errors| forbidden(user, attrs, &errors))
+}
+
+/// RBAC's decision for `attrs`: `Ok(reason)` naming what allowed it (empty for `system:masters`
+/// and non-resource paths, which other authorizers allow), else the errors met while resolving
+/// the user's bindings (roles they refer to that do not exist).
+pub fn decide(state: &State, user: &UserInfo, attrs: &Attributes) -> Result<String, Vec<String>> {
     if user.is_master() || !attrs.resource_request {
-        return Ok(());
+        return Ok(String::new());
     }
     let mut errors: Vec<String> = Vec::new();
     for (binding_ns, binding) in bindings_of(state, attrs) {
@@ -150,13 +159,55 @@ pub fn authorize(state: &State, user: &UserInfo, attrs: &Attributes) -> Result<(
         match role_rules(state, binding, binding_ns) {
             Ok(rules) => {
                 if rules.iter().any(|rule| rule_allows(rule, attrs)) {
-                    return Ok(());
+                    return Ok(format!(
+                        "RBAC: allowed by {}",
+                        describe_binding(binding, binding_ns, user)
+                    ));
                 }
             }
             Err(e) => errors.push(e),
         }
     }
-    Err(forbidden(user, attrs, &errors))
+    Err(errors)
+}
+
+/// The real RBAC authorizer's description of the binding that allowed a request:
+/// `ClusterRoleBinding "b" of ClusterRole "r" to ServiceAccount "sa/ns"` (a RoleBinding is
+/// named `ns/b`).
+fn describe_binding(binding: &Value, binding_ns: &str, user: &UserInfo) -> String {
+    let name = binding["metadata"]["name"].as_str().unwrap_or_default();
+    let (kind, name) = if binding_ns.is_empty() {
+        ("ClusterRoleBinding", name.to_string())
+    } else {
+        ("RoleBinding", format!("{binding_ns}/{name}"))
+    };
+    let role = format!(
+        "{} {:?}",
+        binding["roleRef"]["kind"].as_str().unwrap_or_default(),
+        binding["roleRef"]["name"].as_str().unwrap_or_default()
+    );
+    let subjects = binding["subjects"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let subject = subjects
+        .iter()
+        .find(|s| binds(user, &serde_json::json!({"subjects": [s]}), binding_ns))
+        .map(|s| describe_subject(s, binding_ns))
+        .unwrap_or_default();
+    format!("{kind} {name:?} of {role} to {subject}")
+}
+
+/// A subject as RBAC describes it: `User "u"`, `Group "g"`, `ServiceAccount "name/namespace"`.
+fn describe_subject(subject: &Value, binding_ns: &str) -> String {
+    let kind = subject["kind"].as_str().unwrap_or_default();
+    let name = subject["name"].as_str().unwrap_or_default();
+    if kind == "ServiceAccount" {
+        let ns = subject["namespace"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(binding_ns);
+        format!("{kind} {:?}", format!("{name}/{ns}"))
+    } else {
+        format!("{kind} {name:?}")
+    }
 }
 
 /// Every ClusterRoleBinding, then the RoleBindings of the request's namespace, each with the

@@ -7,6 +7,7 @@
 //! What it models, what it does not, and which recording of a real kube-apiserver pins each
 //! behaviour: see this crate's README.md.
 
+mod access_review;
 pub mod admission;
 pub mod auth;
 pub mod authz;
@@ -523,10 +524,14 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
                     None => match state.tokens.authenticate(authorization.as_deref()) {
                         Ok(user) => {
                             req.user = user;
-                            match authz::authorize_request(&state, &req) {
-                                Err(denied) => Reply::from(denied),
-                                Ok(()) => token_request::serve(&mut state, &req, shared.port)
-                                    .unwrap_or_else(|| handler::handle(&mut state, &req, shared.port)),
+                            if let Some(reply) = access_review::serve(&state, &req) {
+                                reply
+                            } else {
+                                match authz::authorize_request(&state, &req) {
+                                    Err(denied) => Reply::from(denied),
+                                    Ok(()) => token_request::serve(&mut state, &req, shared.port)
+                                        .unwrap_or_else(|| handler::handle(&mut state, &req, shared.port)),
+                                }
                             }
                         }
                         Err(e) => Reply::from(e),

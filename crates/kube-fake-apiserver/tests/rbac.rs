@@ -255,3 +255,67 @@ async fn server_side_apply_that_creates_needs_create() {
         .unwrap();
     apply().await.unwrap();
 }
+
+/// Asks, as the client's user, whether it may `verb` `resource` in namespace `ns`.
+async fn can_i(client: &kube::Client, verb: &str, resource: &str, ns: &str) -> Value {
+    use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let review = from::<SelfSubjectAccessReview>(json!({
+        "spec": {"resourceAttributes": {"verb": verb, "group": "", "resource": resource, "namespace": ns}}
+    }));
+    let answered = reviews.create(&PostParams::default(), &review).await.unwrap();
+    serde_json::to_value(answered.status.unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn self_subject_access_review_answers_for_the_requesting_user_without_acting() {
+    let (srv, admin, bot) = setup().await;
+    // Every authenticated user may ask, even with no RBAC of its own.
+    assert_eq!(can_i(&bot, "list", "configmaps", "a").await, json!({"allowed": false}));
+    assert_eq!(can_i(&admin, "list", "configmaps", "a").await["allowed"], json!(true));
+    create(
+        &Api::<Role>::namespaced(admin.clone(), "a"),
+        json!({"metadata": {"name": "reader"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]}),
+    )
+    .await;
+    create(
+        &Api::<RoleBinding>::namespaced(admin.clone(), "a"),
+        json!({"metadata": {"name": "bot-reads"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+               "subjects": [{"kind": "ServiceAccount", "name": "bot"}]}),
+    )
+    .await;
+    assert_eq!(
+        can_i(&bot, "list", "configmaps", "a").await,
+        json!({"allowed": true, "reason": "RBAC: allowed by RoleBinding \"a/bot-reads\" of Role \"reader\" to ServiceAccount \"bot/a\""})
+    );
+    // The binding is namespaced: nothing in b, and no other verb.
+    assert_eq!(can_i(&bot, "list", "configmaps", "b").await["allowed"], json!(false));
+    assert_eq!(can_i(&bot, "delete", "configmaps", "a").await["allowed"], json!(false));
+    // Asking changed nothing: no ConfigMap was listed or created on the bot's behalf.
+    let cms: Api<ConfigMap> = Api::namespaced(admin, "a");
+    assert!(cms.list(&ListParams::default()).await.unwrap().items.is_empty());
+    drop(srv);
+}
+
+#[tokio::test]
+async fn self_subject_review_names_the_requesting_user() {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let (_srv, admin, bot) = setup().await;
+    let whoami = |client: kube::Client| async move {
+        let reviews: Api<SelfSubjectReview> = Api::all(client);
+        let answer = reviews
+            .create(&PostParams::default(), &SelfSubjectReview::default())
+            .await
+            .unwrap();
+        answer.status.unwrap().user_info.unwrap()
+    };
+    let bot_user = whoami(bot).await;
+    assert_eq!(bot_user.username.as_deref(), Some("system:serviceaccount:a:bot"));
+    assert!(
+        bot_user
+            .groups
+            .unwrap()
+            .contains(&"system:serviceaccounts:a".to_string())
+    );
+    assert_eq!(whoami(admin).await.username.as_deref(), Some("kubernetes-admin"));
+}
