@@ -270,8 +270,10 @@ async fn a_claim_whose_uid_never_reached_status_is_recognised_without_a_read() {
         uid: credential.metadata.uid.clone().unwrap(),
     };
     let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
-    let claim: Secret =
-        serde_json::from_value(dsql_credential_operator::projection::secret::claim_body(&owner, "payments")).unwrap();
+    let claim: Secret = serde_json::from_value(dsql_credential_operator::projection::secret::claim_body(
+        &owner, "payments",
+    ))
+    .unwrap();
     let claimed = secrets.create(&PostParams::default(), &claim).await.unwrap();
 
     let operator = env.start_operator();
@@ -283,7 +285,10 @@ async fn a_claim_whose_uid_never_reached_status_is_recognised_without_a_read() {
         "the earlier claim is adopted, its uid recorded"
     );
     let after = secrets.get("payments").await.unwrap();
-    assert_eq!(after.metadata.uid, claimed.metadata.uid, "the same Secret, not a new one");
+    assert_eq!(
+        after.metadata.uid, claimed.metadata.uid,
+        "the same Secret, not a new one"
+    );
     assert!(decoded(&after).contains_key("password"), "and it carries the token");
     assert_no_secret_reads(&env);
     operator.stop().await;
