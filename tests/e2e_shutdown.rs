@@ -12,11 +12,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
-use support::apiserver::FakeApiServer;
+use kube::api::Api;
 use support::env::TestEnv;
-use support::process::{Endpoints, OperatorProcess};
+use support::process::{Endpoints, OperatorProcess, fake_without_crd};
 
 const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 const LEASE: &str = "dsql-operator";
@@ -125,18 +123,8 @@ async fn sigterm_while_leading_and_idle_exits_and_releases_the_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_the_watch_backs_off_on_a_missing_crd_exits_and_releases_the_lease() {
     // No CRD installed, no AWS calls expected (the endpoint is a closed port).
-    let fake = FakeApiServer::start().await;
-    let kube = fake.client();
     let namespace = "crd-missing";
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
-    Api::<Namespace>::all(kube.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-    let endpoints = Endpoints {
-        kube: fake.base_url(),
-        aws: format!("http://127.0.0.1:{}", support::moto::free_loopback_port().unwrap()),
-    };
+    let (fake, kube, endpoints) = fake_without_crd(namespace).await;
     let mut operator = OperatorProcess::start_elected(&endpoints, namespace, "a", LEASE, &[]);
     wait_leading(&kube, namespace, &mut operator, Duration::from_secs(20)).await;
     // Let the watcher fail a few times so it sits in its backoff.

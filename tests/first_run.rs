@@ -15,7 +15,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use support::apiserver::FakeApiServer;
 use support::env::{TestEnv, test_access_policy_yaml};
 use support::moto::{test_aws_env, test_credentials};
-use support::process::{Endpoints, OperatorProcess, kubeconfig_text};
+use support::process::{OperatorProcess, fake_without_crd, kubeconfig_text};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_dsql-credential-operator");
 const CRD_MESSAGE: &str = "the DsqlCredential CRD is not installed";
@@ -131,18 +131,8 @@ fn without_a_region_or_credentials_run_says_which_is_missing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_crd_is_said_once_then_waited_for_and_picked_up() {
-    let fake = FakeApiServer::start().await;
-    let kube = fake.client();
     let namespace = "first-run";
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
-    Api::<Namespace>::all(kube.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-    let endpoints = Endpoints {
-        kube: fake.base_url(),
-        aws: format!("http://127.0.0.1:{}", support::moto::free_loopback_port().unwrap()),
-    };
+    let (fake, kube, endpoints) = fake_without_crd(namespace).await;
     let mut operator = OperatorProcess::start_elected(&endpoints, namespace, "a", "first-run", &[]);
     let failed_lists = || {
         fake.requests()

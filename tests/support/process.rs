@@ -4,6 +4,10 @@
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+
+use super::apiserver::FakeApiServer;
 use super::moto::{free_loopback_port, test_aws_env, test_credentials};
 
 /// Where a child operator process finds its APIs.
@@ -12,6 +16,24 @@ pub struct Endpoints {
     pub kube: String,
     /// AWS endpoint (the counting proxy, or a closed port when the test makes no AWS calls).
     pub aws: String,
+}
+
+/// A fake API server with only `namespace` in it (no CRD), its admin client, and endpoints whose
+/// AWS side is a closed loopback port: for runs that must never get as far as AWS.
+pub async fn fake_without_crd(namespace: &str) -> (FakeApiServer, kube::Client, Endpoints) {
+    let fake = FakeApiServer::start().await;
+    let kube = fake.client();
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).expect("namespace");
+    Api::<Namespace>::all(kube.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace created");
+    let endpoints = Endpoints {
+        kube: fake.base_url(),
+        aws: format!("http://127.0.0.1:{}", free_loopback_port().expect("a free port")),
+    };
+    (fake, kube, endpoints)
 }
 
 /// A running operator binary; killed (SIGKILL) on drop if still running.
