@@ -53,22 +53,14 @@ pub fn secret_body(
         let rendered = template::render(text, |name| values.get(name)).map_err(|e| format!("extraKeys.{key}: {e}"))?;
         data.insert(key.clone(), STANDARD.encode(rendered));
     }
-    let mut body = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": name,
-            "namespace": owner.namespace,
-            "labels": owner.labels(),
-            "annotations": {
-                VERSION_ANNOTATION: version_id,
-                EXPIRY_ANNOTATION: values.get("expiresAt"),
-            },
-            "ownerReferences": [owner.owner_reference()],
-        },
-        "type": "Opaque",
-        "data": data,
+    // The claimed Secret plus the token: the same labels and ownerReference as the claim, which
+    // is how a later claim recognises it (objects::created_earlier).
+    let mut body = claim_body(owner, name);
+    body["metadata"]["annotations"] = serde_json::json!({
+        VERSION_ANNOTATION: version_id,
+        EXPIRY_ANNOTATION: values.get("expiresAt"),
     });
+    body["data"] = serde_json::json!(data);
     if let Some(uid) = uid {
         // The API server refuses an apply whose uid differs from the stored object's.
         body["metadata"]["uid"] = serde_json::Value::from(uid);

@@ -71,15 +71,7 @@ fn review(state: &State, req: &Req) -> ApiResult<Reply> {
         spec["nonResourceAttributes"].as_object(),
     ) {
         (Some(r), None) => resource_attributes(r),
-        (None, Some(n)) => Attributes {
-            verb: text(n, "verb"),
-            resource_request: false,
-            api_group: String::new(),
-            resource: String::new(),
-            subresource: String::new(),
-            namespace: String::new(),
-            name: String::new(),
-        },
+        (None, Some(n)) => Attributes::non_resource(text(n, "verb")),
         // The real validation: exactly one of the two.
         (r, _) => {
             let detail = if r.is_some() {

@@ -38,6 +38,19 @@ pub struct Attributes {
 }
 
 impl Attributes {
+    /// A request for a non-resource URL (discovery, /version, /healthz, ...) with `verb`.
+    pub fn non_resource(verb: String) -> Attributes {
+        Attributes {
+            verb,
+            resource_request: false,
+            api_group: String::new(),
+            resource: String::new(),
+            subresource: String::new(),
+            namespace: String::new(),
+            name: String::new(),
+        }
+    }
+
     /// `resource/subresource`, as RBAC rules name subresources.
     fn combined_resource(&self) -> String {
         if self.subresource.is_empty() {
@@ -51,15 +64,7 @@ impl Attributes {
 /// The request's attributes, parsed like the real server's `RequestInfoFactory.NewRequestInfo`.
 pub fn attributes(req: &Req) -> Attributes {
     let parts: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
-    let non_resource = Attributes {
-        verb: req.method.to_ascii_lowercase(),
-        resource_request: false,
-        api_group: String::new(),
-        resource: String::new(),
-        subresource: String::new(),
-        namespace: String::new(),
-        name: String::new(),
-    };
+    let non_resource = Attributes::non_resource(req.method.to_ascii_lowercase());
     // /api/{version}/... and /apis/{group}/{version}/...; anything shorter is discovery.
     let (api_group, rest) = match parts.as_slice() {
         ["api", _version, rest @ ..] if !rest.is_empty() => ("", rest),
