@@ -1,6 +1,6 @@
 //! The fake's RBAC authorizer through the real kube client: what a ServiceAccount with a token
 //! from TokenRequest may do under Roles, ClusterRoles and their bindings. The recorded
-//! exchanges it is pinned to are replayed in golden_and_client.rs (rbac-ssa-create.json).
+//! exchanges it is pinned to are replayed in golden.rs (rbac-ssa-create.json).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use k8s_openapi::api::authentication::v1::TokenRequest;

@@ -5,7 +5,8 @@
 use kube_fake_apiserver::FakeApiServer;
 use serde_json::Value;
 
-use super::{Raw, diff_response, load, raw_as};
+use super::diff_response;
+use super::support::{Raw, load, raw_as};
 
 /// The golden files replayed here (for `golden_files_are_all_covered`).
 pub const FILES: &[&str] = &["uid-preconditions.json", "validating-admission-policy.json"];
