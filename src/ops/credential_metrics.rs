@@ -44,18 +44,21 @@ impl CredentialSnapshot {
     pub fn of(credential: &DsqlCredential) -> Self {
         let empty = DsqlCredentialStatus::default();
         let status = credential.status.as_ref().unwrap_or(&empty);
-        let degraded = status.condition(ConditionType::Degraded);
+        let degraded = status.condition(ConditionType::Degraded).filter(|c| c.status == "True");
+        let signing_credentials_expiring =
+            degraded.is_some_and(|c| c.reason == ConditionReason::SigningCredentialsExpiring.as_str());
+        // A held-back rotation is Degraded but not failing: the published token is kept on purpose
+        // and renewed credentials are polled for, so it must not start the RotationFailing
+        // alert's clock (it has its own gauge).
         let failing_since = degraded
-            .filter(|c| c.status == "True")
+            .filter(|_| !signing_credentials_expiring)
             .map(|c| c.last_transition_time.0.as_second());
         Self {
             expires_at: status.token_expiration_time.as_ref().map(|t| t.0.as_second()),
             renew_before_seconds: renew_before_seconds(credential),
             consecutive_failures: i64::from(status.consecutive_failures.max(0)),
             failing_since,
-            signing_credentials_expiring: degraded.is_some_and(|c| {
-                c.status == "True" && c.reason == ConditionReason::SigningCredentialsExpiring.as_str()
-            }),
+            signing_credentials_expiring,
             conditions: CONDITION_TYPES.map(|type_| condition_status(status.condition(type_))),
         }
     }
@@ -349,11 +352,19 @@ mod tests {
         metrics.observe_credential(&degraded("SigningCredentialsExpiring"));
         let text = series(&metrics).join("\n");
         assert!(text.contains(gauge), "missing {gauge:?} in:\n{text}");
+        assert!(
+            !text.contains("failing_since"),
+            "a hold is not a failure streak:\n{text}"
+        );
         metrics.observe_credential(&degraded("Throttled"));
         let text = series(&metrics).join("\n");
         assert!(
             !text.contains("signing_credentials_expiring"),
             "another failure:\n{text}"
+        );
+        assert!(
+            text.contains("failing_since"),
+            "a real failure starts the streak:\n{text}"
         );
     }
 
