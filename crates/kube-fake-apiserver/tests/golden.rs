@@ -146,6 +146,36 @@ fn compare(step: &str, path: &str, exp: &Value, act: &Value, diffs: &mut Vec<Str
     }
 }
 
+/// The steps of one golden file whose replies differ from the recording, reported together so a
+/// run shows every difference at once.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    /// Records how `got` differs from the recorded response of step `name`, if it does.
+    fn compare(&mut self, name: &str, expected: &Value, got: &Raw) {
+        let diffs = diff_response(name, expected, got);
+        if !diffs.is_empty() {
+            self.0.push(format!("step {name}:\n  {}", diffs.join("\n  ")));
+        }
+    }
+
+    /// Records a difference found some other way.
+    fn push(&mut self, failure: String) {
+        self.0.push(failure);
+    }
+
+    /// Fails the test when any step of `file` differed.
+    fn assert_none(self, file: &str) {
+        assert!(
+            self.0.is_empty(),
+            "{file}: {} step(s) differ from the real apiserver:\n{}",
+            self.0.len(),
+            self.0.join("\n")
+        );
+    }
+}
+
 /// How a reply differs from the recorded response (status, then watch events, text or JSON body).
 fn diff_response(name: &str, expected: &Value, got: &Raw) -> Vec<String> {
     let want = expected["status"].as_u64().unwrap() as u16;
@@ -388,7 +418,7 @@ impl Replay {
     /// Runs one file; compares every step when `check`.
     async fn run(&mut self, file: &str, check: bool) {
         let watch_rv = self.unrecorded_setup(file).await;
-        let mut failures = Vec::new();
+        let mut failures = Failures::default();
         let continue_re = regex::Regex::new(r"continue=[^&]*").unwrap();
         for step in load(file) {
             let name = step["step"].as_str().unwrap_or("?").to_string();
@@ -493,17 +523,9 @@ impl Replay {
             if !check {
                 continue;
             }
-            let diffs = diff_response(&name, &expected, &got);
-            if !diffs.is_empty() {
-                failures.push(format!("step {name}:\n  {}", diffs.join("\n  ")));
-            }
+            failures.compare(&name, &expected, &got);
         }
-        assert!(
-            failures.is_empty(),
-            "{file}: {} step(s) differ from the real apiserver:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
+        failures.assert_none(file);
     }
 }
 

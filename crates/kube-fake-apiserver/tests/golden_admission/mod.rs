@@ -5,7 +5,7 @@
 use kube_fake_apiserver::FakeApiServer;
 use serde_json::Value;
 
-use super::diff_response;
+use super::Failures;
 use super::support::{Raw, load, raw_as};
 
 /// The golden files replayed here (for `golden_files_are_all_covered`).
@@ -45,7 +45,7 @@ async fn replay_standalone(file: &str) {
     // Recorded uid -> the fake's uid, learnt from each 201; requests and messages embed uids.
     let mut uids: Vec<(String, String)> = Vec::new();
     let mut token: Option<String> = None;
-    let mut failures = Vec::new();
+    let mut failures = Failures::default();
     for step in load(file) {
         let name = step["step"].as_str().unwrap_or("?").to_string();
         let req = &step["request"];
@@ -92,17 +92,9 @@ async fn replay_standalone(file: &str) {
             }
             continue;
         }
-        let diffs = diff_response(&name, &expected, &got);
-        if !diffs.is_empty() {
-            failures.push(format!("step {name}:\n  {}", diffs.join("\n  ")));
-        }
+        failures.compare(&name, &expected, &got);
     }
-    assert!(
-        failures.is_empty(),
-        "{file}: {} step(s) differ from the real apiserver:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    failures.assert_none(file);
 }
 
 #[tokio::test]
