@@ -64,6 +64,15 @@ if ! command -v promtool >/dev/null; then
     fi
 fi
 
+# A cold build of every test binary needs about 5 GiB; running out of disk midway shows up as
+# confusing compiler errors, so say it first.
+target_dir="${CARGO_TARGET_DIR:-$repo/target}"
+mkdir -p "$target_dir"
+free_kib="$(df -Pk "$target_dir" | awk 'NR==2 {print $4}')"
+if [[ -n "$free_kib" && "$free_kib" -lt $((6 * 1024 * 1024)) ]]; then
+    say "WARNING: only $((free_kib / 1024)) MiB free for $target_dir; a cold build needs about 5 GiB"
+fi
+
 export DSQL_OPERATOR_TEST_PYTHON="$python"
 export DSQL_OPERATOR_GOLDEN_DIR="${DSQL_OPERATOR_GOLDEN_DIR:-$repo/../shared/apiserver-golden}"
 
