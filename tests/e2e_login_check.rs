@@ -219,11 +219,10 @@ async fn unreachable_or_untrusted_endpoints_name_the_failed_step_and_no_check_wi
     env.login_resolver.route(&host("untrusted"), server.address());
     env.login_resolver.route(&host("misnamed"), misnamed.address());
     env.login_resolver.route(&host("unchecked"), unchecked.address());
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    env.login_resolver.route(&host("closed"), closed);
+    // Bound but not listening: connections are refused, and no one else can take the port.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    env.login_resolver.route(&host("closed"), closed.local_addr().unwrap());
 
     let operator = env.start_operator();
     let cases = [

@@ -71,12 +71,10 @@ async fn a_dns_lookup_that_hangs_times_out_as_a_dns_failure() {
 
 #[tokio::test]
 async fn a_closed_port_is_a_connect_failure() {
-    // Bind and drop: nothing listens on that port any more.
-    let address = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let err = run(Arc::new(Fixed(Some(address)))).await;
+    // Bound but not listening: connections are refused, and no one else can take the port.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let err = run(Arc::new(Fixed(Some(closed.local_addr().unwrap())))).await;
     assert_eq!(err.step, LoginStep::Connect, "{err}");
 }
 
