@@ -216,6 +216,10 @@ async fn unreachable_or_untrusted_endpoints_name_the_failed_step_and_no_check_wi
     let misnamed =
         LoginServer::start_with_cert_for(&host("misnamed"), &host("elsewhere"), &["admin"], env.clock.clone()).await;
     let unchecked = LoginServer::start(&host("unchecked"), &["admin"], env.clock.clone()).await;
+    let otherdb = LoginServer::start(&host("otherdb"), &["admin"], env.clock.clone()).await;
+    env.login_resolver.route(&host("otherdb"), otherdb.address());
+    let mut wrong_database = spec(&host("otherdb"), "admin", Some(otherdb.ca_pem()));
+    wrong_database["database"] = "orders".into();
     env.login_resolver.route(&host("untrusted"), server.address());
     env.login_resolver.route(&host("misnamed"), misnamed.address());
     env.login_resolver.route(&host("unchecked"), unchecked.address());
@@ -244,6 +248,8 @@ async fn unreachable_or_untrusted_endpoints_name_the_failed_step_and_no_check_wi
             "LoginCheckConnectFailed",
             "TCP connect",
         ),
+        // Logged in, but the database does not exist (SQLSTATE 3D000): not an auth failure.
+        ("otherdb", wrong_database, "LoginCheckFailed", "3D000"),
         (
             "unresolvable",
             spec(&host("nowhere"), "admin", None),
@@ -279,6 +285,12 @@ async fn unreachable_or_untrusted_endpoints_name_the_failed_step_and_no_check_wi
         server.passwords().is_empty() && misnamed.passwords().is_empty(),
         "no token sent before TLS is verified"
     );
+    assert!(
+        matches!(otherdb.logins().as_slice(), [Login::Refused { code, .. }, ..] if code == "3D000"),
+        "the token itself was accepted: {:?}",
+        otherdb.logins()
+    );
+    env.assert_not_emitted(&received(&otherdb)).await;
     let plain_secret = env
         .credentials()
         .get("plain")

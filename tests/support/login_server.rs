@@ -224,11 +224,14 @@ async fn serve(mut stream: tokio::net::TcpStream, shared: &Shared) -> std::io::R
         return Ok(());
     }
     let params = cstrings(&startup[4..]);
-    let user = params
-        .chunks(2)
-        .find(|kv| kv[0] == "user")
-        .and_then(|kv| kv.get(1).cloned())
-        .unwrap_or_default();
+    let param = |name: &str| {
+        params
+            .chunks(2)
+            .find(|kv| kv[0] == name)
+            .and_then(|kv| kv.get(1).cloned())
+            .unwrap_or_default()
+    };
+    let (user, database) = (param("user"), param("database"));
 
     // AuthenticationCleartextPassword.
     send(&mut tls, b'R', &3i32.to_be_bytes()).await?;
@@ -241,7 +244,7 @@ async fn serve(mut stream: tokio::net::TcpStream, shared: &Shared) -> std::io::R
     let password = cstrings(&body).into_iter().next().unwrap_or_default();
     shared.passwords.lock().unwrap().push(password.clone());
 
-    if let Err((code, message)) = judge(shared, &user, password).await {
+    if let Err((code, message)) = judge(shared, &user, &database, password).await {
         shared.logins.lock().unwrap().push(Login::Refused {
             user,
             code: code.to_owned(),
@@ -307,9 +310,9 @@ async fn serve(mut stream: tokio::net::TcpStream, shared: &Shared) -> std::io::R
     tls.shutdown().await
 }
 
-/// Whether `password` logs `user` in: `Err((SQLSTATE, message))` otherwise. Messages name what
-/// failed, never the token.
-async fn judge(shared: &Shared, user: &str, password: String) -> Result<(), (&'static str, String)> {
+/// Whether `password` logs `user` in to `database`: `Err((SQLSTATE, message))` otherwise.
+/// Messages name what failed, never the token.
+async fn judge(shared: &Shared, user: &str, database: &str, password: String) -> Result<(), (&'static str, String)> {
     if !shared.granted.lock().unwrap().iter().any(|r| r == user) {
         return Err((
             "28000",
@@ -338,7 +341,12 @@ async fn judge(shared: &Shared, user: &str, password: String) -> Result<(), (&'s
             "28P01",
             format!("the auth token is not valid for this endpoint and role: {problems}"),
         )
-    })
+    })?;
+    // As Postgres does, the database is looked at only after authentication; DSQL has one.
+    if database != "postgres" {
+        return Err(("3D000", format!("database \"{database}\" does not exist")));
+    }
+    Ok(())
 }
 
 /// A message's length word and the body it announces.
