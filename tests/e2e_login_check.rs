@@ -3,7 +3,8 @@
 //! and a granted role (tests/support/login_server.rs). A token that logs in is published once; a
 //! refused one (expired, role not granted), or an endpoint that cannot be reached (DNS, TCP) or
 //! trusted (TLS), degrades the credential with a reason naming the step, writes nothing, and
-//! leaves the published token in place; the retry publishes once the login works.
+//! leaves the published token in place; the retry publishes once the login works. A token
+//! already in Secrets Manager whose Secret write failed is republished without a second login.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -301,5 +302,54 @@ async fn unreachable_or_untrusted_endpoints_name_the_failed_step_and_no_check_wi
         .secret_name
         .unwrap();
     env.assert_no_token_leaks(&[&plain_secret]).await;
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_already_in_secrets_manager_is_republished_without_a_second_login() {
+    let env = TestEnv::new("login-pending").await;
+    let Some(fake) = env.fake.as_ref() else {
+        eprintln!("skipped: injecting API server faults needs the fake API server");
+        return;
+    };
+    let server = LoginServer::start(ENDPOINT, &["admin"], env.clock.clone()).await;
+    env.login_resolver.route(ENDPOINT, server.address());
+    let operator = env.start_operator();
+    env.create_credential("orders", spec(ENDPOINT, "admin", Some(server.ca_pem())))
+        .await
+        .unwrap();
+    let first = env.wait_ready("orders", 1).await;
+    let status = first.status.clone().unwrap();
+    let secret_name = status.secret_name.clone().unwrap();
+
+    // The next token logs in and reaches Secrets Manager, but the Secret write fails.
+    fake.inject_fault(Some("PATCH"), "/secrets/orders", 500, 100_000);
+    env.clear_recorded();
+    env.clock.advance_to(status.next_rotation_time.clone().unwrap().0);
+    let failed = env
+        .wait_for("orders", Duration::from_secs(30), "Degraded by the Secret write", |c| {
+            condition(c, "Degraded").is_some_and(|d| d.status == "True" && d.reason == "KubernetesError")
+        })
+        .await;
+    assert_eq!(server.logins().len(), 2, "the new token was checked once");
+    assert_eq!(sm_writes(&env), 1);
+
+    // The retry publishes the token already in Secrets Manager: no new token, so no new login.
+    fake.clear_faults();
+    env.clock
+        .advance_to(failed.status.unwrap().next_rotation_time.unwrap().0);
+    let republished = env.wait_ready("orders", 2).await;
+    assert_eq!(condition(&republished, "Degraded").unwrap().status, "False");
+    assert_eq!(server.logins().len(), 2, "no second login for a token already written");
+    assert_eq!(sm_writes(&env), 1, "no second write");
+    let published = projected_password(&env, "orders").await.unwrap();
+    assert_eq!(env.secret_document(&secret_name).await["password"], published.as_str());
+    assert_eq!(
+        server.passwords().last(),
+        Some(&published),
+        "the published token is the one checked"
+    );
+
+    env.assert_no_token_leaks(&[&secret_name]).await;
     operator.stop().await;
 }
