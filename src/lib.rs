@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod login_check;
 pub mod ops;
 pub mod policy;
 pub mod projection;

@@ -1066,6 +1066,44 @@ fn corpus() -> Vec<Case> {
             with(json!({"secretsManager": {"tags": entries(46), "deletionPolicy": "Retain"}})),
             Ready,
         ),
+        // ---- loginCheck ----------------------------------------------------------------------
+        case(
+            "loginCheck.enabled a string",
+            with(json!({"loginCheck": {"enabled": "yes"}})),
+            Rejected("spec.loginCheck.enabled"),
+        ),
+        case(
+            "loginCheck.caBundle empty",
+            with(json!({"loginCheck": {"caBundle": ""}})),
+            Rejected("spec.loginCheck.caBundle"),
+        ),
+        case(
+            "loginCheck.caBundle over 64 KiB",
+            with(json!({"loginCheck": {"caBundle": "A".repeat(65_537)}})),
+            Rejected("spec.loginCheck.caBundle"),
+        ),
+        case(
+            "loginCheck.caBundle not PEM",
+            with(json!({"loginCheck": {"caBundle": "not a certificate"}})),
+            Stalled {
+                reason: "InvalidSpec",
+                message: "loginCheck.caBundle holds no PEM certificate",
+            },
+        ),
+        case(
+            "loginCheck.caBundle PEM that is not a certificate",
+            with(json!({"loginCheck": {"caBundle": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}})),
+            Stalled {
+                reason: "InvalidSpec",
+                message: "loginCheck.caBundle certificate 1",
+            },
+        ),
+        // Disabled: no check, so the endpoint (which resolves nowhere in these tests) is not tried.
+        case(
+            "loginCheck disabled",
+            with(json!({"loginCheck": {"enabled": false}})),
+            Ready,
+        ),
     ]
 }
 

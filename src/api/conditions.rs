@@ -48,6 +48,16 @@ pub enum ConditionReason {
     SigningCredentialsExpiring,
     /// Degraded: the operator could not assume `token.signingRoleArn`.
     AssumeRoleFailed,
+    /// Degraded: the login check could not resolve the cluster endpoint.
+    LoginCheckDnsFailed,
+    /// Degraded: the login check could not open a TCP connection to the endpoint on 5432.
+    LoginCheckConnectFailed,
+    /// Degraded: the login check's TLS handshake failed (untrusted certificate, wrong host name).
+    LoginCheckTlsFailed,
+    /// Degraded: the cluster refused the new token (wrong role, expired or invalid token).
+    LoginCheckAuthFailed,
+    /// Degraded: the login check failed otherwise (query, protocol, timeout after login).
+    LoginCheckFailed,
     /// Stalled: the spec is invalid.
     InvalidSpec,
     /// Stalled: the rotation schedule is invalid.
@@ -72,6 +82,11 @@ impl ConditionReason {
             Self::KubernetesError => "KubernetesError",
             Self::SigningCredentialsExpiring => "SigningCredentialsExpiring",
             Self::AssumeRoleFailed => "AssumeRoleFailed",
+            Self::LoginCheckDnsFailed => "LoginCheckDnsFailed",
+            Self::LoginCheckConnectFailed => "LoginCheckConnectFailed",
+            Self::LoginCheckTlsFailed => "LoginCheckTlsFailed",
+            Self::LoginCheckAuthFailed => "LoginCheckAuthFailed",
+            Self::LoginCheckFailed => "LoginCheckFailed",
             Self::InvalidSpec => "InvalidSpec",
             Self::InvalidSchedule => "InvalidSchedule",
             Self::SecretOwnedByOther => "SecretOwnedByOther",

@@ -79,6 +79,39 @@ pub struct DsqlCredentialSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub rollout_restart: Vec<RolloutTarget>,
+
+    /// Log in with each new token before publishing it (off when absent): the operator connects
+    /// to the cluster endpoint on port 5432 over TLS (verify-full), runs `SELECT 1` as `role` in
+    /// `database` and closes. A failure is `Degraded` with a reason naming the step (DNS, TCP,
+    /// TLS, login); nothing is written and the published token stays. Needs network access from
+    /// the operator pod to the endpoint; no IAM permission beyond minting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_check: Option<LoginCheckSpec>,
+}
+
+/// The login check of each new token before it is published.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginCheckSpec {
+    /// Whether to run the check. Defaults to true, so `loginCheck: {}` turns it on.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// PEM CA certificates to trust for the endpoint instead of the bundled public roots (which
+    /// include Amazon Trust Services, the CA of Aurora DSQL endpoints), e.g. for a TLS-inspecting
+    /// proxy. The host name is verified either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 65536))]
+    pub ca_bundle: Option<String>,
+}
+
+impl Default for LoginCheckSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ca_bundle: None,
+        }
+    }
 }
 
 /// A Kubernetes object name (DNS-1123 subdomain).

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use crate::aws::{SecretsManager, WriteRateLimiter};
 use crate::clock::Clock;
 use crate::config::OperatorConfig;
+use crate::login_check::LoginChecker;
 use crate::ops::{Health, Metrics};
 use crate::reconcile::events::EventPublisher;
 use crate::reconcile::pending::PendingRotations;
@@ -19,6 +20,9 @@ pub struct Context {
     pub secrets: SecretsManager,
     /// Token minting.
     pub minter: TokenMinter,
+    /// Login checks of new tokens (`spec.loginCheck`); replaceable so tests can point cluster
+    /// endpoints at a local server.
+    pub login: LoginChecker,
     /// "Now".
     pub clock: Arc<dyn Clock>,
     /// Operator settings.
@@ -65,6 +69,7 @@ impl Context {
             client,
             secrets,
             minter,
+            login: LoginChecker::default(),
             clock,
             config,
             restart_limiter,
@@ -77,6 +82,12 @@ impl Context {
             pending: PendingRotations::default(),
             created_secrets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// This context with login checks run by `login` (tests resolve endpoints to local servers).
+    pub fn with_login_checker(mut self, login: LoginChecker) -> Self {
+        self.login = login;
+        self
     }
 
     pub(crate) fn record_failure(&self, key: &str) -> u32 {

@@ -414,6 +414,7 @@ fn error_kind(error: &RotationError) -> String {
         RotationError::OwnedByOther { .. } => "CheckOwnership".to_owned(),
         RotationError::Projection(_) => "WriteSecret".to_owned(),
         RotationError::Held(_) => "MintToken".to_owned(),
+        RotationError::LoginCheck(_) => "LoginCheck".to_owned(),
     }
 }
 

@@ -90,6 +90,6 @@ pub async fn waiting_or_new(
         }
     }
     let may_hold = matches!(cause, RotationCause::Due | RotationCause::Retry);
-    let rotation = rotate::rotate(&ctx.secrets, &ctx.minter, owner, valid, current, may_hold).await?;
+    let rotation = rotate::rotate(&ctx.secrets, &ctx.minter, &ctx.login, owner, valid, current, may_hold).await?;
     Ok((Arc::new(rotation), false))
 }

@@ -7,6 +7,7 @@ use crate::aws::{
     AwsError, AwsErrorKind, CredentialValues, OwnerRef, SecretsManager, WrittenVersion, arn_names_secret,
     client_request_token, secret_json,
 };
+use crate::login_check::{LoginCheckError, LoginChecker, LoginStep};
 use crate::projection::ProjectionError;
 use crate::reconcile::clamp::{self, Clamp, Fresh, Hold};
 use crate::reconcile::validate::ValidCredential;
@@ -33,6 +34,9 @@ pub enum RotationError {
     /// A Secrets Manager call failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// The new token failed `spec.loginCheck`; nothing was written.
+    #[error(transparent)]
+    LoginCheck(#[from] LoginCheckError),
     /// A projection could not be written (or its target belongs to someone else).
     #[error(transparent)]
     Projection(#[from] ProjectionError),
@@ -73,6 +77,13 @@ impl RotationError {
                 (ConditionReason::SecretOwnedByOther, true)
             }
             Self::Projection(_) => (ConditionReason::KubernetesError, false),
+            Self::LoginCheck(e) => match e.step {
+                LoginStep::Dns => (ConditionReason::LoginCheckDnsFailed, false),
+                LoginStep::Connect => (ConditionReason::LoginCheckConnectFailed, false),
+                LoginStep::Tls => (ConditionReason::LoginCheckTlsFailed, false),
+                LoginStep::Auth => (ConditionReason::LoginCheckAuthFailed, false),
+                LoginStep::Other => (ConditionReason::LoginCheckFailed, false),
+            },
         }
     }
 }
@@ -83,10 +94,12 @@ const MAX_VERSION_SKIPS: i64 = 3;
 
 /// Mints a token and writes it, returning what status should record. With `may_hold` (a
 /// scheduled rotation or a retry, not one asked for), a token the signing credentials cut short
-/// is held back ([`RotationError::Held`]) while the published one is worth keeping.
+/// is held back ([`RotationError::Held`]) while the published one is worth keeping. With
+/// `spec.loginCheck`, the token must log in first ([`RotationError::LoginCheck`]).
 pub async fn rotate(
     secrets: &SecretsManager,
     minter: &TokenMinter,
+    login: &LoginChecker,
     owner: &OwnerRef,
     valid: &ValidCredential,
     status: &DsqlCredentialStatus,
@@ -107,6 +120,11 @@ pub async fn rotate(
         if let Clamp::Hold(hold) = clamp::decide(&fresh, valid.renew_before, published_until, minter.now()) {
             return Err(RotationError::Held(hold));
         }
+    }
+    // After the hold decision (a held token would not be published either) and before any
+    // write: a token the cluster refuses must not replace the published one.
+    if let Some(settings) = &valid.login_check {
+        login.check(&valid.connection, &minted.token, settings).await?;
     }
     let value = secret_json(&CredentialValues {
         info: &valid.connection,

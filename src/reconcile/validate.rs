@@ -13,6 +13,7 @@ use kube::ResourceExt;
 use crate::api::{ConditionReason, DeletionPolicy, DsqlCredential, RolloutTarget};
 use crate::aws::ConnectionInfo;
 use crate::config::OperatorConfig;
+use crate::login_check::{LoginCheckSettings, parse_ca_bundle};
 use crate::policy::{ADMIN_ROLE, AccessRequest, Placeholders};
 use crate::projection::template;
 use crate::reconcile::status::Targets;
@@ -52,6 +53,8 @@ pub struct ValidCredential {
     pub secret_provider_class: Option<String>,
     /// Workloads to restart after each rotation.
     pub rollout_restart: Vec<RolloutTarget>,
+    /// The login check of new tokens, when enabled.
+    pub login_check: Option<LoginCheckSettings>,
 }
 
 /// The Kubernetes Secret to write.
@@ -228,6 +231,16 @@ pub fn validate(
         }
     };
 
+    let login_check = match &spec.login_check {
+        Some(check) if check.enabled => Some(LoginCheckSettings {
+            ca_bundle: match &check.ca_bundle {
+                None => None,
+                Some(pem) => Some(parse_ca_bundle(pem).map_err(|e| invalid(format!("loginCheck.caBundle {e}")))?),
+            },
+        }),
+        _ => None,
+    };
+
     let access = AccessRequest {
         namespace: &namespace,
         name: &name,
@@ -272,6 +285,7 @@ pub fn validate(
         kubernetes_secret,
         secret_provider_class,
         rollout_restart,
+        login_check,
     })
 }
 

@@ -11,6 +11,7 @@ use dsql_credential_operator::api::DsqlCredential;
 use dsql_credential_operator::aws::{SecretsManager, WriteRateLimiter};
 use dsql_credential_operator::clock::Clock;
 use dsql_credential_operator::config::OperatorConfig;
+use dsql_credential_operator::login_check::LoginChecker;
 use dsql_credential_operator::ops::{Health, Metrics};
 use dsql_credential_operator::policy::AccessPolicy;
 use dsql_credential_operator::reconcile::Context;
@@ -26,6 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::apiserver::FakeApiServer;
 use super::aws_proxy::AwsProxy;
+use super::login_server::TestResolver;
 use super::moto::{MotoServer, test_credentials, test_sdk_config};
 use super::rbac::{OperatorIdentity, RbacMode};
 
@@ -131,6 +133,9 @@ pub struct TestEnv {
     pub config: OperatorConfig,
     /// Metrics of the operator instances this test starts.
     pub metrics: Arc<Metrics>,
+    /// Where the operator's login checks find cluster endpoints: nothing resolves until a test
+    /// routes a name to its local server.
+    pub login_resolver: Arc<TestResolver>,
     /// The operator's requests from before the last `clear_recorded`.
     earlier_operator_requests: std::sync::Mutex<Vec<super::apiserver::RecordedRequest>>,
 }
@@ -212,6 +217,7 @@ impl TestEnv {
             namespace,
             config,
             metrics: Arc::new(Metrics::default()),
+            login_resolver: Arc::default(),
             earlier_operator_requests: Default::default(),
         }
     }
@@ -276,15 +282,18 @@ impl TestEnv {
         );
         let clock: Arc<dyn Clock> = self.clock.clone();
         let minter = TokenMinter::new(&self.operator_sdk, clock.clone());
-        Arc::new(Context::new(
-            client,
-            secrets,
-            minter,
-            clock,
-            self.config.clone(),
-            self.metrics.clone(),
-            health,
-        ))
+        Arc::new(
+            Context::new(
+                client,
+                secrets,
+                minter,
+                clock,
+                self.config.clone(),
+                self.metrics.clone(),
+                health,
+            )
+            .with_login_checker(LoginChecker::new(self.login_resolver.clone())),
+        )
     }
 
     /// Starts an operator instance watching this test's namespace.
@@ -651,23 +660,30 @@ impl TestEnv {
     /// operator emitted (logs at trace level, Events, statuses).
     pub async fn assert_no_token_leaks(&self, secret_ids: &[&str]) {
         self.assert_operator_calls_permitted();
+        let mut tokens = Vec::new();
+        for id in secret_ids {
+            tokens.extend(self.all_tokens(id).await.into_iter().map(|t| (id.to_string(), t)));
+        }
+        self.assert_not_emitted(&tokens).await;
+    }
+
+    /// Fails if any of `tokens` (with where each came from), or its signature, appears in
+    /// anything the operator emitted; also for tokens never written, e.g. ones a login check
+    /// refused.
+    pub async fn assert_not_emitted(&self, tokens: &[(String, String)]) {
         let emitted = self.everything_emitted().await;
         assert!(!emitted.is_empty(), "nothing captured to scan");
-        let mut scanned = 0;
-        for id in secret_ids {
-            for token in self.all_tokens(id).await {
-                scanned += 1;
-                assert!(
-                    !emitted.contains(&token),
-                    "a token from {id} appears in the operator's output"
-                );
-                let signature = super::token_check::token_signature(&token).expect("token has a signature");
-                assert!(
-                    !emitted.contains(&signature),
-                    "a token signature from {id} appears in the operator's output"
-                );
-            }
+        assert!(!tokens.is_empty(), "no tokens found to scan for");
+        for (from, token) in tokens {
+            assert!(
+                !emitted.contains(token.as_str()),
+                "a token from {from} appears in the operator's output"
+            );
+            let signature = super::token_check::token_signature(token).expect("token has a signature");
+            assert!(
+                !emitted.contains(&signature),
+                "a token signature from {from} appears in the operator's output"
+            );
         }
-        assert!(scanned > 0, "no tokens found to scan for");
     }
 }

@@ -6,6 +6,7 @@ pub use kube_fake_apiserver as apiserver;
 pub mod agent;
 pub mod aws_proxy;
 pub mod env;
+pub mod login_server;
 pub mod logs;
 pub mod moto;
 pub mod permissions;

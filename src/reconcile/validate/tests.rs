@@ -172,6 +172,7 @@ fn spec_types_round_trip() {
         kubernetes_secret: Default::default(),
         secret_provider_class: Default::default(),
         rollout_restart: Vec::new(),
+        login_check: None,
     };
     let json = serde_json::to_value(&spec).unwrap();
     assert_eq!(json["token"]["lifetime"], "1h");
@@ -254,4 +255,33 @@ fn a_signing_role_is_checked_and_caps_the_lifetime_at_an_hour() {
         assert!(err.message.contains("is not an IAM role ARN"), "{bad}: {}", err.message);
     }
     assert!(check(serde_json::json!({"token": {"signingRoleArn": "arn:aws-cn:iam::123456789012:role/x"}})).is_ok());
+}
+
+#[test]
+fn login_check_is_off_unless_present_and_enabled() {
+    assert!(check(serde_json::json!({})).unwrap().login_check.is_none());
+    assert!(
+        check(serde_json::json!({"loginCheck": {"enabled": false}}))
+            .unwrap()
+            .login_check
+            .is_none()
+    );
+    let on = check(serde_json::json!({"loginCheck": {}}))
+        .unwrap()
+        .login_check
+        .unwrap();
+    assert!(on.ca_bundle.is_none(), "no caBundle: the bundled roots");
+}
+
+#[test]
+fn a_login_check_ca_bundle_that_does_not_parse_is_invalid_spec_naming_the_field() {
+    for bad in [
+        "not a certificate",
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    ] {
+        let err = check(serde_json::json!({"loginCheck": {"caBundle": bad}})).unwrap_err();
+        assert_eq!(err.reason, ConditionReason::InvalidSpec, "{bad:?}");
+        assert!(err.message.starts_with("loginCheck.caBundle "), "{}", err.message);
+    }
 }
