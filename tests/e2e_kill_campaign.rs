@@ -327,16 +327,16 @@ fn assert_versions_accounted(name: &str, uid: &str, snapshot: &Snapshot) {
 }
 
 /// Waits (at most [`CONVERGE_LIMIT`]) until every credential is consistent, checking the
-/// invariants on the way; returns the total rotation count and the total number of versions.
+/// invariants on the way; returns each credential's rotation count and number of versions.
 async fn converge(
     env: &TestEnv,
     timeline: &Timeline,
     process: &mut OperatorProcess,
     uids: &BTreeMap<String, String>,
     counts: &mut Counts,
-) -> (i64, usize) {
+) -> BTreeMap<&'static str, (i64, usize)> {
     let start = Instant::now();
-    let mut pending: Vec<&str> = CREDENTIALS.to_vec();
+    let mut pending: Vec<&'static str> = CREDENTIALS.to_vec();
     let mut snapshots = BTreeMap::new();
     let mut last_reason = BTreeMap::new();
     while !pending.is_empty() {
@@ -383,10 +383,17 @@ async fn converge(
         }
         counts.tokens_verified += 1;
     }
-    (
-        snapshots.values().map(|s| s.rotation_count).sum(),
-        snapshots.values().map(|s| s.versions.len()).sum(),
-    )
+    snapshots
+        .into_iter()
+        .map(|(name, s)| (name, (s.rotation_count, s.versions.len())))
+        .collect()
+}
+
+/// Total rotation count and versions of [`converge`]'s answer.
+fn totals(converged: &BTreeMap<&'static str, (i64, usize)>) -> (i64, usize) {
+    converged
+        .values()
+        .fold((0, 0), |(r, v), (rotations, versions)| (r + rotations, v + versions))
 }
 
 fn tail(log: &str, lines: usize) -> String {
@@ -496,15 +503,21 @@ async fn secret_ahead_of_status(env: &TestEnv, name: &str) -> bool {
     secret.annotations().get(VERSION_ANNOTATION) != status.version_id.as_ref()
 }
 
-/// Rotation numbers skipped so far: a write answered `ResourceExistsException` because a killed
+/// Rotation numbers skipped so far: writes answered `ResourceExistsException` because a killed
 /// process had written that number's version and never published it (docs/behaviour.md,
-/// Idempotency), so the rotation moved to the next number.
+/// Idempotency), so the rotation moved to the next number. Counted by idempotency token: a
+/// process killed again before its next write meets the same version twice.
 fn skipped(env: &TestEnv) -> usize {
     env.aws
         .upstream_errors(PUT)
-        .iter()
-        .filter(|code| code.as_str() == "ResourceExistsException")
-        .count()
+        .into_iter()
+        .filter(|e| e.code == "ResourceExistsException")
+        .map(|e| {
+            e.client_request_token
+                .expect("the operator's writes carry a ClientRequestToken")
+        })
+        .collect::<BTreeSet<_>>()
+        .len()
 }
 
 /// `WARN`/`ERROR` lines of the operator's logs by message (the text after the target), for the
@@ -576,7 +589,7 @@ async fn sigkill_campaign_across_200_rotations_keeps_every_version_published_and
     let mut counts = Counts::default();
     let mut logs = String::new();
     let mut process = spawn(&env, &timeline);
-    let (mut rotations, _) = converge(&env, &timeline, &mut process, &uids, &mut counts).await;
+    let (mut rotations, _) = totals(&converge(&env, &timeline, &mut process, &uids, &mut counts).await);
     let mut round = 0u64;
     let mut last_kill: Option<(KillPoint, usize)> = None;
     loop {
@@ -592,7 +605,7 @@ async fn sigkill_campaign_across_200_rotations_keeps_every_version_published_and
         round += 1;
         let point = KILL_POINTS[rng.random_range(0..KILL_POINTS.len())];
         if point != KillPoint::Startup {
-            rotations = converge(&env, &timeline, &mut process, &uids, &mut counts).await.0;
+            rotations = totals(&converge(&env, &timeline, &mut process, &uids, &mut counts).await).0;
             if let Some((kind, before)) = last_kill.take() {
                 *counts.skipped_after.entry(kind).or_default() += skipped(&env) - before;
             }
@@ -612,7 +625,9 @@ async fn sigkill_campaign_across_200_rotations_keeps_every_version_published_and
     }
     // The last convergence's snapshots are the final figures: the operator keeps running (and
     // rotating on schedule) after it.
-    let (final_rotations, versions) = converge(&env, &timeline, &mut process, &uids, &mut counts).await;
+    let converged = converge(&env, &timeline, &mut process, &uids, &mut counts).await;
+    let (final_rotations, versions) = totals(&converged);
+    let scheduled_only: Vec<i64> = CREDENTIALS[FORCED..].iter().map(|n| converged[n].0).collect();
     let took = started.elapsed();
     if let Some((kind, before)) = last_kill.take() {
         *counts.skipped_after.entry(kind).or_default() += skipped(&env) - before;
@@ -622,7 +637,7 @@ async fn sigkill_campaign_across_200_rotations_keeps_every_version_published_and
     let skipped = skipped(&env);
     let published = final_rotations - skipped as i64;
     eprintln!(
-        "[figure] kill campaign (seed {seed}, x{speed}): {} SIGKILLs {:?} ({} holds not reached, {} status holds after a Secret write) in {took:.1?} real, {:.0} fake minutes; {published} published rotations of {} credentials ({} forced requests) + {skipped} rotation numbers skipped past a version a killed process wrote and never published (after {:?}) = {final_rotations} rotation numbers; {versions} Secrets Manager versions; {writes} write calls ({} PutSecretValue, {} CreateSecret); {} convergences checked, {} tokens recomputed, least published lifetime left {:?} s (fake)",
+        "[figure] kill campaign (seed {seed}, x{speed}): {} SIGKILLs {:?} ({} holds not reached, {} status holds after a Secret write) in {took:.1?} real, {:.0} fake minutes; {published} published rotations of {} credentials ({} forced requests) + {skipped} rotation numbers skipped past a version a killed process wrote and never published (after {:?}) = {final_rotations} rotation numbers; {versions} Secrets Manager versions; {writes} write calls ({} PutSecretValue, {} CreateSecret); {} convergences checked, {} tokens recomputed, least published lifetime left {:?} s (fake); rotation numbers of the schedule-only credentials {scheduled_only:?}",
         counts.kills(),
         counts.kills,
         counts.holds_not_reached,

@@ -211,6 +211,16 @@ pub struct Exchange {
     pub response: String,
 }
 
+/// An error the upstream answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamError {
+    pub operation: String,
+    /// `__type` (e.g. `ResourceExistsException`) or `x-amzn-errortype` without its suffix.
+    pub code: String,
+    /// The request's `ClientRequestToken`, if it had one (an idempotency token, not a secret).
+    pub client_request_token: Option<String>,
+}
+
 /// Operations whose requests and responses the proxy keeps, so tests can check what was signed with the
 /// credentials they hand out.
 const RECORDED_RESPONSES: &[&str] = &["AssumeRole"];
@@ -222,8 +232,8 @@ struct ProxyState {
     faults: HashMap<String, VecDeque<Fault>>,
     holds: HashMap<String, VecDeque<Arc<Notify>>>,
     response_holds: HashMap<String, VecDeque<Arc<Notify>>>,
-    /// `(operation, error code)` of every error the upstream answered, in order.
-    upstream_errors: Vec<(String, String)>,
+    /// Every error the upstream answered, in order.
+    upstream_errors: Vec<UpstreamError>,
     /// How many responses have been held so far (their calls reached the upstream).
     responses_held: usize,
 }
@@ -380,15 +390,15 @@ impl AwsProxy {
         state.response_holds.clear();
     }
 
-    /// The error codes (`__type`, e.g. `ResourceExistsException`) the upstream answered calls of
-    /// `operation` with, oldest first; injected faults are not included. Kept across `clear`.
-    pub fn upstream_errors(&self, operation: &str) -> Vec<String> {
+    /// The errors the upstream answered calls of `operation` with, oldest first; injected faults
+    /// are not included. Kept across `clear`.
+    pub fn upstream_errors(&self, operation: &str) -> Vec<UpstreamError> {
         self.shared
             .lock()
             .upstream_errors
             .iter()
-            .filter(|(op, _)| op == operation)
-            .map(|(_, code)| code.clone())
+            .filter(|e| e.operation == operation)
+            .cloned()
             .collect()
     }
 
@@ -509,9 +519,16 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
     let recorded_request = RECORDED_RESPONSES
         .contains(&operation.as_str())
         .then(|| String::from_utf8_lossy(&body).into_owned());
+    let client_request_token = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|doc| doc.get("ClientRequestToken")?.as_str().map(str::to_owned));
     let (response, response_body) = forward(&shared, parts, body).await;
     if let Some(code) = error_code(&response, response_body.as_deref()) {
-        shared.lock().upstream_errors.push((operation.clone(), code));
+        shared.lock().upstream_errors.push(UpstreamError {
+            operation: operation.clone(),
+            code,
+            client_request_token,
+        });
     }
     if let Some(gate) = response_hold {
         shared.lock().responses_held += 1;
