@@ -634,6 +634,17 @@ async fn sigkill_campaign_across_200_rotations_keeps_every_version_published_and
     }
 
     let writes = env.aws.count(PUT) + env.aws.count(CREATE);
+    // The operator really lived on the fake timeline: its newest token was signed well after
+    // the real now (the timeline is ~50 minutes ahead by the end).
+    let newest = env
+        .current_secret(&secret_id(&env, CREDENTIALS[0]))
+        .await
+        .expect("AWSCURRENT");
+    let signed = token_expiry(newest.1["password"].as_str().expect("a token")) - SignedDuration::from_mins(15);
+    assert!(
+        signed > Timestamp::now() + SignedDuration::from_mins(10),
+        "the newest token was signed at {signed}, not on the fake clock (is libfaketime preloaded?)"
+    );
     let skipped = skipped(&env);
     let published = final_rotations - skipped as i64;
     eprintln!(

@@ -1,6 +1,6 @@
 //! Holding a request at the door: a test arms a hold for the next request matching a method and
 //! a path fragment; that request waits, unserved, until the test releases it, and is then refused
-//! (503) without ever being served. A client killed while its request is held leaves exactly the
+//! (500) without ever being served. A client killed while its request is held leaves exactly the
 //! state it had before sending it, which is how a test stops a writer between two of its writes
 //! (after the first was answered, before the second lands).
 
@@ -73,7 +73,7 @@ impl Hold {
         self.path.lock().ok().and_then(|p| p.clone())
     }
 
-    /// Lets the held request go on to be refused (503), never served. Releasing before a request
+    /// Lets the held request go on to be refused (500), never served. Releasing before a request
     /// arrived lets that request through the hold at once; [`crate::FakeApiServer::cancel_holds`]
     /// disarms holds that should catch nothing more.
     pub fn release(&self) {

@@ -265,7 +265,8 @@ impl FakeApiServer {
 
     /// Holds the next request with `method` whose path (with query) contains `path_contains`
     /// before it is served: it waits until [`hold::Hold::release`] (or [`hold::HOLD_LIMIT`]) and
-    /// is then refused with 503, never served, so nothing of it lands. For stopping a client
+    /// is then refused with 500 (which kube's client does not retry, unlike 503), never served,
+    /// so nothing of it lands. For stopping a client
     /// (killing it) between one of its writes and the next.
     pub fn hold_next(&self, method: &str, path_contains: &str) -> Arc<hold::Hold> {
         self.push_hold(hold::Hold::new(method, path_contains, None))
@@ -541,11 +542,11 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
                 path: req.path.clone(),
                 query: req.raw_query.clone(),
                 content_type: req.content_type.clone(),
-                status: 503,
+                status: 500,
             });
         }
-        let refused = ApiError::status(503, reason_for_code(503), "held by the test, then refused", None);
-        return json_response(503, &status_of(&refused), &[]);
+        let refused = ApiError::status(500, reason_for_code(500), "held by the test, then refused", None);
+        return json_response(500, &status_of(&refused), &[]);
     }
     let reply = {
         let Ok(mut state) = shared.state.lock() else {
