@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: sets up the Python test tools (moto, boto3/botocore, Helm
-# via helm-python-sdk, kubernetes-validate, pytest) in .venv and promtool (Debian's
-# prometheus package), then runs rustfmt, clippy, every cargo test and the
+# via helm-python-sdk, kubernetes-validate, pytest) in .venv, promtool (Debian's
+# prometheus package) and libfaketime (Debian's faketime package), then runs rustfmt, clippy, every cargo test and the
 # chart/deploy/alert tests. Needs kubectl (client) on PATH.
 set -euo pipefail
 
@@ -61,6 +61,21 @@ if ! command -v promtool >/dev/null; then
         command -v promtool >/dev/null || die "the prometheus package did not install promtool"
     else
         die "promtool is required for the alert tests; as root run: $install_promtool"
+    fi
+fi
+
+# libfaketime (Debian package `faketime`) runs the operator binary on a fast fake clock in the
+# kill campaign (tests/e2e_kill_campaign.rs), which fails without it.
+faketime_lib=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+if [[ ! -e "$faketime_lib" ]]; then
+    install_faketime="apt-get install -y --no-install-recommends faketime"
+    if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null; then
+        say "installing libfaketime: $install_faketime"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive $install_faketime >/dev/null; } \
+            || die "installing libfaketime failed: $install_faketime"
+        [[ -e "$faketime_lib" ]] || die "the faketime package did not install $faketime_lib"
+    else
+        die "libfaketime ($faketime_lib) is required for the kill campaign; as root run: $install_faketime"
     fi
 fi
 

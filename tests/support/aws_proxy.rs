@@ -211,6 +211,16 @@ pub struct Exchange {
     pub response: String,
 }
 
+/// An error the upstream answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamError {
+    pub operation: String,
+    /// `__type` (e.g. `ResourceExistsException`) or `x-amzn-errortype` without its suffix.
+    pub code: String,
+    /// The request's `ClientRequestToken`, if it had one (an idempotency token, not a secret).
+    pub client_request_token: Option<String>,
+}
+
 /// Operations whose requests and responses the proxy keeps, so tests can check what was signed with the
 /// credentials they hand out.
 const RECORDED_RESPONSES: &[&str] = &["AssumeRole"];
@@ -222,6 +232,10 @@ struct ProxyState {
     faults: HashMap<String, VecDeque<Fault>>,
     holds: HashMap<String, VecDeque<Arc<Notify>>>,
     response_holds: HashMap<String, VecDeque<Arc<Notify>>>,
+    /// Every error the upstream answered, in order.
+    upstream_errors: Vec<UpstreamError>,
+    /// How many responses have been held so far (their calls reached the upstream).
+    responses_held: usize,
 }
 
 struct Shared {
@@ -369,6 +383,31 @@ impl AwsProxy {
             });
     }
 
+    /// Disarms every hold (of a call or of a response) no call has reached yet.
+    pub fn cancel_holds(&self) {
+        let mut state = self.shared.lock();
+        state.holds.clear();
+        state.response_holds.clear();
+    }
+
+    /// The errors the upstream answered calls of `operation` with, oldest first; injected faults
+    /// are not included. Kept across `clear`.
+    pub fn upstream_errors(&self, operation: &str) -> Vec<UpstreamError> {
+        self.shared
+            .lock()
+            .upstream_errors
+            .iter()
+            .filter(|e| e.operation == operation)
+            .cloned()
+            .collect()
+    }
+
+    /// How many responses a [`AwsProxy::hold_response_next`] has held so far: each one's call
+    /// has been answered by the upstream (the write landed) and its caller has not heard back.
+    pub fn responses_held(&self) -> usize {
+        self.shared.lock().responses_held
+    }
+
     /// Removes every pending injected fault.
     pub fn clear_errors(&self) {
         self.shared.lock().faults.clear();
@@ -480,8 +519,19 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
     let recorded_request = RECORDED_RESPONSES
         .contains(&operation.as_str())
         .then(|| String::from_utf8_lossy(&body).into_owned());
+    let client_request_token = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|doc| doc.get("ClientRequestToken")?.as_str().map(str::to_owned));
     let (response, response_body) = forward(&shared, parts, body).await;
+    if let Some(code) = error_code(&response, response_body.as_deref()) {
+        shared.lock().upstream_errors.push(UpstreamError {
+            operation: operation.clone(),
+            code,
+            client_request_token,
+        });
+    }
     if let Some(gate) = response_hold {
+        shared.lock().responses_held += 1;
         let _ = tokio::time::timeout(HOLD_LIMIT, gate.notified()).await;
     }
     if let (Some(request), Some(response)) = (recorded_request, response_body) {
@@ -492,6 +542,30 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
         });
     }
     response
+}
+
+/// The error code of an upstream error response: its `x-amzn-errortype` (without the Coral
+/// suffix) or its JSON body's `__type`.
+fn error_code(response: &Response<Body>, body: Option<&[u8]>) -> Option<String> {
+    if response.status().is_success() {
+        return None;
+    }
+    let header = response
+        .headers()
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(':').next().unwrap_or(v).to_owned());
+    let typed = || {
+        let doc: serde_json::Value = serde_json::from_slice(body?).ok()?;
+        doc.get("__type")?
+            .as_str()
+            .map(|t| t.rsplit('#').next().unwrap_or(t).to_owned())
+    };
+    Some(
+        header
+            .or_else(typed)
+            .unwrap_or_else(|| response.status().as_u16().to_string()),
+    )
 }
 
 /// The upstream's response, and its body when it came from upstream.

@@ -606,6 +606,11 @@ impl TestEnv {
 
     /// Every version id of the secret, deprecated ones included.
     pub async fn secret_versions(&self, secret_id: &str) -> Vec<String> {
+        self.secret_versions_opt(secret_id).await.expect("ListSecretVersionIds")
+    }
+
+    /// [`TestEnv::secret_versions`], or `None` when they cannot be listed (no such secret yet).
+    pub async fn secret_versions_opt(&self, secret_id: &str) -> Option<Vec<String>> {
         let out = self
             .check_client()
             .list_secret_version_ids()
@@ -613,12 +618,27 @@ impl TestEnv {
             .include_deprecated(true)
             .send()
             .await
-            .expect("ListSecretVersionIds");
-        out.versions
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|v| v.version_id)
-            .collect()
+            .ok()?;
+        Some(
+            out.versions
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|v| v.version_id)
+                .collect(),
+        )
+    }
+
+    /// The AWSCURRENT version id and value (parsed as JSON), or `None` when there is none yet.
+    pub async fn current_secret(&self, secret_id: &str) -> Option<(String, serde_json::Value)> {
+        let out = self
+            .check_client()
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .ok()?;
+        let value = serde_json::from_str(out.secret_string()?).ok()?;
+        Some((out.version_id?, value))
     }
 
     /// Every token ever written to the secret (the `password` of each version).

@@ -56,6 +56,19 @@ impl OperatorProcess {
         lease: &str,
         extra: &[&str],
     ) -> OperatorProcess {
+        OperatorProcess::start_elected_with_env(endpoints, namespace, identity, lease, extra, &[])
+    }
+
+    /// [`OperatorProcess::start_elected`] with extra environment variables (e.g. `LD_PRELOAD`
+    /// and `FAKETIME` to run it on a fast fake clock).
+    pub fn start_elected_with_env(
+        endpoints: &Endpoints,
+        namespace: &str,
+        identity: &str,
+        lease: &str,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> OperatorProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(&kubeconfig, kubeconfig_text(&endpoints.kube)).expect("write kubeconfig");
@@ -79,6 +92,7 @@ impl OperatorProcess {
             .env("POD_NAME", identity)
             .env("RUST_LOG", "info")
             .envs(test_aws_env(&endpoints.aws, &test_credentials()))
+            .envs(env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)

@@ -17,6 +17,7 @@ mod discovery;
 pub mod errors;
 pub mod fields;
 pub mod handler;
+pub mod hold;
 mod jsonpath;
 pub mod patch;
 pub mod resources;
@@ -77,6 +78,8 @@ pub(crate) struct Shared {
     gc_paused: std::sync::atomic::AtomicBool,
     bookmark_ms: AtomicU64,
     port: u16,
+    /// Armed holds (see [`FakeApiServer::hold_next`]), oldest first; each catches one request.
+    holds: Mutex<Vec<Arc<hold::Hold>>>,
 }
 
 impl Shared {
@@ -122,6 +125,7 @@ impl FakeApiServer {
             gc_paused: std::sync::atomic::AtomicBool::new(false),
             bookmark_ms: AtomicU64::new(60_000),
             port: addr.port(),
+            holds: Mutex::new(Vec::new()),
         });
         let router = axum::Router::new().fallback(serve_request).with_state(shared.clone());
         let mut stop = shared.shutdown.subscribe();
@@ -256,6 +260,43 @@ impl FakeApiServer {
                 body,
                 remaining: times,
             });
+        }
+    }
+
+    /// Holds the next request with `method` whose path (with query) contains `path_contains`
+    /// before it is served: it waits until [`hold::Hold::release`] (or [`hold::HOLD_LIMIT`]) and
+    /// is then refused with 500 (which kube's client does not retry, unlike 503), never served,
+    /// so nothing of it lands. For stopping a client
+    /// (killing it) between one of its writes and the next.
+    pub fn hold_next(&self, method: &str, path_contains: &str) -> Arc<hold::Hold> {
+        self.push_hold(hold::Hold::new(method, path_contains, None))
+    }
+
+    /// Like [`hold_next`](Self::hold_next), but the hold only takes effect once a request with
+    /// `after_method` whose path contains `after_path` has been served successfully (2xx): to
+    /// stop a client between that write and the next matching one.
+    pub fn hold_next_after(
+        &self,
+        method: &str,
+        path_contains: &str,
+        after_method: &str,
+        after_path: &str,
+    ) -> Arc<hold::Hold> {
+        self.push_hold(hold::Hold::new(method, path_contains, Some((after_method, after_path))))
+    }
+
+    fn push_hold(&self, hold: hold::Hold) -> Arc<hold::Hold> {
+        let armed = Arc::new(hold);
+        if let Ok(mut holds) = self.shared.holds.lock() {
+            holds.push(armed.clone());
+        }
+        armed
+    }
+
+    /// Disarms every hold no request has reached yet (held requests stay held until released).
+    pub fn cancel_holds(&self) {
+        if let Ok(mut holds) = self.shared.holds.lock() {
+            holds.clear();
         }
     }
 
@@ -492,6 +533,21 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
     };
     let authorization = hdr(header::AUTHORIZATION);
     let body_result = axum::body::to_bytes(body, 64 * 1024 * 1024).await;
+    if let Some(armed) = take_hold(&shared, &req) {
+        armed.wait(&req.path).await;
+        if let Ok(mut state) = shared.state.lock() {
+            state.requests.push(RecordedRequest {
+                actor: req.actor.clone(),
+                method: req.method.clone(),
+                path: req.path.clone(),
+                query: req.raw_query.clone(),
+                content_type: req.content_type.clone(),
+                status: 500,
+            });
+        }
+        let refused = ApiError::status(500, reason_for_code(500), "held by the test, then refused", None);
+        return json_response(500, &status_of(&refused), &[]);
+    }
     let reply = {
         let Ok(mut state) = shared.state.lock() else {
             return text_response(500, "fake apiserver state poisoned".into());
@@ -556,6 +612,16 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
     if req.method != "GET" {
         shared.notify_writes();
     }
+    let status = match &reply {
+        Reply::Json(c, _, _) | Reply::Text(c, _) => *c,
+        Reply::Watch(_) => 200,
+    };
+    if let Ok(holds) = shared.holds.lock() {
+        let with_query = format!("{}?{}", req.path, req.raw_query);
+        for waiting in holds.iter() {
+            waiting.served(&req.method, &with_query, status);
+        }
+    }
     match reply {
         Reply::Json(code, v, mut headers) => {
             if code == 429 {
@@ -573,7 +639,14 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
     }
 }
 
-#[allow(unused)]
+/// The first armed hold matching `req`, disarmed (it catches this request only).
+fn take_hold(shared: &Shared, req: &Req) -> Option<Arc<hold::Hold>> {
+    let mut holds = shared.holds.lock().ok()?;
+    let with_query = format!("{}?{}", req.path, req.raw_query);
+    let index = holds.iter().position(|h| h.matches(&req.method, &with_query))?;
+    Some(holds.remove(index))
+}
+
 fn status_of(e: &ApiError) -> serde_json::Value {
     match &e.body {
         ErrorBody::Status(v) => v.clone(),
