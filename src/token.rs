@@ -13,6 +13,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_dsql::auth_token::{AuthTokenGenerator, Config as TokenConfig};
 use aws_sdk_dsql::config::Region;
+use aws_smithy_async::time::StaticTimeSource;
 use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -85,14 +86,24 @@ impl SigningRole {
     }
 }
 
+/// Tokens are signed at the current time rounded down to a whole minute (`X-Amz-Date`), so an
+/// attempt repeated after a crash can sign the very same token again: a retried Secrets Manager
+/// write then carries the same value under the same idempotency token and is answered with the
+/// version the lost attempt wrote, instead of becoming a second version (see
+/// `reconcile::rotate`). A token lives up to this much less than its lifetime.
+pub const SIGNING_STEP_SECS: i64 = 60;
+
 /// A freshly minted token and when it stops working.
 #[derive(Debug)]
 pub struct MintedToken {
     /// The token.
     pub token: DsqlToken,
-    /// Signing time (whole seconds, as in `X-Amz-Date`).
+    /// When it was minted (whole seconds): the rotation's time.
     pub issued_at: Timestamp,
-    /// The earlier of `issued_at + lifetime` and the signing credentials' expiry.
+    /// Its signing time (`X-Amz-Date`): `issued_at` rounded down to [`SIGNING_STEP_SECS`], or
+    /// earlier when an earlier attempt's token is signed again.
+    pub signed_at: Timestamp,
+    /// The earlier of `signed_at + lifetime` and the signing credentials' expiry.
     pub expires_at: Timestamp,
     /// Whether the signing credentials' expiry cut the lifetime short.
     pub clamped_by_credentials: bool,
@@ -198,12 +209,33 @@ impl TokenMinter {
         ))
     }
 
-    /// Mints one token. The credentials are resolved once and handed to the signer so the expiry
-    /// recorded is the expiry of the very credentials that signed.
-    pub async fn mint(&self, request: &TokenRequest) -> Result<MintedToken, MintError> {
+    /// Resolves the credentials that sign `request`'s tokens, once per rotation.
+    pub async fn signer(&self, request: &TokenRequest) -> Result<Signer, MintError> {
         let credentials = self.signing_credentials(request).await?;
-        let credentials_expiry = credentials.expiry().and_then(|t| Timestamp::try_from(t).ok());
+        let expiry = credentials.expiry().and_then(|t| Timestamp::try_from(t).ok());
+        Ok(Signer {
+            credentials,
+            expiry,
+            // A signing role is assumed afresh for every rotation: another process's session
+            // has other keys, so its token cannot be signed again.
+            reproducible: request.signing_role.is_none(),
+        })
+    }
 
+    /// The signing time of a token minted now: now rounded down to [`SIGNING_STEP_SECS`].
+    pub fn signing_time(&self) -> Timestamp {
+        let now = self.clock.now().as_second();
+        Timestamp::from_second(now - now.rem_euclid(SIGNING_STEP_SECS)).unwrap_or_else(|_| self.clock.now())
+    }
+
+    /// Signs `request`'s token with `signer`'s credentials at `signed_at`. The same credentials,
+    /// request and time always give the same token.
+    pub async fn sign(
+        &self,
+        request: &TokenRequest,
+        signer: &Signer,
+        signed_at: Timestamp,
+    ) -> Result<MintedToken, MintError> {
         let now = self.clock.now();
         let issued_at = Timestamp::from_second(now.as_second()).unwrap_or(now);
         let lifetime_secs = request.lifetime.as_secs();
@@ -211,14 +243,21 @@ impl TokenMinter {
             .hostname(&request.hostname)
             .region(Region::new(request.region.clone()))
             .expires_in(lifetime_secs)
-            .credentials(credentials)
+            .credentials(signer.credentials.clone())
             .build()
             .map_err(|e| MintError::Signing(e.to_string()))?;
+        let at = u64::try_from(signed_at.as_second())
+            .map_err(|_| MintError::Signing(format!("signing time {signed_at} is before 1970")))?;
+        let sdk_config = self
+            .sdk_config
+            .to_builder()
+            .time_source(StaticTimeSource::from_secs(at))
+            .build();
         let generator = AuthTokenGenerator::new(config);
         let signed = if request.admin {
-            generator.db_connect_admin_auth_token(&self.sdk_config).await
+            generator.db_connect_admin_auth_token(&sdk_config).await
         } else {
-            generator.db_connect_auth_token(&self.sdk_config).await
+            generator.db_connect_auth_token(&sdk_config).await
         }
         .map_err(|e| MintError::Signing(e.to_string()))?;
         // `AuthToken` derives Debug with the token in it: move the text into the redacting type
@@ -226,17 +265,51 @@ impl TokenMinter {
         let token = DsqlToken::from_minted(signed.as_str().to_owned());
         drop(signed);
 
-        let by_lifetime = issued_at + jiff::SignedDuration::from_secs(lifetime_secs as i64);
-        let (expires_at, clamped_by_credentials) = match credentials_expiry {
+        let signed_at = Timestamp::from_second(signed_at.as_second()).unwrap_or(signed_at);
+        let by_lifetime = signed_at + jiff::SignedDuration::from_secs(lifetime_secs as i64);
+        let (expires_at, clamped_by_credentials) = match signer.expiry {
             Some(expiry) if expiry < by_lifetime => (expiry, true),
             _ => (by_lifetime, false),
         };
         Ok(MintedToken {
             token,
             issued_at,
+            signed_at,
             expires_at,
             clamped_by_credentials,
         })
+    }
+
+    /// Mints one token, signed at [`Self::signing_time`]. The credentials are resolved once and
+    /// handed to the signer so the expiry recorded is the expiry of the very credentials that
+    /// signed.
+    pub async fn mint(&self, request: &TokenRequest) -> Result<MintedToken, MintError> {
+        let signer = self.signer(request).await?;
+        self.sign(request, &signer, self.signing_time()).await
+    }
+}
+
+/// The credentials that sign one rotation's tokens, kept so a token can be signed again.
+pub struct Signer {
+    credentials: Credentials,
+    expiry: Option<Timestamp>,
+    reproducible: bool,
+}
+
+impl Signer {
+    /// Whether another process signing with the same source would hold the same credentials,
+    /// so the token an earlier attempt wrote can be signed again (not with a signing role).
+    pub fn reproducible(&self) -> bool {
+        self.reproducible
+    }
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer")
+            .field("expiry", &self.expiry)
+            .field("reproducible", &self.reproducible)
+            .finish_non_exhaustive()
     }
 }
 
@@ -286,6 +359,31 @@ mod tests {
         assert!(!minted.clamped_by_credentials);
         let custom = minter(None).mint(&request(false)).await.unwrap();
         assert!(custom.token.expose().contains("?Action=DbConnect&"));
+    }
+
+    #[tokio::test]
+    async fn tokens_are_signed_at_the_minute_and_signing_again_gives_the_same_token() {
+        let creds = Credentials::new("AKIDEXAMPLE", "secret", Some("session".into()), None, "test");
+        let sdk = SdkConfig::builder()
+            .credentials_provider(SharedCredentialsProvider::new(creds))
+            .build();
+        let clock = Arc::new(FixedClock("2024-08-27T00:07:42.250Z".parse().unwrap()));
+        let minter = TokenMinter::new(&sdk, clock);
+        let minted = minter.mint(&request(false)).await.unwrap();
+        assert!(minted.token.expose().contains("X-Amz-Date=20240827T000700Z"));
+        assert_eq!(minted.signed_at, "2024-08-27T00:07:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(minted.issued_at, "2024-08-27T00:07:42Z".parse::<Timestamp>().unwrap());
+        assert_eq!(minted.expires_at, "2024-08-27T01:07:00Z".parse::<Timestamp>().unwrap());
+
+        let signer = minter.signer(&request(false)).await.unwrap();
+        assert!(signer.reproducible());
+        let again = minter.sign(&request(false), &signer, minted.signed_at).await.unwrap();
+        assert_eq!(again.token.expose(), minted.token.expose());
+        let earlier: Timestamp = "2024-08-27T00:06:00Z".parse().unwrap();
+        let other = minter.sign(&request(false), &signer, earlier).await.unwrap();
+        assert_ne!(other.token.expose(), minted.token.expose());
+        assert!(other.token.expose().contains("X-Amz-Date=20240827T000600Z"));
+        assert_eq!(other.expires_at, "2024-08-27T01:06:00Z".parse::<Timestamp>().unwrap());
     }
 
     #[tokio::test]

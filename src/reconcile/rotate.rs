@@ -11,7 +11,8 @@ use crate::login_check::{LoginCheckError, LoginChecker, LoginStep};
 use crate::projection::ProjectionError;
 use crate::reconcile::clamp::{self, Clamp, Fresh, Hold};
 use crate::reconcile::validate::ValidCredential;
-use crate::token::{MintError, MintedToken, TokenMinter};
+use crate::token::{MintError, MintedToken, SIGNING_STEP_SECS, Signer, TokenMinter};
+use jiff::{SignedDuration, Timestamp};
 use secrecy::SecretString;
 
 /// A token published to Secrets Manager.
@@ -105,7 +106,8 @@ pub async fn rotate(
     status: &DsqlCredentialStatus,
     may_hold: bool,
 ) -> Result<Rotation, RotationError> {
-    let minted = minter.mint(&valid.token).await?;
+    let signer = minter.signer(&valid.token).await?;
+    let minted = minter.sign(&valid.token, &signer, minter.signing_time()).await?;
     if may_hold {
         let fresh = Fresh {
             issued_at: minted.issued_at,
@@ -136,16 +138,25 @@ pub async fn rotate(
         secrets,
         owner,
         value: &value,
+        again: signer.reproducible().then_some(SignAgain {
+            minter,
+            signer: &signer,
+            valid,
+            tried: minted.signed_at,
+            not_before: status.last_rotation_time.as_ref().map(|t| t.0),
+        }),
     };
 
     let known_arn = status.secret_arn.as_deref().filter(|arn| {
         status.secret_name.as_deref() == Some(valid.secret_name.as_str()) && arn_names_secret(arn, &valid.secret_name)
     });
-    let (version, rotation_count) = match known_arn {
+    let (version, rotation_count, recovered) = match known_arn {
         Some(arn) => match writer.put(arn, first_rotation).await {
             // The secret was deleted or scheduled for deletion behind the operator's back:
             // go through the create-or-adopt path, which checks ownership again.
-            Err(e) if matches!(e.kind, AwsErrorKind::NotFound | AwsErrorKind::MarkedForDeletion) => {
+            Err(RotationError::Aws(e))
+                if matches!(e.kind, AwsErrorKind::NotFound | AwsErrorKind::MarkedForDeletion) =>
+            {
                 writer.create_or_adopt(valid, first_rotation).await?
             }
             other => other?,
@@ -153,38 +164,115 @@ pub async fn rotate(
         None => writer.create_or_adopt(valid, first_rotation).await?,
     };
     Ok(Rotation {
-        minted,
+        // The earlier attempt's token, when its version was found again: that is what
+        // Secrets Manager holds.
+        minted: recovered.unwrap_or(minted),
         version,
         rotation_count,
     })
+}
+
+/// How many earlier signing times ([`SIGNING_STEP_SECS`] apart) are tried to sign again the
+/// token of an attempt that wrote its version and lost its status (a crash, a kill, a lost
+/// response): a restart within this many minutes finds that version instead of writing another.
+const SIGN_AGAIN_STEPS: i64 = 15;
+
+/// What signs an earlier attempt's token again: the same credentials and request at an earlier
+/// signing time give the same token, so the same value.
+struct SignAgain<'a> {
+    minter: &'a TokenMinter,
+    signer: &'a Signer,
+    valid: &'a ValidCredential,
+    /// The signing time of this attempt's token.
+    tried: Timestamp,
+    /// The previous rotation's time: the lost attempt was signed after it.
+    not_before: Option<Timestamp>,
+}
+
+impl SignAgain<'_> {
+    /// The signing times an earlier attempt at this rotation may have used, latest first: whole
+    /// steps before this attempt's, after the previous rotation, and still valid now.
+    fn candidates(&self) -> Vec<Timestamp> {
+        let now = self.minter.now();
+        let lifetime = SignedDuration::try_from(self.valid.token.lifetime).unwrap_or(SignedDuration::MAX);
+        (1..=SIGN_AGAIN_STEPS)
+            .filter_map(|k| {
+                self.tried
+                    .checked_sub(SignedDuration::from_secs(k * SIGNING_STEP_SECS))
+                    .ok()
+            })
+            .take_while(|t| {
+                let after_previous = self.not_before.is_none_or(|prev| {
+                    prev.as_second() - prev.as_second().rem_euclid(SIGNING_STEP_SECS) <= t.as_second()
+                });
+                after_previous && t.saturating_add(lifetime).is_ok_and(|end| end > now)
+            })
+            .collect()
+    }
 }
 
 struct Writer<'a> {
     secrets: &'a SecretsManager,
     owner: &'a OwnerRef,
     value: &'a SecretString,
+    again: Option<SignAgain<'a>>,
 }
 
+/// A written version, its rotation number, and the earlier attempt's token when that is what
+/// the version holds.
+type Written = (WrittenVersion, i64, Option<MintedToken>);
+
 impl Writer<'_> {
-    /// `PutSecretValue` with the idempotency token of `rotation`; a version with that token that
-    /// already holds another value means an earlier attempt wrote it and lost its status, so the
-    /// next number is used.
-    async fn put(&self, secret_id: &str, rotation: i64) -> Result<(WrittenVersion, i64), AwsError> {
+    /// `PutSecretValue` with the idempotency token of `rotation`. A version with that token that
+    /// already holds another value means an earlier attempt wrote it and lost its status: its
+    /// token is signed again at earlier signing times and written with the same idempotency
+    /// token, which Secrets Manager answers with that version when the value is the same. Only
+    /// when none matches (other credentials, or too long ago) is the next number used.
+    async fn put(&self, secret_id: &str, rotation: i64) -> Result<Written, RotationError> {
         let mut n = rotation;
         loop {
             let token = client_request_token(&self.owner.uid, n);
             match self.secrets.put_secret_value(secret_id, self.value, &token).await {
-                Err(e) if e.kind == AwsErrorKind::AlreadyExists && n < rotation + MAX_VERSION_SKIPS => n += 1,
-                result => return result.map(|v| (v, n)),
+                Err(e) if e.kind == AwsErrorKind::AlreadyExists && n < rotation + MAX_VERSION_SKIPS => {
+                    if n == rotation
+                        && let Some(found) = self.find_earlier_attempt(secret_id, &token).await?
+                    {
+                        return Ok((found.0, n, Some(found.1)));
+                    }
+                    n += 1;
+                }
+                result => return Ok(result.map(|v| (v, n, None))?),
             }
         }
     }
 
-    async fn create_or_adopt(
+    /// Signs the token again at each candidate time and writes it under `request_token`: the
+    /// version whose value matches is the earlier attempt's.
+    async fn find_earlier_attempt(
         &self,
-        valid: &ValidCredential,
-        rotation: i64,
-    ) -> Result<(WrittenVersion, i64), RotationError> {
+        secret_id: &str,
+        request_token: &str,
+    ) -> Result<Option<(WrittenVersion, MintedToken)>, RotationError> {
+        let Some(again) = &self.again else {
+            return Ok(None);
+        };
+        for signed_at in again.candidates() {
+            let minted = again.minter.sign(&again.valid.token, again.signer, signed_at).await?;
+            let value = secret_json(&CredentialValues {
+                info: &again.valid.connection,
+                token: &minted.token,
+                expires_at: minted.expires_at,
+            });
+            match self.secrets.put_secret_value(secret_id, &value, request_token).await {
+                Ok(version) => return Ok(Some((version, minted))),
+                Err(e) if e.kind == AwsErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    async fn create_or_adopt(&self, valid: &ValidCredential, rotation: i64) -> Result<Written, RotationError> {
         let token = client_request_token(&self.owner.uid, rotation);
         let created = self
             .secrets
@@ -198,7 +286,7 @@ impl Writer<'_> {
             )
             .await;
         match created {
-            Ok(version) => Ok((version, rotation)),
+            Ok(version) => Ok((version, rotation, None)),
             Err(e) if matches!(e.kind, AwsErrorKind::AlreadyExists | AwsErrorKind::MarkedForDeletion) => {
                 let existing = self.secrets.describe(&valid.secret_name).await?;
                 if !existing.is_owned_by(self.owner) {
@@ -210,7 +298,7 @@ impl Writer<'_> {
                 if existing.scheduled_for_deletion {
                     self.secrets.restore(&existing.arn).await?;
                 }
-                Ok(self.put(&existing.arn, rotation).await?)
+                self.put(&existing.arn, rotation).await
             }
             Err(e) => Err(e.into()),
         }

@@ -211,12 +211,13 @@ pub struct Exchange {
     pub response: String,
 }
 
-/// An error the upstream answered.
+/// What the upstream answered one forwarded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamError {
+pub struct UpstreamAnswer {
     pub operation: String,
-    /// `__type` (e.g. `ResourceExistsException`) or `x-amzn-errortype` without its suffix.
-    pub code: String,
+    /// The error: `__type` (e.g. `ResourceExistsException`) or `x-amzn-errortype` without its
+    /// suffix; `None` for a success.
+    pub code: Option<String>,
     /// The request's `ClientRequestToken`, if it had one (an idempotency token, not a secret).
     pub client_request_token: Option<String>,
 }
@@ -233,7 +234,7 @@ struct ProxyState {
     holds: HashMap<String, VecDeque<Arc<Notify>>>,
     response_holds: HashMap<String, VecDeque<Arc<Notify>>>,
     /// Every error the upstream answered, in order.
-    upstream_errors: Vec<UpstreamError>,
+    upstream_answers: Vec<UpstreamAnswer>,
     /// How many responses have been held so far (their calls reached the upstream).
     responses_held: usize,
 }
@@ -390,12 +391,12 @@ impl AwsProxy {
         state.response_holds.clear();
     }
 
-    /// The errors the upstream answered calls of `operation` with, oldest first; injected faults
-    /// are not included. Kept across `clear`.
-    pub fn upstream_errors(&self, operation: &str) -> Vec<UpstreamError> {
+    /// What the upstream answered each forwarded call of `operation`, oldest first; injected
+    /// faults are not included. Kept across `clear`.
+    pub fn upstream_answers(&self, operation: &str) -> Vec<UpstreamAnswer> {
         self.shared
             .lock()
-            .upstream_errors
+            .upstream_answers
             .iter()
             .filter(|e| e.operation == operation)
             .cloned()
@@ -523,13 +524,12 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
         .ok()
         .and_then(|doc| doc.get("ClientRequestToken")?.as_str().map(str::to_owned));
     let (response, response_body) = forward(&shared, parts, body).await;
-    if let Some(code) = error_code(&response, response_body.as_deref()) {
-        shared.lock().upstream_errors.push(UpstreamError {
-            operation: operation.clone(),
-            code,
-            client_request_token,
-        });
-    }
+    let code = error_code(&response, response_body.as_deref());
+    shared.lock().upstream_answers.push(UpstreamAnswer {
+        operation: operation.clone(),
+        code,
+        client_request_token,
+    });
     if let Some(gate) = response_hold {
         shared.lock().responses_held += 1;
         let _ = tokio::time::timeout(HOLD_LIMIT, gate.notified()).await;
