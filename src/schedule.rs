@@ -894,8 +894,10 @@ pub fn failure_backoff(consecutive_failures: u32, random_unit: f64) -> Duration 
 /// Normally `now + failure_backoff(..)`. While the current token is still
 /// valid, the retry is pulled in so it happens no later than
 /// [`EXPIRY_RETRY_MARGIN`] before `expires_at`, and once inside that margin
-/// retries use the base backoff: a token about to expire deserves a faster
-/// retry than the growing backoff would give it.
+/// retries use the base backoff, but never later than `expires_at` itself: a
+/// token about to expire deserves a faster retry than the growing backoff
+/// would give it, and the retry at the expiry is also what turns `Ready`
+/// False on time (a retry a few seconds after it would report the expiry late).
 pub fn retry_time(
     now: Timestamp,
     consecutive_failures: u32,
@@ -911,7 +913,9 @@ pub fn retry_time(
     if last_safe > now {
         retry.min(last_safe)
     } else if expires_at > now {
-        retry.min(add_saturating(now, BACKOFF_BASE.max(BACKOFF_FLOOR)))
+        retry
+            .min(add_saturating(now, BACKOFF_BASE.max(BACKOFF_FLOOR)))
+            .min(expires_at)
     } else {
         retry
     }
@@ -1781,6 +1785,11 @@ mod tests {
         assert_eq!(
             retry_time(now, 8, 0.5, Some(ts("2026-11-23T17:00:20Z"))),
             ts("2026-11-23T17:00:05Z")
+        );
+        // Expiring before the base backoff is over: the retry is at the expiry, not after it.
+        assert_eq!(
+            retry_time(now, 8, 0.5, Some(ts("2026-11-23T17:00:02Z"))),
+            ts("2026-11-23T17:00:02Z")
         );
         // Already expired: plain backoff again.
         assert_eq!(

@@ -376,30 +376,8 @@ async fn a_ten_minute_secret_outage_writes_secrets_manager_once_and_then_publish
     );
 
     // Ten minutes of outage: the clock steps to each backoff retry, so every retry happens.
-    let mut failures = failed.status.as_ref().unwrap().consecutive_failures;
-    for _ in 0..100 {
-        let retry = env
-            .credentials()
-            .get("orders")
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .next_rotation_time
-            .unwrap()
-            .0;
-        if retry >= outage_end {
-            env.clock.advance_to(outage_end);
-            break;
-        }
-        env.clock.advance_to(retry);
-        let after = env
-            .wait_for("orders", Duration::from_secs(20), "failed once more", |c| {
-                c.status.as_ref().is_some_and(|s| s.consecutive_failures > failures)
-            })
-            .await;
-        failures = after.status.unwrap().consecutive_failures;
-    }
+    env.step_through_failing_retries("orders", outage_end).await;
+    env.clock.advance_to(outage_end);
     assert!(env.clock.now() >= outage_end);
     let failed_applies = fake
         .requests()

@@ -12,25 +12,6 @@ use support::env::TestEnv;
 
 const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 
-/// The exposition lines about credential `name`, polled until `done` holds (bounded).
-async fn series_until(metrics: &Metrics, name: &str, what: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
-    let needle = format!(r#"name="{name}""#);
-    let mut lines = Vec::new();
-    for _ in 0..200 {
-        lines = metrics
-            .encode()
-            .lines()
-            .filter(|line| line.contains(&needle))
-            .map(str::to_owned)
-            .collect();
-        if done(&lines) {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}; series of {name}: {lines:#?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_expiry_and_condition_series_exist_before_any_rotation_and_go_on_delete() {
     let mut env = TestEnv::new("metrics-restart").await;
@@ -55,13 +36,11 @@ async fn after_a_restart_expiry_and_condition_series_exist_before_any_rotation_a
         env.namespace,
         expiry.as_second()
     );
-    let lines = series_until(
-        &env.metrics,
-        "reports",
-        "the expiry series after the restart",
-        |lines| lines.contains(&expiry_line),
-    )
-    .await;
+    let lines = env
+        .metric_series_until("reports", "the expiry series after the restart", |lines| {
+            lines.contains(&expiry_line)
+        })
+        .await;
     for expected in [
         r#"type="Ready",status="True"} 1"#,
         r#"type="Degraded",status="False"} 1"#,
@@ -91,13 +70,8 @@ async fn after_a_restart_expiry_and_condition_series_exist_before_any_rotation_a
 
     env.delete_credential("reports").await;
     env.wait_deleted("reports").await;
-    series_until(
-        &env.metrics,
-        "reports",
-        "the series to go with the credential",
-        <[String]>::is_empty,
-    )
-    .await;
+    env.metric_series_until("reports", "the series to go with the credential", <[String]>::is_empty)
+        .await;
     operator.stop().await;
     env.assert_operator_calls_permitted();
 }
@@ -115,7 +89,7 @@ async fn a_replica_that_stops_leading_exports_no_credential_series() {
     .await
     .unwrap();
     env.wait_ready("orders", 1).await;
-    series_until(&env.metrics, "orders", "the leader's series", |lines| {
+    env.metric_series_until("orders", "the leader's series", |lines| {
         lines
             .iter()
             .any(|l| l.starts_with("dsql_operator_token_expiry_timestamp_seconds{"))

@@ -229,6 +229,7 @@ impl TestEnv {
 
     /// Starts an operator instance with leader election on the Lease `lease` in the test's
     /// namespace, as `identity`; against the fake its requests are marked `operator-<identity>`.
+    /// Moving the test clock does not wake it (several instances share one clock).
     pub async fn start_elected_operator(&self, identity: &str, lease: &str) -> (Operator, Arc<Health>) {
         let actor = format!("{OPERATOR_ACTOR}-{identity}");
         let token = &self.operator_identity.token;
@@ -237,6 +238,34 @@ impl TestEnv {
             (None, Some(path)) => super::rbac::real_cluster_client(path, token, &actor).await,
             (None, None) => self.operator_kube.clone(),
         };
+        self.spawn_elected_operator(client, identity, lease, false)
+    }
+
+    /// Like [`TestEnv::start_elected_operator`] (fake API server only), with the operator's
+    /// requests going through `gate`, so a test can take the API server away from it and bring
+    /// it back; moving the test clock wakes it, as it does [`TestEnv::start_operator`]'s.
+    pub fn start_elected_operator_behind(
+        &self,
+        gate: &super::apiserver::outage::OutageGate,
+        identity: &str,
+        lease: &str,
+    ) -> (Operator, Arc<Health>) {
+        let fake = self
+            .fake
+            .as_ref()
+            .expect("a gate stands in front of the fake API server");
+        let actor = format!("{OPERATOR_ACTOR}-{identity}");
+        let client = fake.client_with_token_at(&gate.base_url(), &self.operator_identity.token, &actor);
+        self.spawn_elected_operator(client, identity, lease, true)
+    }
+
+    fn spawn_elected_operator(
+        &self,
+        client: kube::Client,
+        identity: &str,
+        lease: &str,
+        clock_resyncs: bool,
+    ) -> (Operator, Arc<Health>) {
         let health = Arc::new(Health::default());
         let ctx = self.context(client.clone(), health.clone());
         let lease = dsql_credential_operator::ops::leader::LeaseConfig {
@@ -249,8 +278,16 @@ impl TestEnv {
         let (tx, rx) = oneshot::channel::<()>();
         let metrics = self.metrics.clone();
         let elected_health = health.clone();
+        let clock = self.clock.clone();
         let task = tokio::spawn(async move {
-            let resync = || futures::stream::pending::<()>();
+            // Each time it leads, a new controller starts with a new resync stream.
+            let resync = || -> futures::stream::BoxStream<'static, ()> {
+                if clock_resyncs {
+                    Box::pin(clock.resync_stream())
+                } else {
+                    Box::pin(futures::stream::pending::<()>())
+                }
+            };
             let run = dsql_credential_operator::ops::leader::run_when_leading(
                 client,
                 lease,
@@ -389,6 +426,55 @@ impl TestEnv {
             },
         )
         .await
+    }
+
+    /// Moves the clock to each retry `name`'s status schedules (`nextRotationTime`) while that
+    /// retry is before `until`, and waits after each step until the retry has failed once more
+    /// (`consecutiveFailures` grew): the steps of a failure that lasts until `until`, with every
+    /// retry happening. Stops at the first retry at or after `until` (the clock stays before it);
+    /// returns the failures counted. Bounded: at most 100 steps of at most 20 s each.
+    pub async fn step_through_failing_retries(&self, name: &str, until: Timestamp) -> i32 {
+        let status = |c: &DsqlCredential| c.status.clone().unwrap_or_default();
+        let mut failures = status(&self.credentials().get(name).await.expect("get")).consecutive_failures;
+        for _ in 0..100 {
+            let current = status(&self.credentials().get(name).await.expect("get"));
+            let retry = current
+                .next_rotation_time
+                .expect("a failing credential has a retry time")
+                .0;
+            if retry >= until {
+                return failures;
+            }
+            self.clock.advance_to(retry);
+            let after = self
+                .wait_for(name, Duration::from_secs(20), "failed once more", |c| {
+                    status(c).consecutive_failures > failures
+                })
+                .await;
+            failures = status(&after).consecutive_failures;
+        }
+        panic!("{name}: still retrying before {until} after 100 retries");
+    }
+
+    /// The exposition lines of the operator's metrics about credential `name`, polled until
+    /// `done` holds (bounded: 10 s).
+    pub async fn metric_series_until(&self, name: &str, what: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let needle = format!(r#"name="{name}""#);
+        let mut lines = Vec::new();
+        for _ in 0..200 {
+            lines = self
+                .metrics
+                .encode()
+                .lines()
+                .filter(|line| line.contains(&needle))
+                .map(str::to_owned)
+                .collect();
+            if done(&lines) {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}; series of {name}: {lines:#?}");
     }
 
     /// Waits until the credential is gone.

@@ -19,6 +19,7 @@ pub mod fields;
 pub mod handler;
 pub mod hold;
 mod jsonpath;
+pub mod outage;
 pub mod patch;
 pub mod resources;
 pub mod schema;
@@ -149,6 +150,11 @@ impl FakeApiServer {
         format!("http://{}", self.addr)
     }
 
+    /// The address it listens on (127.0.0.1), e.g. for an [`outage::OutageGate`] in front of it.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// A kube client for this server: no auth, default namespace "default".
     pub fn client(&self) -> kube::Client {
         self.build_client(None)
@@ -174,34 +180,18 @@ impl FakeApiServer {
         self.build_client_with(Some(actor), Some(token))
     }
 
+    /// Like [`FakeApiServer::client_with_token`], connecting to `base_url` instead of the fake
+    /// itself: something in front of it, such as an [`outage::OutageGate`].
+    pub fn client_with_token_at(&self, base_url: &str, token: &str, actor: &str) -> kube::Client {
+        build_client_at(base_url, Some(actor), Some(token))
+    }
+
     fn build_client(&self, actor: Option<&str>) -> kube::Client {
         self.build_client_with(actor, None)
     }
 
-    #[allow(clippy::panic)] // base_url is always a valid URI
     fn build_client_with(&self, actor: Option<&str>, token: Option<&str>) -> kube::Client {
-        // Both rustls providers are compiled into this crate's graph, so rustls cannot pick one
-        // itself; kube builds a TLS connector even for http URLs. Installing twice is harmless.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let uri: axum::http::Uri = match self.base_url().parse() {
-            Ok(u) => u,
-            Err(e) => panic!("fake apiserver: bad base url: {e}"),
-        };
-        let mut config = kube::Config::new(uri);
-        config.default_namespace = "default".to_string();
-        config.read_timeout = Some(Duration::from_secs(295));
-        if let Some(token) = token {
-            config.auth_info.token = Some(token.to_string().into());
-        }
-        if let Some(value) = actor.and_then(|a| HeaderValue::from_str(a).ok()) {
-            config
-                .headers
-                .push((header::HeaderName::from_static(ACTOR_HEADER), value));
-        }
-        match kube::Client::try_from(config) {
-            Ok(c) => c,
-            Err(e) => panic!("fake apiserver: cannot build client: {e}"),
-        }
+        build_client_at(&self.base_url(), actor, token)
     }
 
     /// Every request served, in order.
@@ -350,6 +340,33 @@ impl FakeApiServer {
     /// The current global resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared.state.lock().map(|s| s.rv).unwrap_or_default()
+    }
+}
+
+#[allow(clippy::panic)] // the callers' URLs are loopback URLs they built: a bad one is a test bug
+fn build_client_at(base_url: &str, actor: Option<&str>, token: Option<&str>) -> kube::Client {
+    // Both rustls providers are compiled into this crate's graph, so rustls cannot pick one
+    // itself; kube builds a TLS connector even for http URLs. Installing twice is harmless.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let uri: axum::http::Uri = match base_url.parse() {
+        Ok(u) => u,
+        Err(e) => panic!("fake apiserver: bad base url {base_url}: {e}"),
+    };
+
+    let mut config = kube::Config::new(uri);
+    config.default_namespace = "default".to_string();
+    config.read_timeout = Some(Duration::from_secs(295));
+    if let Some(token) = token {
+        config.auth_info.token = Some(token.to_string().into());
+    }
+    if let Some(value) = actor.and_then(|a| HeaderValue::from_str(a).ok()) {
+        config
+            .headers
+            .push((header::HeaderName::from_static(ACTOR_HEADER), value));
+    }
+    match kube::Client::try_from(config) {
+        Ok(c) => c,
+        Err(e) => panic!("fake apiserver: cannot build client: {e}"),
     }
 }
 
