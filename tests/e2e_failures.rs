@@ -15,7 +15,7 @@ use kube::api::Api;
 use support::aws_proxy::AwsError;
 use support::env::{TestEnv, condition};
 use support::moto::test_credentials;
-use support::token_check::{ExpectedToken, token_query_param, verify_dsql_token};
+use support::token_check::{ExpectedToken, signing_minute, token_query_param, verify_dsql_token};
 
 const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 
@@ -435,11 +435,11 @@ async fn a_ten_minute_secret_outage_writes_secrets_manager_once_and_then_publish
     .unwrap();
     // Tokens are signed at the rotation's time rounded down to the minute.
     let signed_at = token_query_param(&password, "X-Amz-Date").unwrap();
-    let rotated = healed.last_rotation_time.unwrap().0.as_second();
-    let signing_minute = jiff::Timestamp::from_second(rotated - rotated.rem_euclid(60)).unwrap();
     assert_eq!(
         signed_at,
-        signing_minute.strftime("%Y%m%dT%H%M%SZ").to_string(),
+        signing_minute(healed.last_rotation_time.unwrap().0)
+            .strftime("%Y%m%dT%H%M%SZ")
+            .to_string(),
         "minted at the outage's start, not at recovery"
     );
     assert_eq!(env.aws.count("secretsmanager.PutSecretValue"), 1);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use support::env::{TestEnv, condition};
 use support::moto::test_credentials;
 use support::rbac::RbacMode;
-use support::token_check::{ExpectedToken, verify_dsql_token};
+use support::token_check::{ExpectedToken, signing_minute, verify_dsql_token};
 
 const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 
@@ -43,7 +43,12 @@ async fn create_publishes_a_verifiable_token_and_reports_ready() {
     let issued = status.last_rotation_time.clone().unwrap().0;
     let expires = status.token_expiration_time.clone().unwrap().0;
     let next = status.next_rotation_time.clone().unwrap().0;
-    assert_eq!(expires.duration_since(issued).as_secs(), 3600, "default lifetime 1h");
+    let signed = signing_minute(issued);
+    assert_eq!(
+        expires.duration_since(signed).as_secs(),
+        3600,
+        "default lifetime 1h from the signing minute"
+    );
     let renew_at = expires.duration_since(next).as_secs();
     assert!(
         (1200..=1200 + 120).contains(&renew_at),
@@ -92,7 +97,7 @@ async fn create_publishes_a_verifiable_token_and_reports_ready() {
         &ExpectedToken::new(ENDPOINT, "us-east-1", true, &test_credentials()),
     )
     .unwrap();
-    assert!(token.contains(&format!("X-Amz-Date={}", issued.strftime("%Y%m%dT%H%M%SZ"))));
+    assert!(token.contains(&format!("X-Amz-Date={}", signed.strftime("%Y%m%dT%H%M%SZ"))));
 
     // Ownership tags and the version the status names.
     let described = env.describe_secret(&secret_name).await.unwrap();

@@ -143,3 +143,10 @@ pub fn token_query_param(token: &str, name: &str) -> Option<String> {
 pub fn token_signature(token: &str) -> Option<String> {
     token_query_param(token, "X-Amz-Signature")
 }
+
+/// The signing time (`X-Amz-Date`) of a token minted at `minted`: the operator signs at the
+/// whole minute, so a retry after a crash can sign the same token again.
+pub fn signing_minute(minted: jiff::Timestamp) -> jiff::Timestamp {
+    let second = minted.as_second();
+    jiff::Timestamp::from_second(second - second.rem_euclid(60)).expect("a valid time")
+}
