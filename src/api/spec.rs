@@ -156,8 +156,10 @@ pub struct ClusterRef {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TokenSpec {
-    /// Token lifetime as a duration (`15m` to `168h`). The token also dies with the operator's
-    /// signing credentials, so the recorded expiry may be earlier. Defaults to `1h`.
+    /// Token lifetime as a duration (`15m` to `168h`), counted from its signing time, which is
+    /// the rotation's time rounded down to the minute (so a retried write after a crash can
+    /// reproduce the same token). The token also dies with the operator's signing credentials,
+    /// so the recorded expiry may be earlier. Defaults to `1h`.
     #[serde(default = "default_lifetime")]
     #[x_kube(validation = Rule::new("duration(self) >= duration('15m') && duration(self) <= duration('168h')").message("token.lifetime must be between 15m and 168h"))]
     #[schemars(
