@@ -14,7 +14,7 @@ use std::time::Duration;
 use dsql_credential_operator::api::DsqlCredential;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use support::env::{TestEnv, condition};
+use support::env::{Operator, TestEnv, condition};
 use support::login_server::{Login, LoginServer};
 
 const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
@@ -65,6 +65,19 @@ fn spec(endpoint: &str, role: &str, ca_bundle: Option<&str>) -> serde_json::Valu
 }
 
 /// Every token the server received, plus every one written, labelled for the leak scan.
+/// A login server for [`ENDPOINT`] granting `admin`, the operator, and credential `orders`
+/// checked against it, once it is Ready with its first rotation.
+async fn orders_checked_and_ready(env: &TestEnv) -> (LoginServer, Operator, DsqlCredential) {
+    let server = LoginServer::start(ENDPOINT, &["admin"], env.clock.clone()).await;
+    env.login_resolver.route(ENDPOINT, server.address());
+    let operator = env.start_operator();
+    env.create_credential("orders", spec(ENDPOINT, "admin", Some(server.ca_pem())))
+        .await
+        .unwrap();
+    let first = env.wait_ready("orders", 1).await;
+    (server, operator, first)
+}
+
 fn received(server: &LoginServer) -> Vec<(String, String)> {
     server
         .passwords()
@@ -76,15 +89,8 @@ fn received(server: &LoginServer) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_that_logs_in_is_published_and_a_refused_one_leaves_the_old_one() {
     let env = TestEnv::new("login-ok").await;
-    let server = LoginServer::start(ENDPOINT, &["admin"], env.clock.clone()).await;
-    env.login_resolver.route(ENDPOINT, server.address());
-    let operator = env.start_operator();
-    env.create_credential("orders", spec(ENDPOINT, "admin", Some(server.ca_pem())))
-        .await
-        .unwrap();
-
     // Valid: checked once, then written once and Ready.
-    let first = env.wait_ready("orders", 1).await;
+    let (server, operator, first) = orders_checked_and_ready(&env).await;
     let status = first.status.clone().unwrap();
     let secret_name = status.secret_name.clone().unwrap();
     assert_eq!(server.logins(), vec![Login::Accepted { user: "admin".into() }]);
@@ -312,13 +318,7 @@ async fn a_token_already_in_secrets_manager_is_republished_without_a_second_logi
         eprintln!("skipped: injecting API server faults needs the fake API server");
         return;
     };
-    let server = LoginServer::start(ENDPOINT, &["admin"], env.clock.clone()).await;
-    env.login_resolver.route(ENDPOINT, server.address());
-    let operator = env.start_operator();
-    env.create_credential("orders", spec(ENDPOINT, "admin", Some(server.ca_pem())))
-        .await
-        .unwrap();
-    let first = env.wait_ready("orders", 1).await;
+    let (server, operator, first) = orders_checked_and_ready(&env).await;
     let status = first.status.clone().unwrap();
     let secret_name = status.secret_name.clone().unwrap();
 

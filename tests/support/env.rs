@@ -680,14 +680,10 @@ impl TestEnv {
 
     /// The current secret value parsed as JSON.
     pub async fn secret_document(&self, secret_id: &str) -> serde_json::Value {
-        let out = self
-            .check_client()
-            .get_secret_value()
-            .secret_id(secret_id)
-            .send()
+        self.current_secret(secret_id)
             .await
-            .expect("GetSecretValue");
-        serde_json::from_str(out.secret_string().expect("a string secret")).expect("secret is JSON")
+            .expect("GetSecretValue: an AWSCURRENT JSON string secret")
+            .1
     }
 
     /// Every version id of the secret, deprecated ones included.

@@ -62,6 +62,18 @@ pub struct RecordedRequest {
 }
 
 impl RecordedRequest {
+    /// The record of `req`, answered with `status`.
+    fn of(req: &Req, status: u16) -> Self {
+        Self {
+            actor: req.actor.clone(),
+            method: req.method.clone(),
+            path: req.path.clone(),
+            query: req.raw_query.clone(),
+            content_type: req.content_type.clone(),
+            status,
+        }
+    }
+
     /// POST, PUT, PATCH or DELETE.
     pub fn is_write(&self) -> bool {
         matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
@@ -553,14 +565,7 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
     if let Some(armed) = take_hold(&shared, &req) {
         armed.wait(&req.path).await;
         if let Ok(mut state) = shared.state.lock() {
-            state.requests.push(RecordedRequest {
-                actor: req.actor.clone(),
-                method: req.method.clone(),
-                path: req.path.clone(),
-                query: req.raw_query.clone(),
-                content_type: req.content_type.clone(),
-                status: 500,
-            });
+            state.requests.push(RecordedRequest::of(&req, 500));
         }
         let refused = ApiError::status(500, reason_for_code(500), "held by the test, then refused", None);
         return json_response(500, &status_of(&refused), &[]);
@@ -616,14 +621,7 @@ async fn serve_request(AxState(shared): AxState<Arc<Shared>>, request: axum::ext
             Reply::Json(c, _, _) | Reply::Text(c, _) => *c,
             Reply::Watch(_) => 200,
         };
-        state.requests.push(RecordedRequest {
-            actor: req.actor.clone(),
-            method: req.method.clone(),
-            path: req.path.clone(),
-            query: req.raw_query.clone(),
-            content_type: req.content_type.clone(),
-            status,
-        });
+        state.requests.push(RecordedRequest::of(&req, status));
         reply
     };
     if req.method != "GET" {
