@@ -13,16 +13,23 @@ WORKDIR /src
 # 1. Dependencies only, so a source change does not rebuild them: the manifests plus stub
 #    sources give a layer that stays cached until Cargo.toml or Cargo.lock change. The test-only
 #    fake API server is a workspace member: only its manifest is needed (it is not built here).
+#    Cargo reads every target a manifest declares before it builds anything, so each one gets a
+#    stub: src/main.rs, src/lib.rs, the fake's lib.rs and benches/scale.rs ([[bench]] scale,
+#    whose stub stays: the manifest is read again in step 2). tests/python/test_image_build.py
+#    replays these steps with the context .dockerignore lets in.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/kube-fake-apiserver/Cargo.toml crates/kube-fake-apiserver/
-RUN mkdir src crates/kube-fake-apiserver/src \
+RUN mkdir src benches crates/kube-fake-apiserver/src \
     && echo 'fn main() {}' > src/main.rs \
+    && echo 'fn main() {}' > benches/scale.rs \
     && touch src/lib.rs crates/kube-fake-apiserver/src/lib.rs \
     && cargo build --release --locked \
     && rm -rf src
 
-# 2. The operator itself. touch: COPY keeps the sources' old mtimes, which cargo would take
-#    as older than the stub build.
+# 2. The operator itself, with the one file outside src/ that it compiles in
+#    (src/check/permissions.rs include_str!s deploy/kubernetes-permissions.yaml). touch: COPY
+#    keeps the sources' old mtimes, which cargo would take as older than the stub build.
+COPY deploy/kubernetes-permissions.yaml deploy/
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \
