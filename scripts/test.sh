@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The one test command: sets up the Python test tools (moto, boto3/botocore, Helm
 # via helm-python-sdk, kubernetes-validate, pytest) in .venv, promtool (Debian's
-# prometheus package) and libfaketime (Debian's faketime package), then runs rustfmt, clippy, every cargo test and the
-# chart/deploy/alert tests. Needs kubectl (client) on PATH.
+# prometheus package) and libfaketime (Debian's faketime package), builds the test control plane
+# (tests/control-plane: kube-apiserver, kube-controller-manager and etcd from the Kubernetes Go
+# modules), then runs rustfmt, clippy, every cargo test (end-to-end tests on the in-process fake API
+# server), the end-to-end tests a second time on the real control plane, and the chart/deploy/alert
+# tests. Needs kubectl (client) and Go 1.26 on PATH.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +21,8 @@ die() { printf 'scripts/test.sh: %s\n' "$*" >&2; exit 1; }
 
 command -v python3 >/dev/null || die "python3 is required for the AWS test tools (moto, botocore)"
 command -v cargo >/dev/null || die "cargo is required"
+command -v go >/dev/null \
+    || die "go (1.26 or later) is required: the tests build a real Kubernetes control plane from its Go modules (tests/control-plane)"
 command -v kubectl >/dev/null \
     || die "kubectl (the client only) is required: tests/kubectl_get.rs runs it against the fake API server"
 
@@ -91,11 +96,21 @@ fi
 export DSQL_OPERATOR_TEST_PYTHON="$python"
 export DSQL_OPERATOR_GOLDEN_DIR="${DSQL_OPERATOR_GOLDEN_DIR:-$repo/../shared/apiserver-golden}"
 
+# The real Kubernetes control plane the end-to-end tests run on a second time. Go's module and
+# build caches make a rebuild fast.
+control_plane="$target_dir/kube-control-plane"
+say "go build tests/control-plane (kube-apiserver, kube-controller-manager, etcd; pinned in its go.mod)"
+bash tests/control-plane/build.sh "$control_plane" \
+    || die "building the test control plane failed (output above)"
+export DSQL_OPERATOR_CONTROL_PLANE="$control_plane"
+
 say "cargo fmt --check"
 cargo fmt --check
 say "cargo clippy --workspace --all-targets --locked -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 say "cargo test --workspace --locked --all-targets"
 cargo test --workspace --locked --all-targets
+say "end-to-end tests on the real control plane"
+bash scripts/e2e-on-control-plane.sh "$control_plane"
 say "pytest tests/python (Helm chart, deploy/, Dockerfile)"
 "$python" -m pytest -q tests/python

@@ -150,7 +150,7 @@ struct Snapshot {
 
 fn endpoints(env: &TestEnv) -> Endpoints {
     Endpoints {
-        kube: env.fake.as_ref().expect("checked by the caller").base_url(),
+        kubeconfig: env.kubeconfig_text(None),
         aws: env.aws.endpoint_url(),
     }
 }
@@ -571,8 +571,8 @@ fn env_number(name: &str) -> Option<u64> {
 async fn sigkill_campaign_across_200_rotations_keeps_every_version_published_and_accounted_for() {
     let env = TestEnv::new("kill-campaign").await;
     if env.fake.is_none() {
-        eprintln!(
-            "skipped: the kill campaign holds requests in the fake API server and runs the binary under libfaketime"
+        support::skip::on_real_server(
+            "the kill campaign holds requests in the fake API server and runs the binary under libfaketime",
         );
         return;
     }

@@ -315,7 +315,7 @@ async fn unreachable_or_untrusted_endpoints_name_the_failed_step_and_no_check_wi
 async fn a_token_already_in_secrets_manager_is_republished_without_a_second_login() {
     let env = TestEnv::new("login-pending").await;
     let Some(fake) = env.fake.as_ref() else {
-        eprintln!("skipped: injecting API server faults needs the fake API server");
+        support::skip::on_real_server("injecting API server faults needs the fake API server");
         return;
     };
     let (server, operator, first) = orders_checked_and_ready(&env).await;

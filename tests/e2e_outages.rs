@@ -200,7 +200,7 @@ const OUTAGE_STEPS: u32 = 12;
 async fn five_minutes_without_the_api_server_no_crash_no_hot_loop_and_one_write_per_due_credential() {
     let env = TestEnv::new("apiserver-outage").await;
     let Some(fake) = env.fake.as_ref() else {
-        eprintln!("skipped: taking the API server away needs the fake API server behind the outage gate");
+        support::skip::on_real_server("taking the API server away needs the fake API server behind the outage gate");
         return;
     };
     let gate = OutageGate::start(fake.local_addr()).await;

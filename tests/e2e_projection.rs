@@ -8,9 +8,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use dsql_credential_operator::api::DsqlCredential;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use support::env::{TestEnv, condition};
 use support::moto::test_credentials;
@@ -61,29 +63,32 @@ fn assert_no_secret_reads(env: &TestEnv) {
     }
 }
 
+/// The Secrets Store CSI driver's own SecretProviderClass CRD, from its Go module as pinned in
+/// tests/neighbour-crds/go.mod (Go's module proxy and cache; no copy typed by hand).
+fn provider_class_crd() -> CustomResourceDefinition {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/neighbour-crds");
+    let output = std::process::Command::new("go")
+        .args(["mod", "download", "-json", "sigs.k8s.io/secrets-store-csi-driver"])
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run go (needed for the CSI driver's CRD): {e}"));
+    assert!(
+        output.status.success(),
+        "go mod download in {dir}: {}{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let module: serde_json::Value = serde_json::from_slice(&output.stdout).expect("go mod download -json");
+    let path = format!(
+        "{}/config/crd/bases/secrets-store.csi.x-k8s.io_secretproviderclasses.yaml",
+        module["Dir"].as_str().expect("the module's Dir")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 async fn install_provider_class_crd(env: &TestEnv) {
-    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "secretproviderclasses.secrets-store.csi.x-k8s.io"},
-        "spec": {
-            "group": "secrets-store.csi.x-k8s.io",
-            "names": {"kind": "SecretProviderClass", "listKind": "SecretProviderClassList", "plural": "secretproviderclasses", "singular": "secretproviderclass"},
-            "scope": "Namespaced",
-            "versions": [{
-                "name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "properties": {
-                        "provider": {"type": "string"},
-                        "parameters": {"type": "object", "additionalProperties": {"type": "string"}},
-                        "secretObjects": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
-                    }},
-                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-                }}}
-            }]
-        }
-    }))
-    .unwrap();
+    let crd = provider_class_crd();
     let crds: Api<CustomResourceDefinition> = Api::all(env.kube.clone());
     crds.patch(
         "secretproviderclasses.secrets-store.csi.x-k8s.io",
@@ -346,12 +351,28 @@ async fn the_secret_provider_class_says_when_its_crd_is_missing_and_heals_once_i
         healed.metadata.uid.clone().unwrap()
     );
 
-    // Nothing to do: a resync writes nothing.
+    // Nothing to do: a resync writes nothing (the fake records requests; on a real server the
+    // objects' resourceVersions stay put).
     tokio::time::sleep(Duration::from_millis(300)).await;
     env.clear_recorded();
+    let versions = |c: &DsqlCredential, p: &DynamicObject| (c.resource_version(), p.resource_version());
+    let before = versions(
+        &env.credentials().get("reports").await.unwrap(),
+        &api.get("reports").await.unwrap(),
+    );
     env.clock.resync();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(env.kube_writes(), Some(Vec::new()));
+    let after = versions(
+        &env.credentials().get("reports").await.unwrap(),
+        &api.get("reports").await.unwrap(),
+    );
+    assert_eq!(
+        before, after,
+        "a resync rewrote the credential or its SecretProviderClass"
+    );
+    if let Some(writes) = env.kube_writes() {
+        assert_eq!(writes, Vec::<String>::new());
+    }
 
     // Turning it off deletes it.
     let off = serde_json::json!({"spec": {"secretProviderClass": {"enabled": false}}});
@@ -480,7 +501,7 @@ async fn a_deleted_secret_is_created_again_and_a_replaced_one_is_never_written()
 async fn a_lost_status_write_neither_writes_secrets_manager_again_nor_disowns_the_secret() {
     let env = TestEnv::new("lost-status").await;
     let Some(fake) = env.fake.as_ref() else {
-        eprintln!("skipped: injecting API server faults needs the fake API server");
+        support::skip::on_real_server("injecting API server faults needs the fake API server");
         return;
     };
     // The first status write (after the Secret was created and Secrets Manager written) fails.

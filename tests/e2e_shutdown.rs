@@ -3,7 +3,8 @@
 //! Lease where the API server is reachable; and a SIGKILLed leader is replaced within its lease
 //! duration by a standby whose first act makes no second Secrets Manager version.
 //!
-//! These run against the fake API server only: they stop it, and start without the CRD.
+//! The binary runs as the operator's ServiceAccount with the chart's RBAC, on the fake API server
+//! or a real one; the tests that stop the API server or start without the CRD need the fake.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -24,24 +25,24 @@ const EXIT_LIMIT: Duration = Duration::from_secs(10);
 
 fn endpoints(env: &TestEnv) -> Endpoints {
     Endpoints {
-        kube: env.fake.as_ref().expect("checked by fake_only").base_url(),
+        kubeconfig: env.operator_kubeconfig_text(),
         aws: env.aws.endpoint_url(),
     }
 }
 
-/// Against a real cluster (`DSQL_OPERATOR_E2E_KUBECONFIG`) these tests have nothing to stop or
-/// hold: they say so and pass, as the other fault-injection tests do.
+/// Against a real cluster (`DSQL_OPERATOR_E2E_KUBECONFIG`) there is no API server to take away:
+/// the test says so and passes, as the other fault-injection tests do.
 fn fake_only(env: &TestEnv) -> bool {
     if env.fake.is_none() {
-        eprintln!("skipped: this test runs the binary against the fake API server (it stops or holds it)");
+        support::skip::on_real_server("taking the API server away needs the fake API server");
     }
     env.fake.is_some()
 }
 
-async fn holder(kube: &kube::Client, namespace: &str) -> Option<String> {
+async fn holder(kube: &kube::Client, namespace: &str, lease: &str) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(kube.clone(), namespace);
     leases
-        .get_opt(LEASE)
+        .get_opt(lease)
         .await
         .unwrap()
         .and_then(|l| l.spec)
@@ -52,12 +53,13 @@ async fn holder(kube: &kube::Client, namespace: &str) -> Option<String> {
 async fn wait_leading(
     kube: &kube::Client,
     namespace: &str,
+    lease: &str,
     process: &mut OperatorProcess,
     limit: Duration,
 ) -> Duration {
     let start = Instant::now();
     while start.elapsed() < limit {
-        if holder(kube, namespace).await.as_deref() == Some(process.identity.as_str()) {
+        if holder(kube, namespace, lease).await.as_deref() == Some(process.identity.as_str()) {
             return start.elapsed();
         }
         assert!(
@@ -71,7 +73,7 @@ async fn wait_leading(
     panic!(
         "{} did not lead within {limit:?}; holder {:?}; its log:\n{}",
         process.identity,
-        holder(kube, namespace).await,
+        holder(kube, namespace, lease).await,
         process.log()
     );
 }
@@ -107,17 +109,25 @@ async fn wait_calls(env: &TestEnv, operation: &str, at_least: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_leading_and_idle_exits_and_releases_the_lease() {
     let env = TestEnv::new("sigterm-idle").await;
-    if !fake_only(&env) {
-        return;
-    }
-    let mut operator = OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "a", LEASE, &[]);
-    wait_leading(&env.kube, &env.namespace, &mut operator, Duration::from_secs(20)).await;
+    let mut operator = OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "a", env.lease_name(), &[]);
+    wait_leading(
+        &env.kube,
+        &env.namespace,
+        env.lease_name(),
+        &mut operator,
+        Duration::from_secs(20),
+    )
+    .await;
     wait_ready(&operator).await;
 
     let (took, status) = operator.terminate(EXIT_LIMIT).await;
     eprintln!("[figure] SIGTERM, leading and idle: exited in {took:?} ({status})");
     assert!(status.success(), "{status}; log:\n{}", operator.log());
-    assert_eq!(holder(&env.kube, &env.namespace).await, None, "the Lease was released");
+    assert_eq!(
+        holder(&env.kube, &env.namespace, env.lease_name()).await,
+        None,
+        "the Lease was released"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +136,7 @@ async fn sigterm_while_the_watch_backs_off_on_a_missing_crd_exits_and_releases_t
     let namespace = "crd-missing";
     let (fake, kube, endpoints) = fake_without_crd(namespace).await;
     let mut operator = OperatorProcess::start_elected(&endpoints, namespace, "a", LEASE, &[]);
-    wait_leading(&kube, namespace, &mut operator, Duration::from_secs(20)).await;
+    wait_leading(&kube, namespace, LEASE, &mut operator, Duration::from_secs(20)).await;
     // Let the watcher fail a few times so it sits in its backoff.
     let failed_lists = || {
         fake.requests()
@@ -153,7 +163,7 @@ async fn sigterm_while_the_watch_backs_off_on_a_missing_crd_exits_and_releases_t
         failed_lists()
     );
     assert!(status.success(), "{status}; log:\n{}", operator.log());
-    assert_eq!(holder(&kube, namespace).await, None, "the Lease was released");
+    assert_eq!(holder(&kube, namespace, LEASE).await, None, "the Lease was released");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,10 +176,17 @@ async fn sigterm_while_the_api_server_is_unreachable_exits() {
         &endpoints(&env),
         &env.namespace,
         "a",
-        LEASE,
+        env.lease_name(),
         &["--leader-election-lease-seconds", "3"],
     );
-    wait_leading(&env.kube, &env.namespace, &mut operator, Duration::from_secs(20)).await;
+    wait_leading(
+        &env.kube,
+        &env.namespace,
+        env.lease_name(),
+        &mut operator,
+        Duration::from_secs(20),
+    )
+    .await;
     wait_ready(&operator).await;
     // The port closes: watches end, every request (lease renewal included) is refused.
     drop(env.fake.take());
@@ -183,11 +200,15 @@ async fn sigterm_while_the_api_server_is_unreachable_exits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_a_secrets_manager_call_is_held_exits_and_releases_the_lease() {
     let env = TestEnv::new("sigterm-aws-held").await;
-    if !fake_only(&env) {
-        return;
-    }
-    let mut operator = OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "a", LEASE, &[]);
-    wait_leading(&env.kube, &env.namespace, &mut operator, Duration::from_secs(20)).await;
+    let mut operator = OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "a", env.lease_name(), &[]);
+    wait_leading(
+        &env.kube,
+        &env.namespace,
+        env.lease_name(),
+        &mut operator,
+        Duration::from_secs(20),
+    )
+    .await;
     wait_ready(&operator).await;
     let gate = env.aws.hold_next("secretsmanager.CreateSecret");
     env.create_credential(
@@ -207,21 +228,31 @@ async fn sigterm_while_a_secrets_manager_call_is_held_exits_and_releases_the_lea
         "the held reconcile was cancelled after the grace period; log:\n{}",
         operator.log()
     );
-    assert_eq!(holder(&env.kube, &env.namespace).await, None, "the Lease was released");
+    assert_eq!(
+        holder(&env.kube, &env.namespace, env.lease_name()).await,
+        None,
+        "the Lease was released"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_is_written() {
     const LEASE_SECONDS: u64 = 3;
     let env = TestEnv::new("sigkill-leader").await;
-    if !fake_only(&env) {
-        return;
-    }
     let lease_flags = ["--leader-election-lease-seconds", "3"];
-    let mut first = OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "a", LEASE, &lease_flags);
-    wait_leading(&env.kube, &env.namespace, &mut first, Duration::from_secs(20)).await;
+    let mut first =
+        OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "a", env.lease_name(), &lease_flags);
+    wait_leading(
+        &env.kube,
+        &env.namespace,
+        env.lease_name(),
+        &mut first,
+        Duration::from_secs(20),
+    )
+    .await;
     wait_ready(&first).await;
-    let mut second = OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "b", LEASE, &lease_flags);
+    let mut second =
+        OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "b", env.lease_name(), &lease_flags);
     wait_ready(&second).await;
 
     // The leader is mid-rotation: its CreateSecret has left it but not reached Secrets Manager.
@@ -242,7 +273,7 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
     tokio::time::sleep(Duration::from_millis(500)).await;
     let orphan_landed = env.describe_secret(&secret).await.is_some();
     assert_eq!(
-        holder(&env.kube, &env.namespace).await.as_deref(),
+        holder(&env.kube, &env.namespace, env.lease_name()).await.as_deref(),
         Some("a"),
         "SIGKILL leaves the Lease held"
     );
@@ -250,6 +281,7 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
     wait_leading(
         &env.kube,
         &env.namespace,
+        env.lease_name(),
         &mut second,
         Duration::from_secs(LEASE_SECONDS + 10),
     )
@@ -282,7 +314,8 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
     assert_eq!(rotated.status.as_ref().unwrap().rotation_count, Some(1));
 
     // The new leader is killed just after its rotation: the next one's first act writes nothing.
-    let mut third = OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "c", LEASE, &lease_flags);
+    let mut third =
+        OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "c", env.lease_name(), &lease_flags);
     wait_ready(&third).await;
     env.clear_recorded();
     let killed = Instant::now();
@@ -290,6 +323,7 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
     wait_leading(
         &env.kube,
         &env.namespace,
+        env.lease_name(),
         &mut third,
         Duration::from_secs(LEASE_SECONDS + 10),
     )
@@ -297,23 +331,29 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
     let second_takeover = killed.elapsed();
     // Only a leader watches DsqlCredentials (and the others are dead): once its list is served
     // its first reconcile follows, reading status and finding nothing due.
-    let fake = env.fake.as_ref().unwrap();
-    let listed = || {
-        fake.requests()
-            .iter()
-            .any(|r| r.path.contains("dsqlcredentials") && r.method == "GET")
-    };
-    for _ in 0..200 {
-        if listed() {
-            break;
+    // The fake shows the list itself; on a real server, readiness follows the leader's first
+    // list of DsqlCredentials.
+    match env.fake.as_ref() {
+        Some(fake) => {
+            let listed = || {
+                fake.requests()
+                    .iter()
+                    .any(|r| r.path.contains("dsqlcredentials") && r.method == "GET")
+            };
+            for _ in 0..200 {
+                if listed() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(
+                listed(),
+                "the new leader never listed DsqlCredentials:\n{}",
+                third.log()
+            );
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        None => wait_ready(&third).await,
     }
-    assert!(
-        listed(),
-        "the new leader never listed DsqlCredentials:\n{}",
-        third.log()
-    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = env.secret_versions(&secret).await;
     eprintln!(
@@ -337,13 +377,19 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_killed_after_its_write_landed_unanswered_leaves_one_version() {
     let env = TestEnv::new("sigkill-landed").await;
-    if !fake_only(&env) {
-        return;
-    }
     let lease_flags = ["--leader-election-lease-seconds", "3"];
-    let mut first = OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "a", LEASE, &lease_flags);
-    wait_leading(&env.kube, &env.namespace, &mut first, Duration::from_secs(20)).await;
-    let mut second = OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "b", LEASE, &lease_flags);
+    let mut first =
+        OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "a", env.lease_name(), &lease_flags);
+    wait_leading(
+        &env.kube,
+        &env.namespace,
+        env.lease_name(),
+        &mut first,
+        Duration::from_secs(20),
+    )
+    .await;
+    let mut second =
+        OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "b", env.lease_name(), &lease_flags);
     wait_ready(&second).await;
 
     // The leader's CreateSecret reaches Secrets Manager; it dies before hearing back, so its
@@ -367,7 +413,14 @@ async fn a_leader_killed_after_its_write_landed_unanswered_leaves_one_version() 
     first.kill().await;
     gate.notify_one();
 
-    wait_leading(&env.kube, &env.namespace, &mut second, Duration::from_secs(15)).await;
+    wait_leading(
+        &env.kube,
+        &env.namespace,
+        env.lease_name(),
+        &mut second,
+        Duration::from_secs(15),
+    )
+    .await;
     let ready = env
         .wait_for("orders", Duration::from_secs(30), "Ready", |c| {
             support::env::condition(c, "Ready").is_some_and(|r| r.status == "True")

@@ -245,14 +245,15 @@ async fn check_on_a_broken_setup_names_what_to_fix_and_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_on_a_working_setup_is_all_ticks() {
     let env = TestEnv::new("check-ok").await;
-    let fake = env.fake.as_ref().expect("the fake API server");
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, test_access_policy_yaml(&env.namespace)).unwrap();
     let policy = policy.display().to_string();
     let aws = test_aws_env(&env.moto.endpoint_url(), &test_credentials());
     // As the operator's ServiceAccount with the chart's RBAC.
-    let kubeconfig = write_kubeconfig(dir.path(), &fake.base_url(), Some(&env.operator_identity.token));
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, env.operator_kubeconfig_text()).unwrap();
+    let kubeconfig = kubeconfig.display().to_string();
     let args = [
         "check",
         "--kubeconfig",
@@ -292,7 +293,9 @@ async fn check_on_a_working_setup_is_all_ticks() {
 
     // As the admin, who may read the CRD: its schema is compared with the binary's.
     let admin_dir = tempfile::tempdir().unwrap();
-    let admin_kubeconfig = write_kubeconfig(admin_dir.path(), &fake.base_url(), None);
+    let admin_kubeconfig = admin_dir.path().join("kubeconfig");
+    std::fs::write(&admin_kubeconfig, env.kubeconfig_text(None)).unwrap();
+    let admin_kubeconfig = admin_kubeconfig.display().to_string();
     let (out, _) = run_binary(&["check", "--kubeconfig", &admin_kubeconfig], &aws, admin_dir.path());
     let lines = stdout_lines(&out);
     eprintln!("[figure] check as the admin:\n{}", lines.join("\n"));

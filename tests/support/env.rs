@@ -222,6 +222,34 @@ impl TestEnv {
         }
     }
 
+    /// A kubeconfig (its text) for the API server this test runs on, authenticating with `token`,
+    /// or as the admin without one (the fake's admin; a real cluster's kubeconfig user).
+    pub fn kubeconfig_text(&self, token: Option<&str>) -> String {
+        let Some(path) = &self.kubeconfig else {
+            let fake = self.fake.as_ref().expect("the fake when no kubeconfig is given");
+            let text = super::process::kubeconfig_text(&fake.base_url());
+            return match token {
+                Some(token) => text.replace("  user: {}", &format!("  user:\n    token: {token}")),
+                None => text,
+            };
+        };
+        let mut config = kube::config::Kubeconfig::read_from(path).expect("kubeconfig readable");
+        if let Some(token) = token {
+            for user in &mut config.auth_infos {
+                user.auth_info = Some(kube::config::AuthInfo {
+                    token: Some(token.to_owned().into()),
+                    ..Default::default()
+                });
+            }
+        }
+        serde_saphyr::to_string(&config).expect("a kubeconfig serializes")
+    }
+
+    /// [`TestEnv::kubeconfig_text`] as the operator's ServiceAccount.
+    pub fn operator_kubeconfig_text(&self) -> String {
+        self.kubeconfig_text(Some(&self.operator_identity.token))
+    }
+
     /// The Lease name the chart's leader-election Role allows (the chart's fullname).
     pub fn lease_name(&self) -> &str {
         &self.operator_identity.fullname

@@ -12,4 +12,5 @@ pub mod moto;
 pub mod permissions;
 pub mod process;
 pub mod rbac;
+pub mod skip;
 pub mod token_check;

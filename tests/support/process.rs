@@ -12,8 +12,8 @@ use super::moto::{free_loopback_port, test_aws_env, test_credentials};
 
 /// Where a child operator process finds its APIs.
 pub struct Endpoints {
-    /// Base URL of the Kubernetes API (the fake's `base_url`).
-    pub kube: String,
+    /// A kubeconfig (its text) for the Kubernetes API: the fake's, or a real control plane's.
+    pub kubeconfig: String,
     /// AWS endpoint (the counting proxy, or a closed port when the test makes no AWS calls).
     pub aws: String,
 }
@@ -30,7 +30,7 @@ pub async fn fake_without_crd(namespace: &str) -> (FakeApiServer, kube::Client, 
         .await
         .expect("namespace created");
     let endpoints = Endpoints {
-        kube: fake.base_url(),
+        kubeconfig: kubeconfig_text(&fake.base_url()),
         aws: format!("http://127.0.0.1:{}", free_loopback_port().expect("a free port")),
     };
     (fake, kube, endpoints)
@@ -71,7 +71,7 @@ impl OperatorProcess {
     ) -> OperatorProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_text(&endpoints.kube)).expect("write kubeconfig");
+        std::fs::write(&kubeconfig, &endpoints.kubeconfig).expect("write kubeconfig");
         let policy = dir.path().join("access-policy.yaml");
         std::fs::write(&policy, super::env::test_access_policy_yaml(namespace)).expect("write the access policy");
         let http_port = free_loopback_port().expect("free port");

@@ -24,6 +24,37 @@ fn preserves_unknown(schema: &Value) -> bool {
         == Some(true)
 }
 
+/// Removes nulls the schema does not allow and cannot default, in properties and map values
+/// alike (kube-apiserver's `PruneNonNullableNullsWithoutDefaults`, before defaulting): `{"tags":
+/// {"team": null}}` is stored as `{"tags": {}}`, and a required field sent as null is then missing.
+/// Null list items are left for validation to refuse.
+pub fn prune_non_nullable_nulls(schema: &Value, value: &mut Value) {
+    match value {
+        Value::Object(obj) => {
+            let child_schema = |k: &str| {
+                schema
+                    .get("properties")
+                    .and_then(|p| p.get(k))
+                    .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
+            };
+            obj.retain(|k, v| {
+                !(v.is_null() && child_schema(k).is_some_and(|s| !nullable(s) && s.get("default").is_none()))
+            });
+            for (k, v) in obj.iter_mut() {
+                if let Some(s) = child_schema(k) {
+                    prune_non_nullable_nulls(s, v);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(is) = schema.get("items") {
+                items.iter_mut().for_each(|i| prune_non_nullable_nulls(is, i));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Applies `default`s (also replacing nulls in non-nullable defaulted fields).
 pub fn apply_defaults(schema: &Value, value: &mut Value) {
     match value {

@@ -80,6 +80,7 @@ pub(super) fn decode_defaults(def: &ResourceDef, obj: &mut Value, warnings: &mut
     if def.custom {
         if let Some(s) = &def.schema {
             schema::prune(s, obj, "", true, warnings);
+            schema::prune_non_nullable_nulls(s, obj);
             schema::apply_defaults(s, obj);
         }
     } else if admission::is_policy_kind(&def.kind) {

@@ -14,6 +14,8 @@ use kube_fake_apiserver::FakeApiServer;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+pub mod control_plane;
+
 // ---------------------------------------------------------------- raw HTTP
 
 /// A response from the raw client: status, content type, body bytes.
@@ -45,7 +47,8 @@ pub async fn raw(base: &str, method: &str, path: &str, content_type: Option<&str
     raw_as(base, None, method, path, content_type, body).await
 }
 
-/// [`raw`] with an optional bearer token (none: the fake's admin).
+/// [`raw`] with an optional bearer token (none: the admin: the fake's, or a real control plane's
+/// from its kubeconfig). A `https://` base is a [`control_plane::ControlPlane`], reached over TLS.
 pub async fn raw_as(
     base: &str,
     token: Option<&str>,
@@ -54,8 +57,16 @@ pub async fn raw_as(
     content_type: Option<&str>,
     body: Option<&str>,
 ) -> Raw {
-    let addr = base.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let real = base.strip_prefix("https://").map(|addr| {
+        let access = control_plane::access(base).unwrap_or_else(|| panic!("{base} is not a running control plane"));
+        (addr, access)
+    });
+    let addr = real
+        .as_ref()
+        .map_or(base.trim_start_matches("http://"), |(addr, _)| addr);
+    let token = token
+        .map(str::to_owned)
+        .or_else(|| real.as_ref().map(|(_, a)| a.admin_token.clone()));
     let body = body.unwrap_or("");
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n");
@@ -66,12 +77,18 @@ pub async fn raw_as(
         req.push_str(&format!("Content-Type: {ct}\r\n"));
     }
     req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf))
-        .await
-        .expect("response in time")
-        .expect("read");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let buf = match &real {
+        None => exchange(tcp, &req).await,
+        Some((_, access)) => {
+            let server_name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("an IP address");
+            let tls = tokio_rustls::TlsConnector::from(access.tls.clone())
+                .connect(server_name, tcp)
+                .await
+                .expect("TLS handshake with the control plane");
+            exchange(tls, &req).await
+        }
+    };
     let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
     let head = String::from_utf8_lossy(&buf[..split]).to_string();
     let status: u16 = head
@@ -86,6 +103,23 @@ pub async fn raw_as(
         status,
         body: String::from_utf8_lossy(&bytes).to_string(),
     }
+}
+
+/// Writes the request and reads until the server closes the connection (`Connection: close`).
+async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S, request: &str) -> Vec<u8> {
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut buf))
+        .await
+        .expect("response in time");
+    // A TLS peer may close without close_notify once the response is complete.
+    if let Err(e) = read {
+        assert!(
+            e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty(),
+            "read: {e}"
+        );
+    }
+    buf
 }
 
 // ---------------------------------------------------------------- golden data
