@@ -97,6 +97,20 @@ async fn install_provider_class_crd(env: &TestEnv) {
     )
     .await
     .unwrap();
+    // A real API server serves a new CRD a moment after accepting it (the fake at once): until
+    // then the operator would still get 404 and wait for its next projection retry.
+    let served: Api<DynamicObject> = Api::namespaced_with(
+        env.kube.clone(),
+        &env.namespace,
+        &dsql_credential_operator::projection::provider_class::api_resource(),
+    );
+    for _ in 0..200 {
+        if served.list(&Default::default()).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the SecretProviderClass CRD was not served within 10 s of its install");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

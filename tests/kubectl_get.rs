@@ -1,6 +1,7 @@
 //! `kubectl get dsqlcred` as users see it: the real kubectl (client only, offline) against the
 //! fake API server, which renders the committed CRD's printer columns server-side the way
-//! kube-apiserver does. A healthy credential's expiry and next rotation lie in the future, so
+//! kube-apiserver does, and against a real kube-apiserver when `DSQL_OPERATOR_E2E_KUBECONFIG`
+//! names one (scripts/e2e-on-control-plane.sh). A healthy credential's expiry and next rotation lie in the future, so
 //! they must read as timestamps, never as `<invalid>` (what a `date` column shows for a future
 //! time).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -15,34 +16,83 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube_fake_apiserver::FakeApiServer;
 use serde_json::json;
 
-const NAMESPACE: &str = "shop";
 const NAME: &str = "orders-db";
 
-fn credentials(client: &kube::Client) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("dsql.credentials.dev", "v1alpha1", "DsqlCredential");
-    Api::namespaced_with(
-        client.clone(),
-        NAMESPACE,
-        &ApiResource::from_gvk_with_plural(&gvk, "dsqlcredentials"),
-    )
+/// The API server the test talks to: the fake, or the real one named by
+/// `DSQL_OPERATOR_E2E_KUBECONFIG`; with an admin kubeconfig for kubectl.
+struct Server {
+    _fake: Option<FakeApiServer>,
+    client: kube::Client,
+    kubeconfig: String,
+    namespace: String,
 }
 
-/// Installs crds/dsqlcredential.yaml (the committed file users apply) and waits until it serves.
-async fn install_crd(client: &kube::Client) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/dsqlcredential.yaml");
-    let crd: CustomResourceDefinition =
-        serde_saphyr::from_str(&std::fs::read_to_string(path).expect("committed CRD")).expect("CRD parses");
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .create(&PostParams::default(), &crd)
-        .await
-        .expect("CRD created");
-    for _ in 0..200 {
-        if credentials(client).list(&Default::default()).await.is_ok() {
-            return;
+impl Server {
+    async fn start() -> Server {
+        match std::env::var("DSQL_OPERATOR_E2E_KUBECONFIG")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            Some(path) => {
+                let config = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig readable");
+                let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+                    .await
+                    .expect("kubeconfig valid");
+                Server {
+                    _fake: None,
+                    client: kube::Client::try_from(config).expect("client"),
+                    kubeconfig: std::fs::read_to_string(&path).expect("kubeconfig readable"),
+                    // The real server is shared by the whole run.
+                    namespace: format!("shop-{}", rand::random::<u32>() % 100_000),
+                }
+            }
+            None => {
+                let fake = FakeApiServer::start().await;
+                let kubeconfig = format!(
+                    "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\nusers:\n- name: admin\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: admin}}\ncurrent-context: fake\n",
+                    fake.base_url()
+                );
+                Server {
+                    client: fake.client(),
+                    _fake: Some(fake),
+                    kubeconfig,
+                    namespace: "shop".to_owned(),
+                }
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the fake did not serve DsqlCredentials within 10s");
+
+    fn credentials(&self) -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk("dsql.credentials.dev", "v1alpha1", "DsqlCredential");
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &ApiResource::from_gvk_with_plural(&gvk, "dsqlcredentials"),
+        )
+    }
+
+    /// Applies crds/dsqlcredential.yaml (the committed file users apply) and waits until it
+    /// serves.
+    async fn install_crd(&self) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/dsqlcredential.yaml");
+        let crd: CustomResourceDefinition =
+            serde_saphyr::from_str(&std::fs::read_to_string(path).expect("committed CRD")).expect("CRD parses");
+        Api::<CustomResourceDefinition>::all(self.client.clone())
+            .patch(
+                "dsqlcredentials.dsql.credentials.dev",
+                &PatchParams::apply("kubectl-get-test").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .expect("CRD applied");
+        for _ in 0..200 {
+            if self.credentials().list(&Default::default()).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the API server did not serve DsqlCredentials within 10s");
+    }
 }
 
 fn rfc3339(t: jiff::Timestamp) -> String {
@@ -51,17 +101,17 @@ fn rfc3339(t: jiff::Timestamp) -> String {
 
 /// A credential as the operator leaves it after a rotation: Ready, token valid for 45 more
 /// minutes, next rotation in 30.
-async fn healthy_credential(client: &kube::Client) -> (String, String) {
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}})).unwrap();
-    Api::<Namespace>::all(client.clone())
+async fn healthy_credential(server: &Server) -> (String, String) {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": server.namespace}})).unwrap();
+    Api::<Namespace>::all(server.client.clone())
         .create(&PostParams::default(), &ns)
         .await
         .unwrap();
-    let api = credentials(client);
+    let api = server.credentials();
     let object: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "dsql.credentials.dev/v1alpha1",
         "kind": "DsqlCredential",
-        "metadata": {"name": NAME, "namespace": NAMESPACE},
+        "metadata": {"name": NAME, "namespace": server.namespace},
         "spec": {"cluster": {"endpoint": "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"}, "role": "admin"},
     }))
     .unwrap();
@@ -90,18 +140,12 @@ async fn healthy_credential(client: &kube::Client) -> (String, String) {
 }
 
 /// Runs the real kubectl with a throwaway kubeconfig and cache, bounded by a timeout.
-async fn kubectl(fake: &FakeApiServer, home: &std::path::Path, args: &[&str]) -> Output {
+async fn kubectl(server: &Server, home: &std::path::Path, args: &[&str]) -> Output {
     let kubeconfig = home.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\nusers:\n- name: admin\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: admin, namespace: {NAMESPACE}}}\ncurrent-context: fake\n",
-            fake.base_url()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&kubeconfig, &server.kubeconfig).unwrap();
     let mut cmd = tokio::process::Command::new("kubectl");
     cmd.args(args)
+        .args(["--namespace", &server.namespace])
         .arg("--request-timeout=20s")
         .arg(format!("--cache-dir={}", home.join("cache").display()))
         .env("KUBECONFIG", &kubeconfig)
@@ -125,16 +169,15 @@ fn cells(line: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_shows_expiry_and_next_rotation_as_timestamps() {
-    let fake = FakeApiServer::start().await;
-    let client = fake.client();
-    install_crd(&client).await;
-    let (expires, next) = healthy_credential(&client).await;
+    let server = Server::start().await;
+    server.install_crd().await;
+    let (expires, next) = healthy_credential(&server).await;
     let home = tempfile::tempdir().unwrap();
 
-    let out = kubectl(&fake, home.path(), &["get", "dsqlcred"]).await;
+    let out = kubectl(&server, home.path(), &["get", "dsqlcred"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    println!("$ kubectl get dsqlcred -n {NAMESPACE}\n{stdout}");
+    println!("$ kubectl get dsqlcred -n {}\n{stdout}", server.namespace);
     assert!(out.status.success(), "kubectl failed: {stderr}");
     assert!(
         !stdout.contains("<invalid>"),
@@ -159,9 +202,9 @@ async fn kubectl_get_shows_expiry_and_next_rotation_as_timestamps() {
         row[6]
     );
 
-    let out = kubectl(&fake, home.path(), &["get", "dsqlcred", NAME, "-o", "wide"]).await;
+    let out = kubectl(&server, home.path(), &["get", "dsqlcred", NAME, "-o", "wide"]).await;
     let wide = String::from_utf8_lossy(&out.stdout).to_string();
-    println!("$ kubectl get dsqlcred {NAME} -n {NAMESPACE} -o wide\n{wide}");
+    println!("$ kubectl get dsqlcred {NAME} -n {} -o wide\n{wide}", server.namespace);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = wide.lines().collect();
     assert_eq!(

@@ -12,7 +12,7 @@ use kube_fake_apiserver::FakeApiServer;
 use serde_json::{Value, json};
 
 use support::control_plane::ControlPlane;
-use support::{Raw, golden_dir, load, parse_events, raw, raw_as};
+use support::{Raw, Recorder, golden_dir, load, parse_events, raw, raw_as};
 
 /// The recordings were made in this order against one server; each file needs the state of the
 /// ones before it.
@@ -36,7 +36,10 @@ const INJECTED: &[(&str, u16)] = &[
 /// Golden files recorded against a fresh server (they create namespace `golden` themselves), so
 /// replayed on their own rather than after the ones in [`ORDER`].
 /// (crd-cel-cost.json has its own test, `golden_crd_cel_cost`: its steps are dry-run verdicts.)
-const STANDALONE: &[&str] = &["rbac-ssa-create.json", "crd-cel-cost.json"];
+const STANDALONE: &[&str] = &["rbac-ssa-create.json", "crd-cel-cost.json", "null-pruning.json"];
+
+/// The [`STANDALONE`] files recorded by this repository's recorder (in `golden/`, not shared).
+const LOCAL: &[&str] = &["null-pruning.json"];
 
 /// Steps whose recorded answer depends on timing, not compared on the real control plane (one
 /// line each: why); the fake reproduces them with fault injection or a paused collector.
@@ -498,6 +501,7 @@ impl Replay {
     async fn run(&mut self, file: &str, check: bool) -> Failures {
         let watch_rv = self.unrecorded_setup(file).await;
         let mut failures = Failures::default();
+        let mut recorder = Recorder::new(check && self.srv.fake().is_none());
         let continue_re = regex::Regex::new(r"continue=[^&]*").unwrap();
         for step in load(file) {
             let name = step["step"].as_str().unwrap_or("?").to_string();
@@ -557,7 +561,9 @@ impl Replay {
             }
             let mut expected = step["response"].clone();
             let want_status = expected["status"].as_u64().unwrap() as u16;
-            let poll = step.get("seconds_until_gc").is_some();
+            // Steps that wait for the server (the collector, a new CRD being served) are
+            // repeated until they get the recorded status.
+            let poll = step.get("seconds_until_gc").is_some() || step.get("poll_until_recorded_status").is_some();
             // The real garbage collector works on its own schedule.
             let patience = if self.srv.fake().is_some() { 5 } else { 30 };
             let deadline = tokio::time::Instant::now() + Duration::from_secs(patience);
@@ -575,6 +581,7 @@ impl Replay {
             {
                 self.last_continue = Some(c.to_string());
             }
+            recorder.step(&step, &got);
             self.take_token(&name, &mut expected, &got.body);
             // Later requests embed the uids of created objects (a PUT of a full object does, and
             // the fake checks them as the real server does): map recorded ones to the fake's.
@@ -625,6 +632,7 @@ impl Replay {
             }
             failures.compare(&name, &expected, &got);
         }
+        recorder.write(file);
         failures
     }
 }
@@ -683,6 +691,11 @@ async fn golden_misc() {
 #[tokio::test]
 async fn golden_rbac_ssa_create() {
     replay_alone("rbac-ssa-create.json").await;
+}
+
+#[tokio::test]
+async fn golden_null_pruning() {
+    replay_alone("null-pruning.json").await;
 }
 
 // ---------------------------------------------------------------- CEL rule cost (crd-cel-cost.json)
@@ -864,12 +877,16 @@ async fn crd_cel_cost_applies_to_create_and_update() {
 
 #[test]
 fn golden_files_are_all_covered() {
-    let mut files: Vec<String> = std::fs::read_dir(golden_dir())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
+    let listed = |dir: std::path::PathBuf| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".json"))
+            .collect()
+    };
+    let mut files = listed(golden_dir());
+    files.extend(listed(support::local_golden_dir()));
     files.sort();
     let mut ours: Vec<String> = ORDER
         .iter()
@@ -879,4 +896,7 @@ fn golden_files_are_all_covered() {
         .collect();
     ours.sort();
     assert_eq!(files, ours, "every golden file must have a replay test");
+    let mut local = listed(support::local_golden_dir());
+    local.sort();
+    assert_eq!(local, LOCAL, "the recordings in golden/");
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::Failures;
 use super::support::control_plane::ControlPlane;
-use super::support::{Raw, load, raw_as};
+use super::support::{Raw, Recorder, load, raw_as};
 
 /// The golden files replayed here (for `golden_files_are_all_covered`).
 pub const FILES: &[&str] = &["uid-preconditions.json", "validating-admission-policy.json"];
@@ -57,6 +57,7 @@ async fn replay_standalone_on(file: &str, real: bool) -> Failures {
     let mut uids: Vec<(String, String)> = Vec::new();
     let mut token: Option<String> = None;
     let mut failures = Failures::default();
+    let mut recorder = Recorder::new(real);
     for step in load(file) {
         let name = step["step"].as_str().unwrap_or("?").to_string();
         let req = &step["request"];
@@ -80,6 +81,7 @@ async fn replay_standalone_on(file: &str, real: bool) -> Failures {
             None
         };
         let got: Raw = raw_as(&base, bearer, method, path, ct, body.as_deref()).await;
+        recorder.step(&step, &got);
         let expected: Value = serde_json::from_str(&replace_all(&step["response"].to_string(), &uids)).unwrap();
         let want = expected["status"].as_u64().unwrap() as u16;
         let got_json = serde_json::from_str::<Value>(&got.body).ok();
@@ -110,6 +112,7 @@ async fn replay_standalone_on(file: &str, real: bool) -> Failures {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
+    recorder.write(file);
     failures
 }
 

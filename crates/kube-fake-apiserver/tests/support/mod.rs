@@ -124,6 +124,55 @@ async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s
 
 // ---------------------------------------------------------------- golden data
 
+/// Environment variable naming a directory: replays on the real control plane then write each
+/// file again there, with the responses that server gave (the recorder; see the README).
+pub const RECORD_DIR_ENV: &str = "DSQL_OPERATOR_GOLDEN_RECORD_DIR";
+
+/// Collects the steps of one file with the real server's responses, when recording.
+#[derive(Default)]
+pub struct Recorder(Option<Vec<Value>>);
+
+impl Recorder {
+    /// Records when `RECORD_DIR_ENV` is set and the replay is on a real server.
+    pub fn new(real: bool) -> Recorder {
+        Recorder((real && std::env::var_os(RECORD_DIR_ENV).is_some()).then(Vec::new))
+    }
+
+    /// `step` with the response `got` in place of the recorded one: a watch's events, a JSON
+    /// body, or a text body; tokens redacted.
+    pub fn step(&mut self, step: &Value, got: &Raw) {
+        let Some(steps) = self.0.as_mut() else { return };
+        let mut step = step.clone();
+        let response = if step["response"].get("events").is_some() {
+            json!({"status": got.status, "events": parse_events(&got.body)})
+        } else {
+            match serde_json::from_str::<Value>(&got.body) {
+                Ok(mut body) => {
+                    if let Some(token) = body.pointer_mut("/status/token") {
+                        *token = json!("REDACTED (a bearer token)");
+                    }
+                    json!({"status": got.status, "body": body})
+                }
+                Err(_) => json!({"status": got.status, "body": got.body}),
+            }
+        };
+        step["response"] = response;
+        steps.push(step);
+    }
+
+    /// Writes the recording of `file` (pretty JSON, as the originals).
+    pub fn write(self, file: &str) {
+        let (Some(steps), Ok(dir)) = (self.0, std::env::var(RECORD_DIR_ENV)) else {
+            return;
+        };
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        let path = PathBuf::from(dir).join(file);
+        let text = serde_json::to_string_pretty(&steps).expect("JSON") + "\n";
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        eprintln!("recorded {} steps to {}", steps.len(), path.display());
+    }
+}
+
 pub fn golden_dir() -> PathBuf {
     if let Ok(d) = std::env::var("DSQL_OPERATOR_GOLDEN_DIR") {
         let p = PathBuf::from(&d);
@@ -139,8 +188,20 @@ pub fn golden_dir() -> PathBuf {
     p
 }
 
+/// Recordings this repository made itself from the real control plane (the recorder), beside
+/// the shared ones.
+pub fn local_golden_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/golden"))
+}
+
+/// The steps of a golden file: from the shared recordings, or else this crate's own.
 pub fn load(file: &str) -> Vec<Value> {
-    let path = golden_dir().join(file);
+    let shared = golden_dir().join(file);
+    let path = if shared.exists() {
+        shared
+    } else {
+        local_golden_dir().join(file)
+    };
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
     v.as_array()
