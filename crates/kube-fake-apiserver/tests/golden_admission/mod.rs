@@ -1,6 +1,8 @@
 //! Replays of the recordings that stand alone, each on a fresh server (they create their own
-//! namespace `golden`): uid preconditions, and a ValidatingAdmissionPolicy confining one
-//! ServiceAccount. Steps named "as operator" are sent with a bearer token of that ServiceAccount.
+//! namespace `golden`): uid preconditions, a ValidatingAdmissionPolicy confining one
+//! ServiceAccount, and what such a policy sees of the request (which fields are absent, and the
+//! 422 of an expression reading one). Steps the recording sent as the ServiceAccount are sent
+//! with a bearer token of it (see [`Recording`]).
 
 use kube_fake_apiserver::FakeApiServer;
 use serde_json::Value;
@@ -9,11 +11,34 @@ use super::Failures;
 use super::support::{Raw, load, raw_as};
 
 /// The golden files replayed here (for `golden_files_are_all_covered`).
-pub const FILES: &[&str] = &["uid-preconditions.json", "validating-admission-policy.json"];
+pub const FILES: &[&str] = &[
+    "uid-preconditions.json",
+    "validating-admission-policy.json",
+    "admission-request-shape.json",
+];
 
-/// The TokenRequest setup step: only its status is compared, since its body holds a live token
-/// and the server's own URL as audience; the token it returns is what "as operator" steps send.
-const TOKEN_REQUEST_STEP: &str = "setup (admin): TokenRequest ";
+/// How one recording names its steps.
+struct Recording {
+    file: &'static str,
+    /// The TokenRequest setup step's name starts with this: only its status is compared, since
+    /// its body holds a live token and the server's own URL as audience; the token it returns is
+    /// what the ServiceAccount's steps send.
+    token_step: &'static str,
+    /// Whether a step was sent as the ServiceAccount.
+    as_operator: fn(&str) -> bool,
+    /// Setup steps whose status alone is compared, with why.
+    status_only: &'static [(&'static str, &'static str)],
+}
+
+/// validating-admission-policy.json and uid-preconditions.json: "as operator: ..." steps.
+fn named_as_operator(step: &str) -> bool {
+    step.starts_with("as operator")
+}
+
+/// admission-request-shape.json: every step but the admin's setup and teardown.
+fn not_admin(step: &str) -> bool {
+    !(step.starts_with("setup (admin)") || step.starts_with("teardown (admin)"))
+}
 
 fn replace_all(text: &str, uids: &[(String, String)]) -> String {
     uids.iter()
@@ -39,7 +64,8 @@ async fn with_current_rv(base: &str, path: &str, body: String) -> String {
     v.to_string()
 }
 
-async fn replay_standalone(file: &str) {
+async fn replay_standalone(recording: Recording) {
+    let file = recording.file;
     let srv = FakeApiServer::start().await;
     let base = srv.base_url();
     // Recorded uid -> the fake's uid, learnt from each 201; requests and messages embed uids.
@@ -62,7 +88,7 @@ async fn replay_standalone(file: &str) {
         {
             body = Some(with_current_rv(&base, path, b).await);
         }
-        let bearer = if name.starts_with("as operator") {
+        let bearer = if (recording.as_operator)(&name) {
             assert!(token.is_some(), "step {name}: no TokenRequest step before it");
             token.as_deref()
         } else {
@@ -78,7 +104,7 @@ async fn replay_standalone(file: &str) {
         {
             uids.push((recorded, actual));
         }
-        if name.starts_with(TOKEN_REQUEST_STEP) {
+        if name.starts_with(recording.token_step) {
             match got_json
                 .as_ref()
                 .and_then(|v| v.pointer("/status/token"))
@@ -92,6 +118,15 @@ async fn replay_standalone(file: &str) {
             }
             continue;
         }
+        if recording.status_only.iter().any(|(step, _)| *step == name) {
+            if got.status != want {
+                failures.push(format!(
+                    "step {name}:\n  status: expected {want}, got {}: {}",
+                    got.status, got.body
+                ));
+            }
+            continue;
+        }
         failures.compare(&name, &expected, &got);
     }
     failures.assert_none(file);
@@ -99,10 +134,38 @@ async fn replay_standalone(file: &str) {
 
 #[tokio::test]
 async fn golden_uid_preconditions() {
-    replay_standalone("uid-preconditions.json").await;
+    replay_standalone(Recording {
+        file: "uid-preconditions.json",
+        token_step: "setup (admin): TokenRequest ",
+        as_operator: named_as_operator,
+        status_only: &[],
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn golden_validating_admission_policy() {
-    replay_standalone("validating-admission-policy.json").await;
+    replay_standalone(Recording {
+        file: "validating-admission-policy.json",
+        token_step: "setup (admin): TokenRequest ",
+        as_operator: named_as_operator,
+        status_only: &[],
+    })
+    .await;
+}
+
+/// Which fields of `request` are absent (printed by a messageExpression with `has()`), the 422
+/// of an expression that reads an absent `request.subResource`, and `has()` admitting.
+#[tokio::test]
+async fn golden_admission_request_shape() {
+    replay_standalone(Recording {
+        file: "admission-request-shape.json",
+        token_step: "setup (admin): token request",
+        as_operator: not_admin,
+        status_only: &[(
+            "setup (admin): create secret",
+            "a create with stringData: the fake's managedFields name stringData where the real server's name data and type (not what this recording is about)",
+        )],
+    })
+    .await;
 }
