@@ -292,10 +292,15 @@ impl Env {
                 self.bind_variables();
             }
             Err(e) => {
-                self.failed.insert(
-                    name.to_string(),
-                    format!("composited variable {name:?} fails to evaluate: {e}"),
-                );
+                // A variable failing because it reads a failed one fails with that one's error:
+                // what cel-go reports first for an expression reading either (it evaluates `&&`
+                // from the left, and the chart's expressions read the root variable first).
+                let message = if e.starts_with("composited variable ") {
+                    e
+                } else {
+                    format!("composited variable {name:?} fails to evaluate: {e}")
+                };
+                self.failed.insert(name.to_string(), message);
             }
         }
     }
