@@ -94,7 +94,7 @@ async fn grant_everything_on_secrets_and_deployments(admin: &kube::Client) {
         "metadata": {"name": "too-broad"},
         "rules": [
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]},
-            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["*"]},
+            {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale"], "verbs": ["*"]},
         ],
     }))
     .unwrap();
@@ -230,6 +230,24 @@ async fn chart_policy_confines_the_operator_serviceaccount() {
         .patch("app", &merge, &Patch::Strategic(restart("2026-11-29T11:00:00Z")))
         .await
         .unwrap();
+    // What the operator sends: a merge patch. The fake builds the admission request like
+    // kube-apiserver (no `subResource` key at all), so this is the request issue 18's policy
+    // refused with 422 on every real cluster.
+    let patched = deployments
+        .patch("app", &merge, &Patch::Merge(restart("2026-11-29T11:30:00Z")))
+        .await
+        .unwrap();
+    let annotations = patched.spec.unwrap().template.metadata.unwrap().annotations.unwrap();
+    assert_eq!(annotations["kubectl.kubernetes.io/restartedAt"], "2026-11-29T11:30:00Z");
+    // A subresource is never a restart: scale is denied (the validation's own 403).
+    let scale_api: Api<DynamicObject> =
+        Api::namespaced_with(operator.clone(), "shop", &ApiResource::erase::<Deployment>(&()));
+    assert_denied(
+        "scale subresource",
+        scale_api
+            .patch_subresource("scale", "app", &merge, &Patch::Merge(json!({"spec": {"replicas": 5}})))
+            .await,
+    );
     assert_denied(
         "replicas change",
         deployments
@@ -291,4 +309,69 @@ async fn chart_policy_confines_the_operator_serviceaccount() {
         .delete("foreign", &DeleteParams::default())
         .await
         .unwrap();
+}
+
+/// The chart's policy as shipped before issue 18 (its `restart` variable read
+/// `request.subResource == ''`) denies the operator's restart on the fake as kube-apiserver does:
+/// 422 Invalid, naming the failed variable and the absent key, since the fake builds the
+/// admission request without `subResource` like the real server.
+#[tokio::test]
+async fn the_old_restart_expression_is_refused_with_the_real_servers_422() {
+    let mut docs = rendered_policy();
+    let variables = docs[0]["spec"]["variables"].as_array_mut().unwrap();
+    let restart = variables.iter_mut().find(|v| v["name"] == "restart").unwrap();
+    let old = "request.resource.group == 'apps' && request.operation == 'UPDATE' && request.subResource == ''";
+    restart["expression"] = json!(old);
+
+    let fake = FakeApiServer::start().await;
+    let admin = fake.client();
+    for (doc, plural) in docs
+        .iter()
+        .zip(["validatingadmissionpolicies", "validatingadmissionpolicybindings"])
+    {
+        let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
+        admission_api(&admin, doc["kind"].as_str().unwrap(), plural)
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+    }
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let n: Namespace = serde_json::from_value(json!({"metadata": {"name": "shop"}})).unwrap();
+    namespaces.create(&PostParams::default(), &n).await.unwrap();
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "app"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "app"}},
+            "template": {"metadata": {"labels": {"app": "app"}}, "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}},
+        },
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(admin.clone(), "shop")
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    grant_everything_on_secrets_and_deployments(&admin).await;
+    let user = UserInfo::service_account(RELEASE_NAMESPACE, RELEASE, "0b7c3a52-5d0e-4d36-9b1e-6a3c2f1d9e80");
+    let operator = fake.client_with_token(&fake.issue_token(user), "operator");
+    let restart = json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-29T10:00:00Z"}}}}});
+    let refused = Api::<Deployment>::namespaced(operator, "shop")
+        .patch("app", &PatchParams::default(), &Patch::Merge(&restart))
+        .await;
+    match refused {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"), "{status:?}");
+            let expected = format!(
+                "deployments.apps \"app\" is forbidden: ValidatingAdmissionPolicy '{POLICY}' with binding '{POLICY}' denied request: expression '"
+            );
+            assert!(status.message.starts_with(&expected), "{}", status.message);
+            assert!(
+                status.message.ends_with(
+                    "' resulted in error: composited variable \"restart\" fails to evaluate: no such key: subResource"
+                ),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("expected the real server's 422, got {other:?}"),
+    }
 }

@@ -48,6 +48,9 @@ pub enum ConditionReason {
     SigningCredentialsExpiring,
     /// Degraded: the operator could not assume `token.signingRoleArn`.
     AssumeRoleFailed,
+    /// Degraded: the API server refused a rollout restart of a `rolloutRestart` workload after
+    /// the token was published; retried on the failure backoff without a new token.
+    RolloutRestartFailed,
     /// Degraded: the login check could not resolve the cluster endpoint.
     LoginCheckDnsFailed,
     /// Degraded: the login check could not open a TCP connection to the endpoint on 5432.
@@ -82,6 +85,7 @@ impl ConditionReason {
             Self::KubernetesError => "KubernetesError",
             Self::SigningCredentialsExpiring => "SigningCredentialsExpiring",
             Self::AssumeRoleFailed => "AssumeRoleFailed",
+            Self::RolloutRestartFailed => "RolloutRestartFailed",
             Self::LoginCheckDnsFailed => "LoginCheckDnsFailed",
             Self::LoginCheckConnectFailed => "LoginCheckConnectFailed",
             Self::LoginCheckTlsFailed => "LoginCheckTlsFailed",

@@ -105,6 +105,11 @@ pub struct RolloutRestartStatus {
     /// Why the restart failed (e.g. the workload does not exist), if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Set while a restart the API server refused is retried on the failure backoff (`Degraded`
+    /// says `RolloutRestartFailed`): the Secrets Manager version it is for. A workload that
+    /// does not exist is not retried (its restart waits for the next rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_for_version: Option<String>,
 }
 
 impl DsqlCredentialStatus {

@@ -35,6 +35,9 @@ pub struct CredentialSnapshot {
     pub failing_since: Option<i64>,
     /// Whether `Degraded` says the signing credentials expire too soon for a full-length token.
     pub signing_credentials_expiring: bool,
+    /// Rollout restarts the API server refused that are being retried
+    /// (`status.rolloutRestarts[].pendingForVersion`).
+    pub rollout_restarts_failing: i64,
     /// Status of each exported condition type (`Unknown` when absent), in `CONDITION_TYPES` order.
     pub conditions: [&'static str; 3],
 }
@@ -47,11 +50,14 @@ impl CredentialSnapshot {
         let degraded = status.condition(ConditionType::Degraded).filter(|c| c.status == "True");
         let signing_credentials_expiring =
             degraded.is_some_and(|c| c.reason == ConditionReason::SigningCredentialsExpiring.as_str());
+        // A refused rollout restart is Degraded too, but the rotation succeeded: it has its own
+        // gauge and alert, and must not start the RotationFailing alert's clock.
+        let restart_failing = degraded.is_some_and(|c| c.reason == ConditionReason::RolloutRestartFailed.as_str());
         // A held-back rotation is Degraded but not failing: the published token is kept on purpose
         // and renewed credentials are polled for, so it must not start the RotationFailing
         // alert's clock (it has its own gauge).
         let failing_since = degraded
-            .filter(|_| !signing_credentials_expiring)
+            .filter(|_| !signing_credentials_expiring && !restart_failing)
             .map(|c| c.last_transition_time.0.as_second());
         Self {
             expires_at: status.token_expiration_time.as_ref().map(|t| t.0.as_second()),
@@ -59,6 +65,11 @@ impl CredentialSnapshot {
             consecutive_failures: i64::from(status.consecutive_failures.max(0)),
             failing_since,
             signing_credentials_expiring,
+            rollout_restarts_failing: status
+                .rollout_restarts
+                .iter()
+                .filter(|r| r.pending_for_version.is_some())
+                .count() as i64,
             conditions: CONDITION_TYPES.map(|type_| condition_status(status.condition(type_))),
         }
     }
@@ -103,6 +114,7 @@ impl Default for CredentialSnapshot {
             consecutive_failures: 0,
             failing_since: None,
             signing_credentials_expiring: false,
+            rollout_restarts_failing: 0,
             conditions: ["Unknown"; 3],
         }
     }
@@ -140,7 +152,7 @@ fn key(labels: &CredentialLabels) -> (Box<str>, Box<str>) {
 
 /// The gauges written per credential: name, help, and the value (none: no series).
 type GaugeOf = fn(&CredentialSnapshot) -> Option<i64>;
-const GAUGES: [(&str, &str, GaugeOf); 5] = [
+const GAUGES: [(&str, &str, GaugeOf); 6] = [
     (
         "token_expiry_timestamp_seconds",
         "Expiry of each credential's published token (Unix time)",
@@ -165,6 +177,11 @@ const GAUGES: [(&str, &str, GaugeOf); 5] = [
         "signing_credentials_expiring",
         "1 while the operator's AWS credentials expire too soon for a full-length token, so scheduled rotations are held back until renewed credentials come; absent otherwise",
         |s| s.signing_credentials_expiring.then_some(1),
+    ),
+    (
+        "credential_rollout_restarts_failing",
+        "Rollout restarts of each credential's workloads that the API server refused and that are being retried; absent while none is",
+        |s| (s.rollout_restarts_failing > 0).then_some(s.rollout_restarts_failing),
     ),
 ];
 

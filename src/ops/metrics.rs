@@ -44,6 +44,7 @@ pub struct CredentialLabels {
 pub struct Metrics {
     registry: Mutex<Registry>,
     rotations: Family<RotationLabels, Counter>,
+    rollout_restarts: Family<RotationLabels, Counter>,
     rotation_duration: Histogram,
     aws_calls: Family<AwsCallLabels, Counter>,
     credentials: Arc<CredentialSeries>,
@@ -56,6 +57,12 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("dsql_operator");
         let rotations = Family::<RotationLabels, Counter>::default();
         registry.register("rotations", "Token rotations by result", rotations.clone());
+        let rollout_restarts = Family::<RotationLabels, Counter>::default();
+        registry.register(
+            "rollout_restarts",
+            "Rollout restarts of rolloutRestart workloads by result: success, failure (refused or failed by the API server; retried), not_found",
+            rollout_restarts.clone(),
+        );
         let rotation_duration = Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]);
         registry.register(
             "rotation_duration_seconds",
@@ -85,6 +92,7 @@ impl Default for Metrics {
         Self {
             registry: Mutex::new(registry),
             rotations,
+            rollout_restarts,
             rotation_duration,
             aws_calls,
             credentials,
@@ -114,6 +122,15 @@ impl Metrics {
         self.rotations
             .get_or_create(&RotationLabels {
                 result: "held".to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a rollout restart attempt by `result` (`success`, `failure`, `not_found`).
+    pub fn rollout_restart(&self, result: &str) {
+        self.rollout_restarts
+            .get_or_create(&RotationLabels {
+                result: result.to_owned(),
             })
             .inc();
     }
@@ -191,6 +208,7 @@ mod tests {
         let metrics = Metrics::default();
         metrics.rotation(true, 0.2);
         metrics.rotation(false, 0.0);
+        metrics.rollout_restart("failure");
         metrics.aws_call("secretsmanager", "PutSecretValue", "success");
         metrics.token_expiry("shop", "orders", 1_795_000_000);
         metrics.reconcile_error();
@@ -199,6 +217,7 @@ mod tests {
         for expected in [
             r#"dsql_operator_rotations_total{result="success"} 1"#,
             r#"dsql_operator_rotations_total{result="failure"} 1"#,
+            r#"dsql_operator_rollout_restarts_total{result="failure"} 1"#,
             "dsql_operator_rotation_duration_seconds_count 1",
             r#"dsql_operator_aws_calls_total{service="secretsmanager",operation="PutSecretValue",outcome="success"} 1"#,
             r#"dsql_operator_token_expiry_timestamp_seconds{namespace="shop",name="orders"} 1795000000"#,
@@ -228,6 +247,7 @@ mod chart_queries {
     fn exported() -> BTreeSet<String> {
         let metrics = Metrics::default();
         metrics.rotation(true, 0.2);
+        metrics.rollout_restart("failure");
         metrics.aws_call("secretsmanager", "PutSecretValue", "throttled");
         metrics.reconcile_error();
         let credential: DsqlCredential = serde_json::from_value(serde_json::json!({
@@ -237,6 +257,8 @@ mod chart_queries {
             "spec": {"cluster": {"endpoint": "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"}, "role": "reporting"},
             "status": {
                 "tokenExpirationTime": "2026-11-29T11:00:00Z",
+                "rolloutRestarts": [{"kind": "Deployment", "name": "api", "pendingForVersion": "v1",
+                                     "message": "restarting Deployment \"api\" failed: refused"}],
                 "conditions": [{"type": "Degraded", "status": "True", "reason": "Throttled", "message": "",
                                 "lastTransitionTime": "2026-11-29T10:00:00Z"}],
             },

@@ -50,6 +50,10 @@ pub struct Context {
     /// records it: a status write lost after the create must not make the operator take its own
     /// Secret for someone else's (it cannot read Secrets to find out).
     created_secrets: Mutex<HashMap<String, (String, String)>>,
+    /// Rollout restarts being retried, by credential uid: failed attempts in a row and when the
+    /// next one is due. In memory only: after an operator restart, status still lists the
+    /// pending restarts and the first reconcile tries them at once.
+    restart_retries: Mutex<HashMap<String, (u32, jiff::Timestamp)>>,
 }
 
 impl Context {
@@ -81,6 +85,7 @@ impl Context {
             unreadable_reported: Mutex::new(HashMap::new()),
             pending: PendingRotations::default(),
             created_secrets: Mutex::new(HashMap::new()),
+            restart_retries: Mutex::new(HashMap::new()),
         }
     }
 
@@ -160,6 +165,40 @@ impl Context {
             .map(|(_, secret_uid)| secret_uid.clone())
     }
 
+    /// When the next retry of the credential `uid`'s failed rollout restarts is due, if that is
+    /// after `now` (None: due now).
+    pub(crate) fn restart_retry_pending(&self, uid: &str, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        self.restart_retries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(uid)
+            .map(|(_, at)| *at)
+            .filter(|at| *at > now)
+    }
+
+    /// Records a failed rollout restart attempt of the credential `uid` at `now`; returns when
+    /// to retry (the same exponential backoff with full jitter as failed rotations).
+    pub(crate) fn record_restart_failure(&self, uid: &str, now: jiff::Timestamp) -> jiff::Timestamp {
+        let mut retries = self
+            .restart_retries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = retries.entry(uid.to_owned()).or_insert((0, now));
+        entry.0 = entry.0.saturating_add(1);
+        let backoff = crate::schedule::failure_backoff(entry.0, rand::random::<f64>());
+        entry.1 = now.saturating_add(backoff).unwrap_or(jiff::Timestamp::MAX);
+        entry.1
+    }
+
+    /// Forgets the rollout restart retries of the credential `uid` (they succeeded, or nothing
+    /// is pending any more).
+    pub(crate) fn clear_restart_retries(&self, uid: &str) {
+        self.restart_retries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(uid);
+    }
+
     /// Forgets an object that is gone.
     pub(crate) fn forget(&self, uid: &str) {
         let mut written = self
@@ -174,5 +213,6 @@ impl Context {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(uid);
+        self.clear_restart_retries(uid);
     }
 }

@@ -1,6 +1,6 @@
 //! Kubernetes Events on transitions: a rotation, a deferred rotation, the first failure of a
-//! kind, a stall, a deletion. Never one per no-op reconcile. Publishing is best effort: a lost Event is logged,
-//! it never fails a rotation.
+//! kind, a rollout restart that starts failing, a stall, a deletion. Never one per no-op
+//! reconcile. Publishing is best effort: a lost Event is logged, it never fails a rotation.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
@@ -105,6 +105,18 @@ impl EventPublisher {
         .await;
     }
 
+    /// A rollout restart the API server refused; `message` names the workload and the answer.
+    pub(crate) async fn rollout_restart_failed(&self, credential: &DsqlCredential, message: &str, retry_at: &str) {
+        self.publish(
+            credential,
+            EventType::Warning,
+            ConditionReason::RolloutRestartFailed.as_str(),
+            "RolloutRestart",
+            shorten_note(format!("{message}; retrying at {retry_at} without a new token")),
+        )
+        .await;
+    }
+
     pub(crate) async fn stalled(&self, credential: &DsqlCredential, reason: ConditionReason, message: &str) {
         self.publish(
             credential,
@@ -120,6 +132,23 @@ impl EventPublisher {
         self.publish(credential, EventType::Normal, reason, "Delete", note)
             .await;
     }
+}
+
+/// The most an Event's note may hold (events.k8s.io/v1 refuses a longer one).
+const NOTE_LIMIT: usize = 1024;
+
+/// `note` cut to [`NOTE_LIMIT`] bytes (at a character boundary, ending in `…`): an API server's
+/// answer can quote a whole admission policy expression.
+fn shorten_note(mut note: String) -> String {
+    if note.len() > NOTE_LIMIT {
+        let mut end = NOTE_LIMIT - '…'.len_utf8();
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push('…');
+    }
+    note
 }
 
 /// The API server's refusal to create anything in a namespace that is being deleted (403 with a

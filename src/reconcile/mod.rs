@@ -8,6 +8,7 @@ mod events;
 mod pending;
 pub mod plan;
 mod project;
+mod restarts;
 pub mod rotate;
 pub mod status;
 mod unreadable;
@@ -168,15 +169,35 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
     };
     let mut next = current.clone();
     let pending = project::converge(ctx, &owner, &valid, &current, &mut next).await;
+    // While Stalled the operator does not act; otherwise refused rollout restarts are retried
+    // here, between rotations, without a new token.
+    let restart_retry = if wake.is_some() {
+        let version = next.version_id.clone();
+        let retry = restarts::retry(ctx, &owner, &valid, version.as_deref(), &mut next.rollout_restarts, now).await;
+        status::set_restart_condition(&mut next, retry, now);
+        retry
+    } else {
+        None
+    };
     status::set_ready(&mut next, valid.targets(), now);
     if let Some(note) = &deferral {
         status::add_deferral_note(&mut next, note);
     }
     write_status(api, &name, &current, &next).await?;
+    restarts::report(
+        ctx,
+        credential,
+        &object_key(&owner.namespace, &name),
+        &current.rollout_restarts,
+        &next.rollout_restarts,
+        restart_retry,
+    )
+    .await;
     // Announced once per requested value: the stored status already carries a note announced.
     if let Some(note) = deferral.filter(|note| !status::has_deferral_note(&current, note)) {
         ctx.events.rotation_deferred(credential, &note).await;
     }
+    let wake = earliest(wake, restart_retry);
     Ok(match wake {
         Some(until) => requeue_at(retry_projections(until, pending, now), now),
         None if pending => requeue_at(retry_projections(now + PROJECTION_RETRY, true, now), now),
@@ -187,6 +208,14 @@ async fn apply(credential: &DsqlCredential, api: &Api<DsqlCredential>, ctx: &Con
 /// How soon an out-of-sync token-free projection (e.g. a missing SecretProviderClass CRD) is
 /// tried again.
 const PROJECTION_RETRY: jiff::SignedDuration = jiff::SignedDuration::from_secs(300);
+
+/// The earlier of two optional wake-up times.
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 fn retry_projections(until: Timestamp, pending: bool, now: Timestamp) -> Timestamp {
     if pending {
@@ -220,6 +249,8 @@ async fn rotate_now(
         uid: owner.uid.clone(),
     };
 
+    // When refused rollout restarts of this rotation are retried.
+    let mut restart_retry = None;
     let claimed = project::claim_secret(ctx, owner, valid, &current).await;
     let created_uid = claimed.as_ref().ok().cloned().flatten();
     let rotated = match claimed {
@@ -280,7 +311,9 @@ async fn rotate_now(
             match written {
                 Ok(secret) => {
                     next.kubernetes_secret = secret;
-                    next.rollout_restarts = project::restart_workloads(ctx, owner, valid, version).await;
+                    let (restarted, retry_at) = restarts::after_rotation(ctx, owner, valid, version).await;
+                    next.rollout_restarts = restarted;
+                    restart_retry = retry_at;
                     info!(
                         credential = %key,
                         cause = cause.describe(),
@@ -320,10 +353,20 @@ async fn rotate_now(
 
     let action = match outcome {
         Ok((published, next_rotation)) => {
+            status::set_restart_condition(&mut next, restart_retry, now);
             status::set_ready(&mut next, valid.targets(), now);
             write_status(api, name, &current, &next).await?;
             ctx.pending.forget(&owner.uid);
             ctx.record_rotation(&owner.uid, published.rotation_count);
+            restarts::report(
+                ctx,
+                credential,
+                &key,
+                &current.rollout_restarts,
+                &next.rollout_restarts,
+                restart_retry,
+            )
+            .await;
             // Events mark transitions. A routine renewal is not one: it shows in status and
             // metrics, and an Event for each would be one more API write per rotation (four a
             // second at 10,000 credentials) for etcd to keep an hour.
@@ -332,7 +375,8 @@ async fn rotate_now(
                     .rotated(credential, &cause, &published, current.consecutive_failures)
                     .await;
             }
-            requeue_at(retry_projections(next_rotation, pending, now), now)
+            let wake = earliest(Some(next_rotation), restart_retry).unwrap_or(next_rotation);
+            requeue_at(retry_projections(wake, pending, now), now)
         }
         Err(error) => {
             ctx.metrics.rotation(false, 0.0);
@@ -401,9 +445,22 @@ async fn hold_back(
     ctx.metrics.rotation_held();
     let mut next = status::after_hold(&current, credential.meta().generation, &message, now);
     let pending = project::converge(ctx, owner, valid, &current, &mut next).await;
+    let version = next.version_id.clone();
+    let restart_retry = restarts::retry(ctx, owner, valid, version.as_deref(), &mut next.rollout_restarts, now).await;
     status::set_ready(&mut next, valid.targets(), now);
     write_status(api, &owner.name, &current, &next).await?;
-    Ok(requeue_at(retry_projections(hold.wake, pending, now), now))
+    let key = object_key(&owner.namespace, &owner.name);
+    restarts::report(
+        ctx,
+        credential,
+        &key,
+        &current.rollout_restarts,
+        &next.rollout_restarts,
+        restart_retry,
+    )
+    .await;
+    let wake = earliest(Some(hold.wake), restart_retry).unwrap_or(hold.wake);
+    Ok(requeue_at(retry_projections(wake, pending, now), now))
 }
 
 fn error_kind(error: &RotationError) -> String {

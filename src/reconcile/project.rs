@@ -10,10 +10,10 @@ use tracing::warn;
 
 use super::Context;
 use super::validate::ValidCredential;
-use crate::api::{DsqlCredentialStatus, ProjectionStatus, RolloutRestartStatus};
+use crate::api::{DsqlCredentialStatus, ProjectionStatus};
 use crate::aws::{ConnectionInfo, CredentialValues};
 use crate::projection::secret::{claim_body, secret_body};
-use crate::projection::{ObjectOwner, ProjectionError, objects, provider_class, restart};
+use crate::projection::{ObjectOwner, ProjectionError, objects, provider_class};
 use crate::token::MintedToken;
 
 const SECRET: &str = "Secret";
@@ -158,31 +158,6 @@ pub async fn write_secret(
         message: None,
         created_uid: uid,
     }))
-}
-
-/// Restarts the `rolloutRestart` workloads for a new version.
-pub async fn restart_workloads(
-    ctx: &Context,
-    owner: &ObjectOwner,
-    valid: &ValidCredential,
-    version_id: &str,
-) -> Vec<RolloutRestartStatus> {
-    let mut results = Vec::with_capacity(valid.rollout_restart.len());
-    for target in &valid.rollout_restart {
-        let now = ctx.clock.now();
-        results.push(
-            restart::restart(
-                &ctx.client,
-                &owner.namespace,
-                target,
-                version_id,
-                now,
-                &ctx.restart_limiter,
-            )
-            .await,
-        );
-    }
-    results
 }
 
 /// Brings the token-free projections in line with the spec; returns whether something is still

@@ -182,6 +182,53 @@ pub fn after_hold(
     status
 }
 
+/// Reports failed rollout restarts (`status.rolloutRestarts[]` with `pendingForVersion`) in
+/// `Degraded` with reason `RolloutRestartFailed`, naming each workload and the server's answer
+/// and when they are retried (`retry_at`), and clears that once none is pending. A rotation
+/// failure or a signing-credentials warning already in `Degraded` keeps it: it says more about
+/// the token, and the restarts stay in `status.rolloutRestarts`, the Event, the log and metrics.
+/// `Ready` is not touched: the token is published.
+pub fn set_restart_condition(status: &mut DsqlCredentialStatus, retry_at: Option<Timestamp>, now: Timestamp) {
+    let failed: Vec<&str> = status
+        .rollout_restarts
+        .iter()
+        .filter(|r| r.pending_for_version.is_some())
+        .filter_map(|r| r.message.as_deref())
+        .collect();
+    let degraded = status.condition(ConditionType::Degraded);
+    let ours =
+        degraded.is_some_and(|c| c.status == "True" && c.reason == ConditionReason::RolloutRestartFailed.as_str());
+    let other = degraded.is_some_and(|c| c.status == "True") && !ours;
+    if failed.is_empty() {
+        if ours {
+            set(
+                status,
+                ConditionType::Degraded,
+                false,
+                ConditionReason::AsExpected,
+                "the last rotation and its rollout restarts succeeded",
+                now,
+            );
+        }
+        return;
+    }
+    if other {
+        return;
+    }
+    let mut message = format!("the token is published, but {}", failed.join("; "));
+    if let Some(at) = retry_at {
+        message.push_str(&format!("; retrying at {} without a new token", fmt_time(at)));
+    }
+    set(
+        status,
+        ConditionType::Degraded,
+        true,
+        ConditionReason::RolloutRestartFailed,
+        message,
+        now,
+    );
+}
+
 fn set(
     status: &mut DsqlCredentialStatus,
     type_: ConditionType,

@@ -65,6 +65,7 @@ EXPIRY = "dsql_operator_token_expiry_timestamp_seconds"
 RENEW = "dsql_operator_credential_renew_before_seconds"
 FAILING_SINCE = "dsql_operator_credential_failing_since_timestamp_seconds"
 CONDITION = "dsql_operator_credential_condition"
+RESTARTS_FAILING = "dsql_operator_credential_rollout_restarts_failing"
 
 
 def expiring(name: str, value: str) -> dict[str, Any]:
@@ -89,6 +90,16 @@ def failing(name: str, value: str) -> dict[str, Any]:
         "description": f"DsqlCredential shop/{name}: rotations have failed for {value} (Degraded=True). The "
                        "operator retries with backoff; the condition's message says why."},
         "dsqlcredentialrotationfailing", namespace="shop", name=name)
+
+
+def restarts_failing(name: str, value: str) -> dict[str, Any]:
+    return alert("warning", {
+        "summary": "Workloads of a credential are not restarted onto its new token.",
+        "description": f"DsqlCredential shop/{name}: {value} rollout restart(s) of its rolloutRestart workloads keep "
+                       "being refused by the API server. The token is published, but those workloads still hold the "
+                       "old one and fail when it expires. The Degraded condition (RolloutRestartFailed) and "
+                       "status.rolloutRestarts give the server's answer."},
+        "dsqlcredentialrolloutrestartfailing", namespace="shop", name=name)
 
 
 def stalled(name: str) -> dict[str, Any]:
@@ -166,6 +177,16 @@ PROMTOOL_TESTS = [
      checks(("9m", "DsqlCredentialRotationFailing", []),
             ("24m", "DsqlCredentialRotationFailing", []),  # 14m
             ("26m", "DsqlCredentialRotationFailing", [failing("orders", "16m 0s")]))),
+    ("rollout restarts failing: after rolloutRestartFailingFor (10m); one that recovers within it never",
+     healthy_operator(40) + [
+         cred_series(RESTARTS_FAILING, "_x5 2x35", "orders"),
+         cred_series(RESTARTS_FAILING, "_x5 1x5 _x30", "recovers"),
+         # The old pod's series ends at a restart and the new one takes over: still one alert.
+         cred_series(RESTARTS_FAILING, "_x30 2x10", "orders", pod="op-b")],
+     checks(("10m", "DsqlCredentialRolloutRestartFailing", []),
+            ("20m", "DsqlCredentialRolloutRestartFailing", [restarts_failing("orders", "2")]),
+            ("35m", "DsqlCredentialRolloutRestartFailing", [restarts_failing("orders", "2")]),
+            ("20m", "DsqlCredentialRotationFailing", []))),
     ("stalled: after stalledFor (10m); Stalled=False never",
      healthy_operator(30) + [
          series(CONDITION, "1x30", namespace="shop", name="orders", type="Stalled", status="True", pod="op-a"),
@@ -201,7 +222,7 @@ PROMTOOL_TESTS = [
 def test_rules_pass_promtool_check(promtool, rules_file):
     result = subprocess.run([promtool, "check", "rules", str(rules_file)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "7 rules found" in result.stdout, result.stdout
+    assert "8 rules found" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("title,input_series,alert_checks", PROMTOOL_TESTS, ids=[t[0].split(":")[0] for t in PROMTOOL_TESTS])
@@ -220,7 +241,7 @@ def test_every_alert_is_tested_firing_and_silent():
     rules = {name for _, _, cases in PROMTOOL_TESTS for case in cases for name in [case["alertname"]]}
     fired = {case["alertname"] for _, _, cases in PROMTOOL_TESTS for case in cases if case["exp_alerts"]}
     silent = {case["alertname"] for _, _, cases in PROMTOOL_TESTS for case in cases if not case["exp_alerts"]}
-    assert fired == silent == rules and len(rules) == 7, (fired, silent)
+    assert fired == silent == rules and len(rules) == 8, (fired, silent)
 
 
 def test_every_alert_has_severity_summary_description_and_a_runbook_row(rule):
@@ -247,10 +268,12 @@ def test_rule_is_off_by_default_and_valid(render):
 
 def test_thresholds_come_from_values(render):
     values = {"prometheusRule": {"enabled": True, "rotationFailingMinutes": 30, "stalledFor": "1h",
+                                 "rolloutRestartFailingFor": "30m",
                                  "expiringFractionOfRenewBefore": 0.25, "job": "dsql"}}
     rules = {r["alert"]: r for r in render(values).one("PrometheusRule")["spec"]["groups"][0]["rules"]}
     assert rules["DsqlCredentialRotationFailing"]["expr"].endswith("> 1800")
     assert rules["DsqlCredentialStalled"]["for"] == "1h"
+    assert rules["DsqlCredentialRolloutRestartFailing"]["for"] == "30m"
     assert "< 0.25 * max by" in rules["DsqlCredentialTokenExpiringSoon"]["expr"]
     assert all('job="dsql"' in r["expr"] for r in rules.values())
 

@@ -687,10 +687,28 @@ def test_admission_policy_applies_to_the_operator_serviceaccount_only(render, va
     policy, _ = admission_policy(rendered)
     conditions = policy["spec"]["matchConditions"]
     assert conditions == [{"name": "only-the-operator-serviceaccount",
-                           "expression": f"request.userInfo.username == '{user}'"}]
+                           "expression": f"has(request.userInfo.username) && request.userInfo.username == '{user}'"}]
     # The username is built from the same ServiceAccount the Deployment runs as.
     sa = rendered.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
     assert user == f"system:serviceaccount:{namespace}:{sa}"
+
+
+def test_admission_policy_reads_no_field_whose_absence_would_fail_it(render):
+    """On a real kube-apiserver an empty `omitempty` field of the request (e.g. `subResource` on
+    a write of a main resource) is absent, and reading it is an evaluation error that
+    failurePolicy Fail turns into a denial (issue 18). Every `request.<path>` read must come after
+    `has(request.<path>)` in the same expression, and `object` / `oldObject` are only read with
+    optional selection (`.?`)."""
+    policy, _ = admission_policy(render({}))
+    spec = policy["spec"]
+    expressions = ([c["expression"] for c in spec["matchConditions"]]
+                   + [v["expression"] for v in spec["variables"]]
+                   + [v["expression"] for v in spec["validations"]])
+    for expression in expressions:
+        without_has = re.sub(r"has\(request(\.\w+)+\)", "", expression)
+        for path in re.findall(r"\brequest(?:\.\w+)+", without_has):
+            assert f"has({path})" in expression, f"{path} read without has() in: {expression}"
+        assert not re.search(r"\b(object|oldObject)\.(?!\?)", expression), expression
 
 
 def test_admission_policy_can_be_switched_off(render):

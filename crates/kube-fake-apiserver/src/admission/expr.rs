@@ -17,10 +17,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use kube_cel::KubeCelExt;
-use kube_cel::cel::common::ast::{EntryExpr, Expr, operators};
+use kube_cel::cel::common::ast::{CallExpr, EntryExpr, Expr, LiteralValue, operators};
+use kube_cel::cel::common::types::CelString;
 use kube_cel::cel::objects::{Key, Map};
 use kube_cel::cel::parser::{Expression, Parser};
-use kube_cel::cel::{Context, Value as CelValue};
+use kube_cel::cel::{Context, ExecutionError, FunctionContext, Value as CelValue};
 use serde_json::Value;
 
 /// A parsed expression, with its source for error messages.
@@ -51,6 +52,110 @@ fn equals(a: CelValue, b: CelValue) -> bool {
 
 fn not_equals(a: CelValue, b: CelValue) -> bool {
     a != b
+}
+
+/// cel-go's `string()` conversion, which also takes a bool (cel 0.13's refuses one, and a
+/// messageExpression such as `string(request.dryRun)` must not fall back to `message` for it).
+fn to_string(ftx: &FunctionContext, value: CelValue) -> Result<CelValue, ExecutionError> {
+    Ok(match value {
+        CelValue::String(s) => CelValue::String(s),
+        CelValue::Bool(b) => CelValue::String(Arc::new(b.to_string())),
+        CelValue::Int(i) => CelValue::String(Arc::new(i.to_string())),
+        CelValue::UInt(u) => CelValue::String(Arc::new(u.to_string())),
+        CelValue::Float(f) => CelValue::String(Arc::new(f.to_string())),
+        CelValue::Bytes(b) => CelValue::String(Arc::new(String::from_utf8_lossy(&b).into_owned())),
+        _ => return Err(ftx.error("no such overload")),
+    })
+}
+
+/// Stands in for `variables.<name>` when that variable failed to evaluate: the expression
+/// reading it fails with the variable's error, as the real server's lazy variables do (an
+/// expression that never reaches the variable, e.g. behind a short-circuit, does not fail).
+const VARIABLE_ERROR: &str = "__fake_apiserver_variable_error";
+
+fn variable_error(ftx: &FunctionContext, message: Arc<String>) -> Result<CelValue, ExecutionError> {
+    Err(ftx.error(message.as_str()))
+}
+
+/// The text cel-go (kube-apiserver) gives for an evaluation error, e.g. `no such key:
+/// subResource`: cel 0.13's own texts differ in case and wording. Errors whose text would quote
+/// a value are reduced to their kind: a value may be a Secret's data.
+fn cel_go_message(error: &ExecutionError) -> String {
+    match error {
+        ExecutionError::NoSuchKey(key) => format!("no such key: {key}"),
+        ExecutionError::UndeclaredReference(name) => format!("no such attribute: {name}"),
+        ExecutionError::FunctionError { function, message } if function == VARIABLE_ERROR => message.clone(),
+        ExecutionError::FunctionError { function, message } => format!("{function}: {message}"),
+        ExecutionError::UnexpectedType { got, want } => format!("unexpected type: got '{got}', want '{want}'"),
+        ExecutionError::InvalidArgumentCount { .. } | ExecutionError::MissingArgumentOrTarget => {
+            "no matching overload".to_string()
+        }
+        _ => "no such overload".to_string(),
+    }
+}
+
+/// Replaces each `variables.<name>` of a failed variable by a call of [`variable_error`] with
+/// the variable's error text.
+fn poison_failed_variables(e: &mut Expression, failed: &HashMap<String, String>) {
+    let replacement = match &e.expr {
+        Expr::Select(select)
+            if !select.test
+                && matches!(&select.operand.expr, Expr::Ident(id) if id == "variables")
+                && failed.contains_key(&select.field) =>
+        {
+            failed.get(&select.field).cloned()
+        }
+        _ => None,
+    };
+    if let Some(message) = replacement {
+        let mut arg = e.clone();
+        arg.expr = Expr::Literal(LiteralValue::String(CelString::from(message.as_str())));
+        e.expr = Expr::Call(CallExpr {
+            func_name: VARIABLE_ERROR.to_string(),
+            target: None,
+            args: vec![arg],
+        });
+        return;
+    }
+    match &mut e.expr {
+        Expr::Call(call) => {
+            if let Some(target) = call.target.as_deref_mut() {
+                poison_failed_variables(target, failed);
+            }
+            call.args.iter_mut().for_each(|a| poison_failed_variables(a, failed));
+        }
+        Expr::Comprehension(c) => {
+            for part in [
+                &mut c.iter_range,
+                &mut c.accu_init,
+                &mut c.loop_cond,
+                &mut c.loop_step,
+                &mut c.result,
+            ] {
+                poison_failed_variables(part, failed);
+            }
+        }
+        Expr::List(list) => list
+            .elements
+            .iter_mut()
+            .for_each(|x| poison_failed_variables(x, failed)),
+        Expr::Select(select) => poison_failed_variables(&mut select.operand, failed),
+        Expr::Map(map) => map.entries.iter_mut().for_each(|x| match &mut x.expr {
+            EntryExpr::MapEntry(m) => {
+                poison_failed_variables(&mut m.key, failed);
+                poison_failed_variables(&mut m.value, failed);
+            }
+            EntryExpr::StructField(f) => poison_failed_variables(&mut f.value, failed),
+        }),
+        Expr::Struct(st) => st.entries.iter_mut().for_each(|x| match &mut x.expr {
+            EntryExpr::MapEntry(m) => {
+                poison_failed_variables(&mut m.key, failed);
+                poison_failed_variables(&mut m.value, failed);
+            }
+            EntryExpr::StructField(f) => poison_failed_variables(&mut f.value, failed),
+        }),
+        Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => {}
+    }
 }
 
 /// The rewrites of the module docs: `x.?f` becomes `x[?'f']` (the call keeps its two arguments,
@@ -129,6 +234,8 @@ pub fn to_cel(v: &Value) -> CelValue {
 pub struct Env {
     ctx: Context<'static>,
     variables: HashMap<Key, CelValue>,
+    /// Variables whose expression failed, with the error an expression reading them gets.
+    failed: HashMap<String, String>,
 }
 
 impl Env {
@@ -139,6 +246,8 @@ impl Env {
         ctx.register_all();
         ctx.add_function(EQUALS, equals);
         ctx.add_function(NOT_EQUALS, not_equals);
+        ctx.add_function(VARIABLE_ERROR, variable_error);
+        ctx.add_function("string", to_string);
         ctx.add_variable_from_value("object", to_cel(object));
         ctx.add_variable_from_value("oldObject", to_cel(old_object));
         ctx.add_variable_from_value("request", to_cel(request));
@@ -147,6 +256,7 @@ impl Env {
         let mut env = Env {
             ctx,
             variables: HashMap::new(),
+            failed: HashMap::new(),
         };
         env.bind_variables();
         env
@@ -159,19 +269,46 @@ impl Env {
         self.ctx.add_variable_from_value("variables", CelValue::Map(map));
     }
 
+    /// Evaluates `expr`, with the failed variables it reads failing it; the error is cel-go's
+    /// text.
+    fn resolve(&self, expr: &Compiled) -> Result<CelValue, String> {
+        let result = if self.failed.is_empty() {
+            CelValue::resolve(&expr.expr, &self.ctx)
+        } else {
+            let mut poisoned = expr.expr.clone();
+            poison_failed_variables(&mut poisoned, &self.failed);
+            CelValue::resolve(&poisoned, &self.ctx)
+        };
+        result.map_err(|e| cel_go_message(&e))
+    }
+
     /// Evaluates `spec.variables[i]` and makes it visible to later expressions. A variable that
-    /// fails stays unbound, so only the expressions using it fail (the real server evaluates
-    /// variables lazily, with the same effect on the outcome).
+    /// fails is not bound: an expression that reads it fails with `composited variable "<name>"
+    /// fails to evaluate: <error>` (the real server evaluates variables lazily, on first read).
     pub fn define(&mut self, name: &str, expr: &Compiled) {
-        if let Ok(v) = CelValue::resolve(&expr.expr, &self.ctx) {
-            self.variables.insert(Key::String(Arc::new(name.to_string())), v);
-            self.bind_variables();
+        match self.resolve(expr) {
+            Ok(v) => {
+                self.variables.insert(Key::String(Arc::new(name.to_string())), v);
+                self.bind_variables();
+            }
+            Err(e) => {
+                // A variable failing because it reads a failed one fails with that one's error:
+                // what cel-go reports first for an expression reading either (it evaluates `&&`
+                // from the left, and the chart's expressions read the root variable first).
+                let message = if e.starts_with("composited variable ") {
+                    e
+                } else {
+                    format!("composited variable {name:?} fails to evaluate: {e}")
+                };
+                self.failed.insert(name.to_string(), message);
+            }
         }
     }
 
-    /// Evaluates a boolean expression (validations and matchConditions).
+    /// Evaluates a boolean expression (validations and matchConditions). The error is the real
+    /// server's text: `expression '<source>' resulted in error: <cel-go error>`.
     pub fn eval_bool(&self, expr: &Compiled) -> Result<bool, String> {
-        match CelValue::resolve(&expr.expr, &self.ctx) {
+        match self.resolve(expr) {
             Ok(CelValue::Bool(b)) => Ok(b),
             // Never echo the value: it may be a Secret's data.
             Ok(_) => Err(format!(
@@ -185,7 +322,7 @@ impl Env {
     /// Evaluates a messageExpression; None unless it yields a usable string (trimmed, non-empty,
     /// one line, at most 5 KiB), when the real server falls back to `message`.
     pub fn eval_message(&self, expr: &Compiled) -> Option<String> {
-        match CelValue::resolve(&expr.expr, &self.ctx) {
+        match self.resolve(expr) {
             Ok(CelValue::String(s)) => {
                 Some(s.trim().to_string()).filter(|m| !m.is_empty() && !m.contains('\n') && m.len() <= 5120)
             }

@@ -130,7 +130,10 @@ pub struct Attributes<'a> {
     pub operation: Operation,
     /// The resource written.
     pub def: &'a ResourceDef,
-    /// `status` for the status subresource, else empty.
+    /// `(group, version, kind)` of what a subresource writes when it is not the resource's own
+    /// kind (`autoscaling/v1 Scale` for `scale`); None: `def`'s kind.
+    pub kind: Option<(&'a str, &'a str, &'a str)>,
+    /// `status` or `scale` for those subresources, else empty.
     pub subresource: &'a str,
     /// Empty for cluster-scoped resources.
     pub namespace: &'a str,
@@ -148,22 +151,55 @@ pub struct Attributes<'a> {
     pub dry_run: bool,
 }
 
+/// `request` as CEL sees it: the AdmissionRequest converted to a map, so every `omitempty`
+/// field that is empty is absent, not `""` (admission-request-shape.json): `subResource` and
+/// `requestSubResource` without a subresource, `namespace` of a cluster-scoped object, the
+/// user's `uid` and `groups` when empty. `dryRun` and `options` are always there; the group of
+/// `kind` and `resource` is present as `""` for the core group.
 fn request_json(a: &Attributes) -> Value {
-    let kind = json!({"group": a.def.group, "version": a.def.version, "kind": a.def.kind});
+    let kind = match a.kind {
+        Some((group, version, kind)) => json!({"group": group, "version": version, "kind": kind}),
+        None => json!({"group": a.def.group, "version": a.def.version, "kind": a.def.kind}),
+    };
     let resource = json!({"group": a.def.group, "version": a.def.version, "resource": a.def.plural});
-    json!({
+    let options_kind = match a.operation {
+        Operation::Create => "CreateOptions",
+        Operation::Update => "UpdateOptions",
+        Operation::Delete => "DeleteOptions",
+    };
+    let mut options = json!({"apiVersion": "meta.k8s.io/v1", "kind": options_kind});
+    if a.dry_run {
+        options["dryRun"] = json!(["All"]);
+    }
+    let mut user = json!({"username": a.user.username});
+    if !a.user.uid.is_empty() {
+        user["uid"] = json!(a.user.uid);
+    }
+    if !a.user.groups.is_empty() {
+        user["groups"] = json!(a.user.groups);
+    }
+    let mut request = json!({
         "kind": kind,
         "resource": resource,
-        "subResource": a.subresource,
         "requestKind": kind,
         "requestResource": resource,
-        "requestSubResource": a.subresource,
-        "name": a.name,
-        "namespace": a.namespace,
         "operation": a.operation.as_str(),
-        "userInfo": {"username": a.user.username, "uid": a.user.uid, "groups": a.user.groups},
+        "userInfo": user,
         "dryRun": a.dry_run,
-    })
+        "options": options,
+    });
+    let optional = [
+        ("subResource", a.subresource),
+        ("requestSubResource", a.subresource),
+        ("name", a.name),
+        ("namespace", a.namespace),
+    ];
+    for (key, value) in optional {
+        if !value.is_empty() {
+            request[key] = json!(value);
+        }
+    }
+    request
 }
 
 /// One policy's verdict on a request that it covers.

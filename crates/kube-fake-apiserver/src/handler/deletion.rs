@@ -109,6 +109,7 @@ fn admit_delete(
         &admission::Attributes {
             operation: Operation::Delete,
             def,
+            kind: None,
             subresource: "",
             namespace: ns,
             name: meta_str(stored, "name"),

@@ -134,6 +134,9 @@ fn route(state: &mut State, req: &Req, port: u16) -> ApiResult<Reply> {
     let Some(t) = resolve(state, &req.path)? else {
         return Err(ApiError::page_not_found());
     };
+    if t.subresource.as_deref() == Some("scale") && scale::has_scale(&t.def) && req.method == "PATCH" {
+        return scale::patch_scale(state, &t, req);
+    }
     if let Some(sub) = &t.subresource
         && !(sub == "status" && t.def.status_subresource)
     {
@@ -254,6 +257,7 @@ fn invalid(def: &ResourceDef, name: &str, causes: &[Cause]) -> ApiError {
 
 mod deletion;
 mod read;
+mod scale;
 mod server_side_apply;
 mod write;
 

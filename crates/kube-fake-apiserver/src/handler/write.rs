@@ -34,6 +34,9 @@ pub(super) struct WriteCtx {
     pub(super) dry_run: bool,
     pub(super) now: String,
     pub(super) user: crate::auth::UserInfo,
+    /// Validating admission already ran on what the request wrote (a `scale` write admits the
+    /// Scale, not the workload it changes).
+    pub(super) admitted: bool,
 }
 
 pub(super) fn write_ctx(t: &Target, req: &Req) -> ApiResult<WriteCtx> {
@@ -57,6 +60,7 @@ pub(super) fn write_ctx(t: &Target, req: &Req) -> ApiResult<WriteCtx> {
         dry_run: req.q("dryRun") == Some("All"),
         now: now_rfc3339(),
         user: req.user.clone(),
+        admitted: false,
     })
 }
 
@@ -172,25 +176,28 @@ pub(super) fn commit(
         return Err(invalid(def, &name, &causes));
     }
     let ns = meta_str(&new, "namespace").to_string();
-    admission::admit(
-        state,
-        &admission::Attributes {
-            operation: if old.is_some() {
-                Operation::Update
-            } else {
-                Operation::Create
+    if !ctx.admitted {
+        admission::admit(
+            state,
+            &admission::Attributes {
+                operation: if old.is_some() {
+                    Operation::Update
+                } else {
+                    Operation::Create
+                },
+                def,
+                kind: None,
+                subresource: &ctx.subresource,
+                namespace: &ns,
+                name: &name,
+                object: Some(&new),
+                old_object: old,
+                namespace_object: state.namespace(&ns),
+                user: &ctx.user,
+                dry_run: ctx.dry_run,
             },
-            def,
-            subresource: &ctx.subresource,
-            namespace: &ns,
-            name: &name,
-            object: Some(&new),
-            old_object: old,
-            namespace_object: state.namespace(&ns),
-            user: &ctx.user,
-            dry_run: ctx.dry_run,
-        },
-    )?;
+        )?;
+    }
     // Generation.
     if def.has_generation {
         match old {
@@ -462,9 +469,20 @@ pub(super) fn carry_over(def: &ResourceDef, sub: &str, old: &Value, mut new: Val
 }
 
 /// Update-style write (PUT, merge/json/strategic patch) of `candidate` over `old`.
-fn write_update(state: &mut State, t: &Target, req: &Req, old: &Value, mut candidate: Value) -> ApiResult<Reply> {
-    let def = &t.def;
+fn write_update(state: &mut State, t: &Target, req: &Req, old: &Value, candidate: Value) -> ApiResult<Reply> {
     let ctx = write_ctx(t, req)?;
+    write_update_with(state, t, &ctx, old, candidate)
+}
+
+/// An update of the stored `old` to `candidate`, with the write's parameters given.
+pub(super) fn write_update_with(
+    state: &mut State,
+    t: &Target,
+    ctx: &WriteCtx,
+    old: &Value,
+    mut candidate: Value,
+) -> ApiResult<Reply> {
+    let def = &t.def;
     let name = meta_str(old, "name").to_string();
     let cand_rv = meta_str(&candidate, "resourceVersion").to_string();
     if !cand_rv.is_empty() && cand_rv != meta_str(old, "resourceVersion") {
@@ -474,7 +492,13 @@ fn write_update(state: &mut State, t: &Target, req: &Req, old: &Value, mut candi
     let mut warnings = Vec::new();
     decode_defaults(def, &mut candidate, &mut warnings);
     let old_ext = builtin::to_version(def, old);
-    let mut new = carry_over(def, &ctx.subresource, &old_ext, candidate);
+    // A scale write is the whole workload with new replicas: nothing to carry over from `old`.
+    let carried = if ctx.subresource == "scale" {
+        ""
+    } else {
+        ctx.subresource.as_str()
+    };
+    let mut new = carry_over(def, carried, &old_ext, candidate);
     set_meta(&mut new, "resourceVersion", json!(meta_str(old, "resourceVersion")));
     let mut entries = fields::decode_entries(old);
     let mut cmp_old = old_ext.clone();
@@ -493,7 +517,7 @@ fn write_update(state: &mut State, t: &Target, req: &Req, old: &Value, mut candi
         &ctx.now,
     );
     set_meta(&mut new, "managedFields", fields::encode_or_null(entries));
-    commit(state, t, &ctx, Some(&old_ext), new, warnings)
+    commit(state, t, ctx, Some(&old_ext), new, warnings)
 }
 
 pub(super) fn current(state: &State, t: &Target) -> ApiResult<Value> {

@@ -1,6 +1,8 @@
 //! Replays of the recordings that stand alone, each on a fresh server (they create their own
-//! namespace `golden`): uid preconditions, and a ValidatingAdmissionPolicy confining one
-//! ServiceAccount. Steps named "as operator" are sent with a bearer token of that ServiceAccount.
+//! namespace `golden`): uid preconditions, a ValidatingAdmissionPolicy confining one
+//! ServiceAccount, and what such a policy sees of the request (which fields are absent, and the
+//! 422 of an expression reading one). Steps the recording sent as the ServiceAccount are sent
+//! with a bearer token of it (see [`Recording`]).
 
 use std::time::Duration;
 
@@ -12,11 +14,34 @@ use super::support::control_plane::ControlPlane;
 use super::support::{Raw, Recorder, load, raw_as};
 
 /// The golden files replayed here (for `golden_files_are_all_covered`).
-pub const FILES: &[&str] = &["uid-preconditions.json", "validating-admission-policy.json"];
+pub const FILES: &[&str] = &[
+    "uid-preconditions.json",
+    "validating-admission-policy.json",
+    "admission-request-shape.json",
+];
 
-/// The TokenRequest setup step: only its status is compared, since its body holds a live token
-/// and the server's own URL as audience; the token it returns is what "as operator" steps send.
-const TOKEN_REQUEST_STEP: &str = "setup (admin): TokenRequest ";
+/// How one recording names its steps.
+struct Recording {
+    file: &'static str,
+    /// The TokenRequest setup step's name starts with this: only its status is compared, since
+    /// its body holds a live token and the server's own URL as audience; the token it returns is
+    /// what the ServiceAccount's steps send.
+    token_step: &'static str,
+    /// Whether a step was sent as the ServiceAccount.
+    as_operator: fn(&str) -> bool,
+    /// Setup steps whose status alone is compared, with why.
+    status_only: &'static [(&'static str, &'static str)],
+}
+
+/// validating-admission-policy.json and uid-preconditions.json: "as operator: ..." steps.
+fn named_as_operator(step: &str) -> bool {
+    step.starts_with("as operator")
+}
+
+/// admission-request-shape.json: every step but the admin's setup and teardown.
+fn not_admin(step: &str) -> bool {
+    !(step.starts_with("setup (admin)") || step.starts_with("teardown (admin)"))
+}
 
 fn replace_all(text: &str, uids: &[(String, String)]) -> String {
     uids.iter()
@@ -42,8 +67,10 @@ async fn with_current_rv(base: &str, path: &str, body: String) -> String {
     v.to_string()
 }
 
-/// Replays `file` on a fresh fake, or on a fresh real control plane; returns the differences.
-async fn replay_standalone_on(file: &str, real: bool) -> Failures {
+/// Replays a recording on a fresh fake, or on a fresh real control plane; returns the
+/// differences.
+async fn replay_standalone_on(recording: &Recording, real: bool) -> Failures {
+    let file = recording.file;
     let (_fake, _plane, base) = if real {
         let plane = tokio::task::spawn_blocking(ControlPlane::start).await.unwrap();
         let base = plane.base.clone();
@@ -74,7 +101,7 @@ async fn replay_standalone_on(file: &str, real: bool) -> Failures {
         {
             body = Some(with_current_rv(&base, path, b).await);
         }
-        let bearer = if name.starts_with("as operator") {
+        let bearer = if (recording.as_operator)(&name) {
             assert!(token.is_some(), "step {name}: no TokenRequest step before it");
             token.as_deref()
         } else {
@@ -91,7 +118,7 @@ async fn replay_standalone_on(file: &str, real: bool) -> Failures {
         {
             uids.push((recorded, actual));
         }
-        if name.starts_with(TOKEN_REQUEST_STEP) {
+        if name.starts_with(recording.token_step) {
             match got_json
                 .as_ref()
                 .and_then(|v| v.pointer("/status/token"))
@@ -102,6 +129,15 @@ async fn replay_standalone_on(file: &str, real: bool) -> Failures {
                     "step {name}:\n  expected {want} with a token, got {}: {}",
                     got.status, got.body
                 )),
+            }
+            continue;
+        }
+        if recording.status_only.iter().any(|(step, _)| *step == name) {
+            if got.status != want {
+                failures.push(format!(
+                    "step {name}:\n  status: expected {want}, got {}: {}",
+                    got.status, got.body
+                ));
             }
             continue;
         }
@@ -116,25 +152,69 @@ async fn replay_standalone_on(file: &str, real: bool) -> Failures {
     failures
 }
 
-async fn replay_standalone(file: &str) {
-    replay_standalone_on(file, false).await.assert_none(file);
+async fn replay_standalone(recording: Recording) {
+    replay_standalone_on(&recording, false)
+        .await
+        .assert_none(recording.file);
 }
 
-/// Every file of [`FILES`], each on a fresh real control plane; the reports of those that differ.
+/// Every recording of [`FILES`], each on a fresh real control plane; the reports of those that
+/// differ.
 pub async fn replay_all_on_real_server() -> Vec<String> {
     let mut reports = Vec::new();
-    for file in FILES {
-        reports.extend(replay_standalone_on(file, true).await.report(file));
+    for recording in [
+        uid_preconditions(),
+        validating_admission_policy(),
+        admission_request_shape(),
+    ] {
+        reports.extend(replay_standalone_on(&recording, true).await.report(recording.file));
     }
     reports
 }
 
+fn uid_preconditions() -> Recording {
+    Recording {
+        file: "uid-preconditions.json",
+        token_step: "setup (admin): TokenRequest ",
+        as_operator: named_as_operator,
+        status_only: &[],
+    }
+}
+
+fn validating_admission_policy() -> Recording {
+    Recording {
+        file: "validating-admission-policy.json",
+        token_step: "setup (admin): TokenRequest ",
+        as_operator: named_as_operator,
+        status_only: &[],
+    }
+}
+
+fn admission_request_shape() -> Recording {
+    Recording {
+        file: "admission-request-shape.json",
+        token_step: "setup (admin): token request",
+        as_operator: not_admin,
+        status_only: &[(
+            "setup (admin): create secret",
+            "a create with stringData: the fake's managedFields name stringData where the real server's name data and type (not what this recording is about)",
+        )],
+    }
+}
+
 #[tokio::test]
 async fn golden_uid_preconditions() {
-    replay_standalone("uid-preconditions.json").await;
+    replay_standalone(uid_preconditions()).await;
 }
 
 #[tokio::test]
 async fn golden_validating_admission_policy() {
-    replay_standalone("validating-admission-policy.json").await;
+    replay_standalone(validating_admission_policy()).await;
+}
+
+/// Which fields of `request` are absent (printed by a messageExpression with `has()`), the 422
+/// of an expression that reads an absent `request.subResource`, and `has()` admitting.
+#[tokio::test]
+async fn golden_admission_request_shape() {
+    replay_standalone(admission_request_shape()).await;
 }
