@@ -252,7 +252,6 @@ class Stage:
     name: str | None
     base: str
     commands: list  # dockerfile.Command
-    args: dict[str, str] = field(default_factory=dict)
 
 
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -389,6 +388,7 @@ def replay_build_stage(repo: Path, scratch: Path, *, target_dir: Path, mode: str
     rootfs.mkdir()
     replay = Replay(workdir=rootfs)
     variables = dict(global_args)
+    stage_args: dict[str, str] = {}  # ARGs declared in the stage: RUN sees them as variables
     env_vars: dict[str, str] = {}
     copied: list[str] = []
     last_cargo: CargoStep | None = None
@@ -403,7 +403,8 @@ def replay_build_stage(repo: Path, scratch: Path, *, target_dir: Path, mode: str
         if command.cmd == "ARG":
             for raw in command.value:
                 name, default = _key_value(raw)
-                variables[name] = global_args.get(name, default or "") if default is None else default
+                variables[name] = global_args.get(name, "") if default is None else default
+                stage_args[name] = variables[name]
         elif command.cmd == "ENV":
             values = list(command.value)
             for name, value in zip(values[::2], values[1::2]):
@@ -424,7 +425,7 @@ def replay_build_stage(repo: Path, scratch: Path, *, target_dir: Path, mode: str
                 argv = shlex.split(segment)
                 if argv[:2] == ["cargo", "build"]:
                     last_cargo = _cargo(argv, command.start_line, copied, replay, target_dir, mode,
-                                        {**cargo_env(target_dir), **env_vars}, timeout)
+                                        {**cargo_env(target_dir), **stage_args, **env_vars}, timeout)
                 elif argv[0] == "install":
                     _install(argv, last_cargo, replay, where)
                 elif argv[0] in replay.produced:
@@ -435,7 +436,7 @@ def replay_build_stage(repo: Path, scratch: Path, *, target_dir: Path, mode: str
                         raise ReplayError(f"{where}: the replay will not run {segment!r} (absolute paths "
                                           f"{absolute} would be this machine's, not the image's)")
                     result = subprocess.run(["sh", "-c", segment], cwd=replay.workdir,
-                                            env={**cargo_env(target_dir), **env_vars},
+                                            env={**cargo_env(target_dir), **stage_args, **env_vars},
                                             capture_output=True, text=True)
                     if result.returncode != 0:
                         raise ReplayError(f"{where}: `{segment}` failed:\n{result.stdout}{result.stderr}")
