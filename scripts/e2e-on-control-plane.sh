@@ -24,7 +24,7 @@ die() { printf 'scripts/e2e-on-control-plane.sh: %s\n' "$*" >&2; exit 1; }
 # The end-to-end test binaries: every tests/e2e_*.rs, the CLI's first-run tests, kubectl's view
 # of the printer columns, and the chart's admission policy.
 tests=()
-for file in tests/e2e_*.rs tests/first_run.rs tests/kubectl_get.rs; do
+for file in tests/e2e_*.rs tests/first_run.rs tests/kubectl_get.rs tests/chart_admission_policy.rs; do
     tests+=(--test "$(basename "$file" .rs)")
 done
 

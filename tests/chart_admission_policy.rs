@@ -1,7 +1,8 @@
 //! The chart's ValidatingAdmissionPolicy, rendered by real Helm (helm-python-sdk, as in
-//! tests/python) and loaded into the fake API server, which evaluates it like kube-apiserver:
-//! the operator's ServiceAccount is confined to its own labelled Secrets and to rollout
-//! restarts, and nobody else is affected.
+//! tests/python) and loaded into the fake API server, which evaluates it like kube-apiserver,
+//! and into a real kube-apiserver when `DSQL_OPERATOR_E2E_KUBECONFIG` names one
+//! (scripts/e2e-on-control-plane.sh): the operator's ServiceAccount is confined to its own
+//! labelled Secrets and to rollout restarts, and nobody else is affected.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "support/moto.rs"]
@@ -11,20 +12,150 @@ mod moto;
 use std::process::{Command, Stdio};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube_fake_apiserver::FakeApiServer;
 use kube_fake_apiserver::auth::UserInfo;
 use serde_json::{Value, json};
 
-const RELEASE_NAMESPACE: &str = "dsql-system";
-const RELEASE: &str = "dsql-credential-operator";
-const POLICY: &str = "dsql-credential-operator-confinement";
 const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 
+/// The API server under test and the names one test uses on it: fixed on a fresh fake, unique
+/// on a real server that the whole run shares (the policy and its binding are cluster-wide).
+struct Cluster {
+    fake: Option<FakeApiServer>,
+    kubeconfig: Option<String>,
+    admin: kube::Client,
+    /// The release's namespace (where the operator's ServiceAccount lives).
+    release_namespace: String,
+    /// The release name, which the chart also uses as fullname: ServiceAccount and policy names.
+    release: String,
+    /// The policy's and its binding's name.
+    policy: String,
+    /// The workload namespace.
+    shop: String,
+    /// The over-broad ClusterRole and binding.
+    broad: String,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let kubeconfig = std::env::var("DSQL_OPERATOR_E2E_KUBECONFIG")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let (fake, admin, suffix) = match &kubeconfig {
+            Some(path) => {
+                let config = kube::Config::from_custom_kubeconfig(
+                    kube::config::Kubeconfig::read_from(path).unwrap(),
+                    &Default::default(),
+                )
+                .await
+                .unwrap();
+                let suffix = format!("-{}", rand::random::<u32>() % 100_000);
+                (None, kube::Client::try_from(config).unwrap(), suffix)
+            }
+            None => {
+                let fake = FakeApiServer::start().await;
+                let admin = fake.client();
+                (Some(fake), admin, String::new())
+            }
+        };
+        let release = format!("dsql-credential-operator{suffix}");
+        Cluster {
+            fake,
+            kubeconfig,
+            admin,
+            release_namespace: format!("dsql-system{suffix}"),
+            policy: format!("{release}-confinement"),
+            release,
+            shop: format!("shop{suffix}"),
+            broad: format!("too-broad{suffix}"),
+        }
+    }
+
+    /// A client authenticated as ServiceAccount `namespace/name`: a token the fake issues, or on
+    /// a real server the ServiceAccount (and its namespace) created and a TokenRequest.
+    async fn service_account_client(&self, namespace: &str, name: &str) -> kube::Client {
+        if let Some(fake) = &self.fake {
+            let user = UserInfo::service_account(namespace, name, "0b7c3a52-5d0e-4d36-9b1e-6a3c2f1d9e80");
+            return fake.client_with_token(&fake.issue_token(user), name);
+        }
+        let n: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+        let _ = Api::<Namespace>::all(self.admin.clone())
+            .create(&PostParams::default(), &n)
+            .await;
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.admin.clone(), namespace);
+        let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        let _ = accounts.create(&PostParams::default(), &account).await;
+        let issued = accounts
+            .create_token_request(name, &PostParams::default(), &TokenRequest::default())
+            .await
+            .unwrap();
+        let path = self.kubeconfig.as_deref().unwrap();
+        let mut config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(path).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(issued.status.unwrap().token.into()),
+            ..Default::default()
+        };
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// Waits (bounded: 15 s) until the policy is enforced for `operator`: a real server picks a
+    /// new binding up about a second after its write (the fake at once). Probes with a dry-run
+    /// create of an unlabelled Secret, which the policy denies.
+    async fn wait_enforced(&self, operator: &kube::Client) {
+        let secrets: Api<Secret> = Api::namespaced(operator.clone(), &self.shop);
+        let dry_run = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        for _ in 0..150 {
+            match secrets.create(&dry_run, &secret("probe", false)).await {
+                Err(kube::Error::Api(status)) if status.code == 403 => return,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        panic!("the policy {} was not enforced within 15 s", self.policy);
+    }
+
+    /// The error of a denied request: 403 Forbidden naming the policy.
+    fn assert_denied<T: std::fmt::Debug>(&self, what: &str, result: Result<T, kube::Error>) {
+        match result {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 403, "{what}: {status:?}");
+                assert_eq!(status.reason, "Forbidden", "{what}");
+                let policy = &self.policy;
+                let expected = format!("ValidatingAdmissionPolicy '{policy}' with binding '{policy}' denied request: ");
+                assert!(status.message.contains(&expected), "{what}: {}", status.message);
+            }
+            other => panic!("{what}: expected a 403 from the policy, got {other:?}"),
+        }
+    }
+
+    /// Creates the policy and its binding as rendered.
+    async fn install(&self, docs: &[Value]) {
+        for (doc, plural) in docs
+            .iter()
+            .zip(["validatingadmissionpolicies", "validatingadmissionpolicybindings"])
+        {
+            let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
+            admission_api(&self.admin, doc["kind"].as_str().unwrap(), plural)
+                .create(&PostParams::default(), &obj)
+                .await
+                .unwrap();
+        }
+    }
+}
+
 /// The chart's admission-policy template rendered with default values, as JSON documents.
-fn rendered_policy() -> Vec<Value> {
+fn rendered_policy(cluster: &Cluster) -> Vec<Value> {
     let python = moto::test_python().unwrap();
     moto::check_python_imports(&python, &["helm_python", "yaml"]).unwrap();
     let script = r#"
@@ -37,7 +168,7 @@ print(json.dumps(docs))
 "#;
     let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/dsql-credential-operator");
     let out = Command::new(&python)
-        .args(["-c", script, chart, RELEASE, RELEASE_NAMESPACE])
+        .args(["-c", script, chart, &cluster.release, &cluster.release_namespace])
         .stdin(Stdio::null())
         .output()
         .expect("run the test Python");
@@ -68,30 +199,18 @@ fn secret(name: &str, labelled: bool) -> Secret {
     .unwrap()
 }
 
-/// The error of a denied request: 403 Forbidden naming the policy.
-fn assert_denied<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Error>) {
-    match result {
-        Err(kube::Error::Api(status)) => {
-            assert_eq!(status.code, 403, "{what}: {status:?}");
-            assert_eq!(status.reason, "Forbidden", "{what}");
-            let expected = format!("ValidatingAdmissionPolicy '{POLICY}' with binding '{POLICY}' denied request: ");
-            assert!(status.message.contains(&expected), "{what}: {}", status.message);
-        }
-        other => panic!("{what}: expected a 403 from the policy, got {other:?}"),
-    }
-}
-
 /// Binds the operator's ServiceAccount (and `shop/ci`, the bystander) to every verb on Secrets and Deployments: RBAC broader than the
 /// chart's, so every denial below comes from the admission policy (the fake authorizes by RBAC
 /// first, as the real server does), which is what confines a ServiceAccount whose RBAC is wide.
-async fn grant_everything_on_secrets_and_deployments(admin: &kube::Client) {
+async fn grant_everything_on_secrets_and_deployments(c: &Cluster) {
+    let admin = &c.admin;
     let rbac = |kind: &str, plural: &str| {
         let gvk = GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind);
         Api::<DynamicObject>::all_with(admin.clone(), &ApiResource::from_gvk_with_plural(&gvk, plural))
     };
     let role: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": "too-broad"},
+        "metadata": {"name": c.broad},
         "rules": [
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]},
             {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale"], "verbs": ["*"]},
@@ -104,11 +223,11 @@ async fn grant_everything_on_secrets_and_deployments(admin: &kube::Client) {
         .unwrap();
     let binding: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "too-broad"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "too-broad"},
+        "metadata": {"name": c.broad},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": c.broad},
         "subjects": [
-            {"kind": "ServiceAccount", "name": RELEASE, "namespace": RELEASE_NAMESPACE},
-            {"kind": "ServiceAccount", "name": "ci", "namespace": "shop"},
+            {"kind": "ServiceAccount", "name": c.release, "namespace": c.release_namespace},
+            {"kind": "ServiceAccount", "name": "ci", "namespace": c.shop},
         ],
     }))
     .unwrap();
@@ -120,34 +239,24 @@ async fn grant_everything_on_secrets_and_deployments(admin: &kube::Client) {
 
 #[tokio::test]
 async fn chart_policy_confines_the_operator_serviceaccount() {
-    let docs = rendered_policy();
+    let c = Cluster::start().await;
+    let docs = rendered_policy(&c);
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     assert_eq!(kinds, ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]);
 
-    let fake = FakeApiServer::start().await;
-    let admin = fake.client();
-    for (doc, plural) in docs
-        .iter()
-        .zip(["validatingadmissionpolicies", "validatingadmissionpolicybindings"])
-    {
-        let kind = doc["kind"].as_str().unwrap();
-        let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
-        admission_api(&admin, kind, plural)
-            .create(&PostParams::default(), &obj)
-            .await
-            .unwrap();
-    }
+    let admin = c.admin.clone();
+    c.install(&docs).await;
     let namespaces: Api<Namespace> = Api::all(admin.clone());
-    for ns in [RELEASE_NAMESPACE, "shop"] {
+    for ns in [&c.release_namespace, &c.shop] {
         let n: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
         namespaces.create(&PostParams::default(), &n).await.unwrap();
     }
-    let admin_secrets: Api<Secret> = Api::namespaced(admin.clone(), "shop");
+    let admin_secrets: Api<Secret> = Api::namespaced(admin.clone(), &c.shop);
     admin_secrets
         .create(&PostParams::default(), &secret("foreign", false))
         .await
         .unwrap();
-    let admin_deployments: Api<Deployment> = Api::namespaced(admin.clone(), "shop");
+    let admin_deployments: Api<Deployment> = Api::namespaced(admin.clone(), &c.shop);
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "app", "labels": {"app": "app"}},
         "spec": {
@@ -165,30 +274,30 @@ async fn chart_policy_confines_the_operator_serviceaccount() {
         .await
         .unwrap();
 
-    grant_everything_on_secrets_and_deployments(&admin).await;
+    grant_everything_on_secrets_and_deployments(&c).await;
 
-    let user = UserInfo::service_account(RELEASE_NAMESPACE, RELEASE, "0b7c3a52-5d0e-4d36-9b1e-6a3c2f1d9e80");
-    let operator = fake.client_with_token(&fake.issue_token(user), "operator");
-    let secrets: Api<Secret> = Api::namespaced(operator.clone(), "shop");
-    let deployments: Api<Deployment> = Api::namespaced(operator.clone(), "shop");
+    let operator = c.service_account_client(&c.release_namespace, &c.release).await;
+    c.wait_enforced(&operator).await;
+    let secrets: Api<Secret> = Api::namespaced(operator.clone(), &c.shop);
+    let deployments: Api<Deployment> = Api::namespaced(operator.clone(), &c.shop);
     let merge = PatchParams::default();
 
     // Someone else's Secret: no patch, no delete, no adoption by adding the label.
     let add_data = json!({"data": {"extra": "ZHVtbXk="}});
-    assert_denied(
+    c.assert_denied(
         "patch of a foreign Secret",
         secrets.patch("foreign", &merge, &Patch::Merge(&add_data)).await,
     );
     let adopt = json!({"metadata": {"labels": {MANAGED_BY: "dsql-credential-operator"}}});
-    assert_denied(
+    c.assert_denied(
         "adopting a foreign Secret",
         secrets.patch("foreign", &merge, &Patch::Merge(&adopt)).await,
     );
-    assert_denied(
+    c.assert_denied(
         "delete of a foreign Secret",
         secrets.delete("foreign", &DeleteParams::default()).await,
     );
-    assert_denied(
+    c.assert_denied(
         "create of an unlabelled Secret",
         secrets
             .create(&PostParams::default(), &secret("unlabelled", false))
@@ -212,7 +321,7 @@ async fn chart_policy_confines_the_operator_serviceaccount() {
     secrets.patch("own", &apply, &Patch::Apply(&own)).await.unwrap();
     secrets.patch("own", &merge, &Patch::Merge(&add_data)).await.unwrap();
     let unlabel = json!({"metadata": {"labels": {MANAGED_BY: null}}});
-    assert_denied(
+    c.assert_denied(
         "removing the managed-by label",
         secrets.patch("own", &merge, &Patch::Merge(&unlabel)).await,
     );
@@ -241,26 +350,26 @@ async fn chart_policy_confines_the_operator_serviceaccount() {
     assert_eq!(annotations["kubectl.kubernetes.io/restartedAt"], "2026-11-29T11:30:00Z");
     // A subresource is never a restart: scale is denied (the validation's own 403).
     let scale_api: Api<DynamicObject> =
-        Api::namespaced_with(operator.clone(), "shop", &ApiResource::erase::<Deployment>(&()));
-    assert_denied(
+        Api::namespaced_with(operator.clone(), &c.shop, &ApiResource::erase::<Deployment>(&()));
+    c.assert_denied(
         "scale subresource",
         scale_api
             .patch_subresource("scale", "app", &merge, &Patch::Merge(json!({"spec": {"replicas": 5}})))
             .await,
     );
-    assert_denied(
+    c.assert_denied(
         "replicas change",
         deployments
             .patch("app", &merge, &Patch::Merge(json!({"spec": {"replicas": 3}})))
             .await,
     );
-    assert_denied(
+    c.assert_denied(
         "a new spec field",
         deployments
             .patch("app", &merge, &Patch::Merge(json!({"spec": {"paused": true}})))
             .await,
     );
-    assert_denied(
+    c.assert_denied(
         "a label on the Deployment",
         deployments
             .patch(
@@ -272,7 +381,7 @@ async fn chart_policy_confines_the_operator_serviceaccount() {
     );
     let mut other_annotation = restart("2026-11-29T12:00:00Z");
     other_annotation["spec"]["template"]["metadata"]["annotations"]["example.dev/keep"] = json!("no");
-    assert_denied(
+    c.assert_denied(
         "restart plus another template annotation",
         deployments
             .patch("app", &merge, &Patch::Strategic(other_annotation))
@@ -280,11 +389,11 @@ async fn chart_policy_confines_the_operator_serviceaccount() {
     );
     let image =
         json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "evil.example/app:2"}]}}}});
-    assert_denied(
+    c.assert_denied(
         "image change",
         deployments.patch("app", &merge, &Patch::Strategic(image)).await,
     );
-    assert_denied(
+    c.assert_denied(
         "deployment delete",
         deployments.delete("app", &DeleteParams::default()).await,
     );
@@ -303,9 +412,8 @@ async fn chart_policy_confines_the_operator_serviceaccount() {
         .patch("app", &merge, &Patch::Merge(json!({"spec": {"replicas": 2}})))
         .await
         .unwrap();
-    let other = UserInfo::service_account("shop", "ci", "5f1e8c1a-2b7d-4c39-8f0e-9d2a6b4c3e71");
-    let other = fake.client_with_token(&fake.issue_token(other), "ci");
-    Api::<Secret>::namespaced(other, "shop")
+    let other = c.service_account_client(&c.shop, "ci").await;
+    Api::<Secret>::namespaced(other, &c.shop)
         .delete("foreign", &DeleteParams::default())
         .await
         .unwrap();
@@ -317,26 +425,17 @@ async fn chart_policy_confines_the_operator_serviceaccount() {
 /// admission request without `subResource` like the real server.
 #[tokio::test]
 async fn the_old_restart_expression_is_refused_with_the_real_servers_422() {
-    let mut docs = rendered_policy();
+    let c = Cluster::start().await;
+    let mut docs = rendered_policy(&c);
     let variables = docs[0]["spec"]["variables"].as_array_mut().unwrap();
     let restart = variables.iter_mut().find(|v| v["name"] == "restart").unwrap();
     let old = "request.resource.group == 'apps' && request.operation == 'UPDATE' && request.subResource == ''";
     restart["expression"] = json!(old);
 
-    let fake = FakeApiServer::start().await;
-    let admin = fake.client();
-    for (doc, plural) in docs
-        .iter()
-        .zip(["validatingadmissionpolicies", "validatingadmissionpolicybindings"])
-    {
-        let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
-        admission_api(&admin, doc["kind"].as_str().unwrap(), plural)
-            .create(&PostParams::default(), &obj)
-            .await
-            .unwrap();
-    }
+    let admin = c.admin.clone();
+    c.install(&docs).await;
     let namespaces: Api<Namespace> = Api::all(admin.clone());
-    let n: Namespace = serde_json::from_value(json!({"metadata": {"name": "shop"}})).unwrap();
+    let n: Namespace = serde_json::from_value(json!({"metadata": {"name": c.shop}})).unwrap();
     namespaces.create(&PostParams::default(), &n).await.unwrap();
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "app"},
@@ -346,22 +445,23 @@ async fn the_old_restart_expression_is_refused_with_the_real_servers_422() {
         },
     }))
     .unwrap();
-    Api::<Deployment>::namespaced(admin.clone(), "shop")
+    Api::<Deployment>::namespaced(admin.clone(), &c.shop)
         .create(&PostParams::default(), &deployment)
         .await
         .unwrap();
-    grant_everything_on_secrets_and_deployments(&admin).await;
-    let user = UserInfo::service_account(RELEASE_NAMESPACE, RELEASE, "0b7c3a52-5d0e-4d36-9b1e-6a3c2f1d9e80");
-    let operator = fake.client_with_token(&fake.issue_token(user), "operator");
+    grant_everything_on_secrets_and_deployments(&c).await;
+    let operator = c.service_account_client(&c.release_namespace, &c.release).await;
+    c.wait_enforced(&operator).await;
     let restart = json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-29T10:00:00Z"}}}}});
-    let refused = Api::<Deployment>::namespaced(operator, "shop")
+    let refused = Api::<Deployment>::namespaced(operator, &c.shop)
         .patch("app", &PatchParams::default(), &Patch::Merge(&restart))
         .await;
     match refused {
         Err(kube::Error::Api(status)) => {
             assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"), "{status:?}");
             let expected = format!(
-                "deployments.apps \"app\" is forbidden: ValidatingAdmissionPolicy '{POLICY}' with binding '{POLICY}' denied request: expression '"
+                "deployments.apps \"app\" is forbidden: ValidatingAdmissionPolicy '{policy}' with binding '{policy}' denied request: expression '",
+                policy = c.policy
             );
             assert!(status.message.starts_with(&expected), "{}", status.message);
             assert!(

@@ -38,11 +38,12 @@ async fn delete_policy_schedules_the_secret_for_deletion_and_retain_keeps_it() {
     );
     let kept_desc = env.describe_secret(&kept).await.expect("Retain keeps the secret");
     assert!(kept_desc.deleted_date().is_none());
-    // The projected Kubernetes Secrets go with their owners (ownerReference garbage collection).
+    // The projected Kubernetes Secrets go with their owners (ownerReference garbage collection;
+    // a real kube-controller-manager's collector on a loaded machine takes seconds, hence 60 s).
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
         kube::Api::namespaced(env.kube.clone(), &env.namespace);
     let mut remaining = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..1200 {
         remaining = secrets.list(&Default::default()).await.unwrap().items;
         if remaining.is_empty() {
             break;
