@@ -103,6 +103,10 @@ say "go build tests/control-plane (kube-apiserver, kube-controller-manager, etcd
 bash tests/control-plane/build.sh "$control_plane" \
     || die "building the test control plane failed (output above)"
 export DSQL_OPERATOR_CONTROL_PLANE="$control_plane"
+say "gofmt -l and go vet (tests/control-plane)"
+unformatted="$(gofmt -l tests/control-plane)"
+[[ -z "$unformatted" ]] || die "gofmt would reformat: $unformatted"
+(cd tests/control-plane && go vet ./...) || die "go vet found problems in tests/control-plane (above)"
 
 say "cargo fmt --check"
 cargo fmt --check
