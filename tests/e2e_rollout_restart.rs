@@ -10,13 +10,18 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use support::env::{TestEnv, condition};
 use support::rbac::RbacMode;
 
 const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
-const POLICY: &str = "restart-confinement";
+/// The denying policy's (and binding's) name: per test namespace, since a real API server is
+/// shared by the whole run (the policy confines only this test's ServiceAccount).
+fn policy_name(env: &TestEnv) -> String {
+    format!("restart-confinement-{}", env.namespace)
+}
 /// The restart check of the chart's policy before issue 18: an evaluation error on a real server
 /// (and now on the fake), where `request.subResource` is absent.
 const OLD_RESTART_EXPRESSION: &str =
@@ -37,7 +42,7 @@ async fn install_old_policy(env: &TestEnv) {
     let policy: DynamicObject = serde_json::from_value(serde_json::json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": POLICY},
+        "metadata": {"name": policy_name(env)},
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {"resourceRules": [{
@@ -57,8 +62,8 @@ async fn install_old_policy(env: &TestEnv) {
     let binding: DynamicObject = serde_json::from_value(serde_json::json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": POLICY},
-        "spec": {"policyName": POLICY, "validationActions": ["Deny"]},
+        "metadata": {"name": policy_name(env)},
+        "spec": {"policyName": policy_name(env), "validationActions": ["Deny"]},
     }))
     .unwrap();
     admission_api(
@@ -69,6 +74,48 @@ async fn install_old_policy(env: &TestEnv) {
     .create(&PostParams::default(), &binding)
     .await
     .unwrap();
+}
+
+/// Waits (bounded: 15 s) until the old policy is `enforced` or not for the operator: a real API
+/// server picks a binding's write or delete up about a second later (the fake at once). Probes
+/// with a dry-run restart patch as the operator's ServiceAccount.
+async fn wait_enforcement(env: &TestEnv, enforced: bool) {
+    let deployments: Api<Deployment> = Api::namespaced(env.operator_kube.clone(), &env.namespace);
+    let restart = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"}}}}});
+    let dry_run = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    for _ in 0..150 {
+        let refused = matches!(
+            deployments.patch("api", &dry_run, &Patch::Merge(&restart)).await,
+            Err(kube::Error::Api(status)) if status.code == 422
+        );
+        if refused == enforced {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the old restart policy was still {} after 15 s",
+        if enforced { "not enforced" } else { "enforced" }
+    );
+}
+
+/// The resourceVersion of every Secret in the test's namespace: unchanged means no Secret write,
+/// on a real server too (where requests are not recorded).
+async fn secret_versions(env: &TestEnv) -> Vec<(String, Option<String>)> {
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
+    let mut versions: Vec<(String, Option<String>)> = secrets
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|s| (s.name_any(), s.resource_version()))
+        .collect();
+    versions.sort();
+    versions
 }
 
 fn metric(env: &TestEnv, series: &str) -> f64 {
@@ -99,11 +146,6 @@ const SUCCEEDED: &str = r#"dsql_operator_rollout_restarts_total{result="success"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_restart_is_degraded_announced_and_retried_without_a_new_token_until_it_passes() {
     let env = TestEnv::with_rbac("restart-refused", RbacMode::WatchedNamespace).await;
-    if env.fake.is_none() {
-        // The denial is an admission policy the test installs; on a real cluster it would also
-        // confine anything else running as that ServiceAccount.
-        return;
-    }
     let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &env.namespace);
     let deployment: Deployment = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "api"},
@@ -115,6 +157,7 @@ async fn a_refused_restart_is_degraded_announced_and_retried_without_a_new_token
     .unwrap();
     deployments.create(&PostParams::default(), &deployment).await.unwrap();
     install_old_policy(&env).await;
+    wait_enforcement(&env, true).await;
 
     let operator = env.start_operator();
     env.create_credential(
@@ -172,6 +215,7 @@ async fn a_refused_restart_is_degraded_announced_and_retried_without_a_new_token
 
     // Retries: on the backoff, each with no AWS call and no Secret write.
     env.clear_recorded();
+    let secrets_before = secret_versions(&env).await;
     let failed_before = metric(&env, FAILED);
     let retries = 3;
     for n in 1..=retries {
@@ -180,17 +224,20 @@ async fn a_refused_restart_is_degraded_announced_and_retried_without_a_new_token
     }
     let aws_calls = env.aws.calls();
     assert!(aws_calls.is_empty(), "retries make no AWS call: {aws_calls:?}");
-    let writes = env.kube_writes().unwrap();
-    let secret_writes: Vec<&String> = writes.iter().filter(|w| w.contains("/secrets")).collect();
-    assert!(secret_writes.is_empty(), "retries write no Secret: {secret_writes:?}");
-    let restart_patches = writes.iter().filter(|w| w.contains("/deployments/api")).count();
-    assert!(restart_patches >= retries as usize, "{writes:?}");
-    println!(
-        "{retries} retries: {} AWS calls, {} Secret writes, {restart_patches} restart patches, {} Kubernetes writes in all: {writes:?}",
-        aws_calls.len(),
-        secret_writes.len(),
-        writes.len()
-    );
+    assert_eq!(secret_versions(&env).await, secrets_before, "retries write no Secret");
+    // The fake also shows each request.
+    if let Some(writes) = env.kube_writes() {
+        let secret_writes: Vec<&String> = writes.iter().filter(|w| w.contains("/secrets")).collect();
+        assert!(secret_writes.is_empty(), "retries write no Secret: {secret_writes:?}");
+        let restart_patches = writes.iter().filter(|w| w.contains("/deployments/api")).count();
+        assert!(restart_patches >= retries as usize, "{writes:?}");
+        println!(
+            "{retries} retries: {} AWS calls, {} Secret writes, {restart_patches} restart patches, {} Kubernetes writes in all: {writes:?}",
+            aws_calls.len(),
+            secret_writes.len(),
+            writes.len()
+        );
+    }
     let after_retries = env.credentials().get("orders").await.unwrap();
     let still = after_retries.status.clone().unwrap();
     assert_eq!(still.version_id.as_deref(), Some(version.as_str()), "no new version");
@@ -223,9 +270,10 @@ async fn a_refused_restart_is_degraded_announced_and_retried_without_a_new_token
         "ValidatingAdmissionPolicyBinding",
         "validatingadmissionpolicybindings",
     )
-    .delete(POLICY, &DeleteParams::default())
+    .delete(&policy_name(&env), &DeleteParams::default())
     .await
     .unwrap();
+    wait_enforcement(&env, false).await;
     env.clock.advance(Duration::from_secs(60));
     let healed = env
         .wait_for("orders", Duration::from_secs(30), "Degraded=False", |c| {
@@ -263,8 +311,14 @@ async fn a_refused_restart_is_degraded_announced_and_retried_without_a_new_token
         env.aws.calls().is_empty(),
         "the successful retry made no AWS call either"
     );
-    let writes = env.kube_writes().unwrap();
-    assert!(!writes.iter().any(|w| w.contains("/secrets")), "{writes:?}");
+    assert_eq!(
+        secret_versions(&env).await,
+        secrets_before,
+        "the restart wrote no Secret either"
+    );
+    if let Some(writes) = env.kube_writes() {
+        assert!(!writes.iter().any(|w| w.contains("/secrets")), "{writes:?}");
+    }
     operator.stop().await;
     env.assert_operator_calls_permitted();
 }
