@@ -9,12 +9,21 @@ use std::sync::RwLock;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::MetricType;
 
-use super::metrics::CredentialLabels;
 use crate::api::{ConditionReason, ConditionType, DsqlCredential, DsqlCredentialStatus};
 use crate::schedule;
+
+/// Labels naming one credential. They live here, with the series keyed by them, so that
+/// `metrics` depends on this module and not the other way round.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CredentialLabels {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
 
 /// The condition types exported, in a fixed order.
 const CONDITION_TYPES: [ConditionType; 3] = [ConditionType::Ready, ConditionType::Degraded, ConditionType::Stalled];

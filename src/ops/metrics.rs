@@ -9,7 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::credential_metrics::{CredentialSeries, CredentialSnapshot, labels_of};
+use super::credential_metrics::{CredentialLabels, CredentialSeries, CredentialSnapshot, labels_of};
 use crate::api::DsqlCredential;
 
 /// Labels of a rotation outcome.
@@ -28,15 +28,6 @@ pub struct AwsCallLabels {
     pub operation: String,
     /// `success`, or the failure kind.
     pub outcome: String,
-}
-
-/// Labels naming one credential.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CredentialLabels {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
 }
 
 /// Every metric the operator exports.
