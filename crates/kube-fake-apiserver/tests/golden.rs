@@ -735,7 +735,7 @@ async fn crd_cel_cost_verdicts(base: &str) -> Vec<String> {
         let req = &s["request"];
         let body = serde_json::to_string(&req["body"]).unwrap();
         let path = req["path"].as_str().unwrap();
-        let got = raw(&base, "POST", path, Some("application/json"), Some(&body)).await;
+        let got = raw(base, "POST", path, Some("application/json"), Some(&body)).await;
         let want = &s["response"];
         if u64::from(got.status) != want["status"].as_u64().unwrap() {
             failures.push(format!("{name}: status {} (want {})", got.status, want["status"]));
