@@ -117,66 +117,37 @@ fn poison_failed_variables(e: &mut Expression, failed: &HashMap<String, String>)
         });
         return;
     }
-    match &mut e.expr {
-        Expr::Call(call) => {
-            if let Some(target) = call.target.as_deref_mut() {
-                poison_failed_variables(target, failed);
-            }
-            call.args.iter_mut().for_each(|a| poison_failed_variables(a, failed));
-        }
-        Expr::Comprehension(c) => {
-            for part in [
-                &mut c.iter_range,
-                &mut c.accu_init,
-                &mut c.loop_cond,
-                &mut c.loop_step,
-                &mut c.result,
-            ] {
-                poison_failed_variables(part, failed);
-            }
-        }
-        Expr::List(list) => list
-            .elements
-            .iter_mut()
-            .for_each(|x| poison_failed_variables(x, failed)),
-        Expr::Select(select) => poison_failed_variables(&mut select.operand, failed),
-        Expr::Map(map) => map.entries.iter_mut().for_each(|x| match &mut x.expr {
-            EntryExpr::MapEntry(m) => {
-                poison_failed_variables(&mut m.key, failed);
-                poison_failed_variables(&mut m.value, failed);
-            }
-            EntryExpr::StructField(f) => poison_failed_variables(&mut f.value, failed),
-        }),
-        Expr::Struct(st) => st.entries.iter_mut().for_each(|x| match &mut x.expr {
-            EntryExpr::MapEntry(m) => {
-                poison_failed_variables(&mut m.key, failed);
-                poison_failed_variables(&mut m.value, failed);
-            }
-            EntryExpr::StructField(f) => poison_failed_variables(&mut f.value, failed),
-        }),
-        Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => {}
-    }
+    for_each_child(e, &mut |child| poison_failed_variables(child, failed));
 }
 
 /// The rewrites of the module docs: `x.?f` becomes `x[?'f']` (the call keeps its two arguments,
 /// the operand and the field name as a string literal, which is also what indexing takes), and
 /// `==` / `!=` become calls of [`equals`] / [`not_equals`].
 fn rewrite(e: &mut Expression) {
+    if let Expr::Call(call) = &mut e.expr {
+        let renamed = match call.func_name.as_str() {
+            operators::OPT_SELECT => Some(operators::OPT_INDEX),
+            operators::EQUALS => Some(EQUALS),
+            operators::NOT_EQUALS => Some(NOT_EQUALS),
+            _ => None,
+        };
+        if let Some(name) = renamed {
+            call.func_name = name.to_string();
+        }
+    }
+    for_each_child(e, &mut rewrite);
+}
+
+/// Calls `f` on each direct subexpression of `e` (call target and arguments, comprehension
+/// parts, list elements, select operand, map keys and values, struct field values): the one
+/// walk both rewrites recurse through.
+fn for_each_child(e: &mut Expression, f: &mut impl FnMut(&mut Expression)) {
     match &mut e.expr {
         Expr::Call(call) => {
-            let renamed = match call.func_name.as_str() {
-                operators::OPT_SELECT => Some(operators::OPT_INDEX),
-                operators::EQUALS => Some(EQUALS),
-                operators::NOT_EQUALS => Some(NOT_EQUALS),
-                _ => None,
-            };
-            if let Some(name) = renamed {
-                call.func_name = name.to_string();
-            }
             if let Some(target) = call.target.as_deref_mut() {
-                rewrite(target);
+                f(target);
             }
-            call.args.iter_mut().for_each(rewrite);
+            call.args.iter_mut().for_each(&mut *f);
         }
         Expr::Comprehension(c) => {
             for part in [
@@ -186,24 +157,24 @@ fn rewrite(e: &mut Expression) {
                 &mut c.loop_step,
                 &mut c.result,
             ] {
-                rewrite(part);
+                f(part);
             }
         }
-        Expr::List(list) => list.elements.iter_mut().for_each(rewrite),
-        Expr::Select(select) => rewrite(&mut select.operand),
-        Expr::Map(map) => map.entries.iter_mut().for_each(|e| entry_rewrite(&mut e.expr)),
-        Expr::Struct(st) => st.entries.iter_mut().for_each(|e| entry_rewrite(&mut e.expr)),
+        Expr::List(list) => list.elements.iter_mut().for_each(&mut *f),
+        Expr::Select(select) => f(&mut select.operand),
+        Expr::Map(map) => map.entries.iter_mut().for_each(|x| entry_children(&mut x.expr, f)),
+        Expr::Struct(st) => st.entries.iter_mut().for_each(|x| entry_children(&mut x.expr, f)),
         Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => {}
     }
 }
 
-fn entry_rewrite(entry: &mut EntryExpr) {
+fn entry_children(entry: &mut EntryExpr, f: &mut impl FnMut(&mut Expression)) {
     match entry {
         EntryExpr::MapEntry(m) => {
-            rewrite(&mut m.key);
-            rewrite(&mut m.value);
+            f(&mut m.key);
+            f(&mut m.value);
         }
-        EntryExpr::StructField(f) => rewrite(&mut f.value),
+        EntryExpr::StructField(fv) => f(&mut fv.value),
     }
 }
 
