@@ -769,14 +769,7 @@ fn add(t: Timestamp, d: Duration) -> Option<Timestamp> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-
-    fn ts(s: &str) -> Timestamp {
-        s.parse().unwrap()
-    }
-
-    fn sched(s: &str) -> RotationSchedule {
-        s.parse().unwrap_or_else(|e| panic!("{s} should parse: {e}"))
-    }
+    use crate::schedule::test_support::{MON_1700, mins, sched, ts};
 
     fn err(s: &str) -> String {
         match s.parse::<RotationSchedule>() {
@@ -788,13 +781,6 @@ mod tests {
     fn next(expr: &str, after: &str) -> Option<Timestamp> {
         sched(expr).next_after(ts(after))
     }
-
-    fn mins(n: u64) -> Duration {
-        Duration::from_secs(n * 60)
-    }
-
-    /// Monday.
-    const MON_1700: &str = "2026-11-23T17:00:00Z";
 
     // ---- rate ----
 

@@ -22,6 +22,8 @@
 mod duration;
 mod expression;
 mod renewal;
+#[cfg(test)]
+mod test_support;
 
 pub use duration::{DURATION_PATTERN, format_duration, parse_duration};
 pub use expression::{CronSchedule, MAX_EXPRESSION_LEN, MAX_RATE, MIN_WRITE_INTERVAL, RotationSchedule, ScheduleError};

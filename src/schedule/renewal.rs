@@ -161,21 +161,7 @@ pub fn retry_time(
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-
-    fn ts(s: &str) -> Timestamp {
-        s.parse().unwrap()
-    }
-
-    fn sched(s: &str) -> RotationSchedule {
-        s.parse().unwrap_or_else(|e| panic!("{s} should parse: {e}"))
-    }
-
-    fn mins(n: u64) -> Duration {
-        Duration::from_secs(n * 60)
-    }
-
-    /// Monday.
-    const MON_1700: &str = "2026-11-23T17:00:00Z";
+    use crate::schedule::test_support::{MON_1700, mins, sched, ts};
 
     fn plan<'a>(
         issued: &str,
