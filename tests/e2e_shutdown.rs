@@ -30,6 +30,17 @@ fn endpoints(env: &TestEnv) -> Endpoints {
     }
 }
 
+/// Starts the binary as `identity`, as the operator's ServiceAccount, electing on the Lease the
+/// chart's RBAC allows in the test's namespace.
+fn start_in(env: &TestEnv, identity: &str, extra: &[&str]) -> OperatorProcess {
+    OperatorProcess::start_elected(&endpoints(env), &env.namespace, identity, env.lease_name(), extra)
+}
+
+/// [`wait_leading`] on that Lease.
+async fn wait_leading_in(env: &TestEnv, process: &mut OperatorProcess, limit: Duration) -> Duration {
+    wait_leading(&env.kube, &env.namespace, env.lease_name(), process, limit).await
+}
+
 /// Against a real cluster (`DSQL_OPERATOR_E2E_KUBECONFIG`) there is no API server to take away:
 /// the test says so and passes, as the other fault-injection tests do.
 fn fake_only(env: &TestEnv) -> bool {
@@ -109,15 +120,8 @@ async fn wait_calls(env: &TestEnv, operation: &str, at_least: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_leading_and_idle_exits_and_releases_the_lease() {
     let env = TestEnv::new("sigterm-idle").await;
-    let mut operator = OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "a", env.lease_name(), &[]);
-    wait_leading(
-        &env.kube,
-        &env.namespace,
-        env.lease_name(),
-        &mut operator,
-        Duration::from_secs(20),
-    )
-    .await;
+    let mut operator = start_in(&env, "a", &[]);
+    wait_leading_in(&env, &mut operator, Duration::from_secs(20)).await;
     wait_ready(&operator).await;
 
     let (took, status) = operator.terminate(EXIT_LIMIT).await;
@@ -172,21 +176,8 @@ async fn sigterm_while_the_api_server_is_unreachable_exits() {
     if !fake_only(&env) {
         return;
     }
-    let mut operator = OperatorProcess::start_elected(
-        &endpoints(&env),
-        &env.namespace,
-        "a",
-        env.lease_name(),
-        &["--leader-election-lease-seconds", "3"],
-    );
-    wait_leading(
-        &env.kube,
-        &env.namespace,
-        env.lease_name(),
-        &mut operator,
-        Duration::from_secs(20),
-    )
-    .await;
+    let mut operator = start_in(&env, "a", &["--leader-election-lease-seconds", "3"]);
+    wait_leading_in(&env, &mut operator, Duration::from_secs(20)).await;
     wait_ready(&operator).await;
     // The port closes: watches end, every request (lease renewal included) is refused.
     drop(env.fake.take());
@@ -200,15 +191,8 @@ async fn sigterm_while_the_api_server_is_unreachable_exits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_a_secrets_manager_call_is_held_exits_and_releases_the_lease() {
     let env = TestEnv::new("sigterm-aws-held").await;
-    let mut operator = OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "a", env.lease_name(), &[]);
-    wait_leading(
-        &env.kube,
-        &env.namespace,
-        env.lease_name(),
-        &mut operator,
-        Duration::from_secs(20),
-    )
-    .await;
+    let mut operator = start_in(&env, "a", &[]);
+    wait_leading_in(&env, &mut operator, Duration::from_secs(20)).await;
     wait_ready(&operator).await;
     let gate = env.aws.hold_next("secretsmanager.CreateSecret");
     env.create_credential(
@@ -240,19 +224,10 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
     const LEASE_SECONDS: u64 = 3;
     let env = TestEnv::new("sigkill-leader").await;
     let lease_flags = ["--leader-election-lease-seconds", "3"];
-    let mut first =
-        OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "a", env.lease_name(), &lease_flags);
-    wait_leading(
-        &env.kube,
-        &env.namespace,
-        env.lease_name(),
-        &mut first,
-        Duration::from_secs(20),
-    )
-    .await;
+    let mut first = start_in(&env, "a", &lease_flags);
+    wait_leading_in(&env, &mut first, Duration::from_secs(20)).await;
     wait_ready(&first).await;
-    let mut second =
-        OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "b", env.lease_name(), &lease_flags);
+    let mut second = start_in(&env, "b", &lease_flags);
     wait_ready(&second).await;
 
     // The leader is mid-rotation: its CreateSecret has left it but not reached Secrets Manager.
@@ -278,14 +253,7 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
         "SIGKILL leaves the Lease held"
     );
 
-    wait_leading(
-        &env.kube,
-        &env.namespace,
-        env.lease_name(),
-        &mut second,
-        Duration::from_secs(LEASE_SECONDS + 10),
-    )
-    .await;
+    wait_leading_in(&env, &mut second, Duration::from_secs(LEASE_SECONDS + 10)).await;
     let takeover = killed.elapsed();
     let ready = env.wait_ready("orders", 1).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -314,20 +282,12 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
     assert_eq!(rotated.status.as_ref().unwrap().rotation_count, Some(1));
 
     // The new leader is killed just after its rotation: the next one's first act writes nothing.
-    let mut third =
-        OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "c", env.lease_name(), &lease_flags);
+    let mut third = start_in(&env, "c", &lease_flags);
     wait_ready(&third).await;
     env.clear_recorded();
     let killed = Instant::now();
     second.kill().await;
-    wait_leading(
-        &env.kube,
-        &env.namespace,
-        env.lease_name(),
-        &mut third,
-        Duration::from_secs(LEASE_SECONDS + 10),
-    )
-    .await;
+    wait_leading_in(&env, &mut third, Duration::from_secs(LEASE_SECONDS + 10)).await;
     let second_takeover = killed.elapsed();
     // Only a leader watches DsqlCredentials (and the others are dead): once its list is served
     // its first reconcile follows, reading status and finding nothing due.
@@ -378,18 +338,9 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
 async fn a_leader_killed_after_its_write_landed_unanswered_leaves_one_version() {
     let env = TestEnv::new("sigkill-landed").await;
     let lease_flags = ["--leader-election-lease-seconds", "3"];
-    let mut first =
-        OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "a", env.lease_name(), &lease_flags);
-    wait_leading(
-        &env.kube,
-        &env.namespace,
-        env.lease_name(),
-        &mut first,
-        Duration::from_secs(20),
-    )
-    .await;
-    let mut second =
-        OperatorProcess::start_elected(&endpoints(&env), &env.namespace, "b", env.lease_name(), &lease_flags);
+    let mut first = start_in(&env, "a", &lease_flags);
+    wait_leading_in(&env, &mut first, Duration::from_secs(20)).await;
+    let mut second = start_in(&env, "b", &lease_flags);
     wait_ready(&second).await;
 
     // The leader's CreateSecret reaches Secrets Manager; it dies before hearing back, so its
@@ -413,14 +364,7 @@ async fn a_leader_killed_after_its_write_landed_unanswered_leaves_one_version() 
     first.kill().await;
     gate.notify_one();
 
-    wait_leading(
-        &env.kube,
-        &env.namespace,
-        env.lease_name(),
-        &mut second,
-        Duration::from_secs(15),
-    )
-    .await;
+    wait_leading_in(&env, &mut second, Duration::from_secs(15)).await;
     let ready = env
         .wait_for("orders", Duration::from_secs(30), "Ready", |c| {
             support::env::condition(c, "Ready").is_some_and(|r| r.status == "True")
