@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dsql_credential_operator::api::DsqlCredential;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
@@ -409,16 +408,7 @@ async fn the_secret_provider_class_says_when_its_crd_is_missing_and_heals_once_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_restart_annotates_existing_targets_and_reports_missing_ones() {
     let env = TestEnv::with_rbac("restart", RbacMode::WatchedNamespace).await;
-    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &env.namespace);
-    let deployment: Deployment = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "api"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "api"}},
-            "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "api", "image": "busybox"}]}}
-        }
-    }))
-    .unwrap();
-    deployments.create(&PostParams::default(), &deployment).await.unwrap();
+    let deployments = env.create_deployment("api").await;
     let operator = env.start_operator();
     env.create_credential(
         "orders",

@@ -146,16 +146,7 @@ const SUCCEEDED: &str = r#"dsql_operator_rollout_restarts_total{result="success"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_restart_is_degraded_announced_and_retried_without_a_new_token_until_it_passes() {
     let env = TestEnv::with_rbac("restart-refused", RbacMode::WatchedNamespace).await;
-    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &env.namespace);
-    let deployment: Deployment = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "api"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "api"}},
-            "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "api", "image": "busybox"}]}}
-        }
-    }))
-    .unwrap();
-    deployments.create(&PostParams::default(), &deployment).await.unwrap();
+    let deployments = env.create_deployment("api").await;
     install_old_policy(&env).await;
     wait_enforcement(&env, true).await;
 

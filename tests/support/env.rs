@@ -517,6 +517,25 @@ impl TestEnv {
         panic!("{name} was not deleted within 30s");
     }
 
+    /// Creates a one-container Deployment `name` in the test's namespace (a rollout-restart
+    /// target; no pod runs for it); returns the admin's API for Deployments there.
+    pub async fn create_deployment(&self, name: &str) -> Api<k8s_openapi::api::apps::v1::Deployment> {
+        let deployments = Api::namespaced(self.kube.clone(), &self.namespace);
+        let deployment: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {
+                "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": name, "image": "busybox"}]}}
+            }
+        }))
+        .expect("a Deployment");
+        deployments
+            .create(&PostParams::default(), &deployment)
+            .await
+            .expect("Deployment created");
+        deployments
+    }
+
     /// Patches the credential's metadata annotations.
     pub async fn annotate(&self, name: &str, key: &str, value: &str) {
         let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
