@@ -26,7 +26,8 @@ const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// on a real server that the whole run shares (the policy and its binding are cluster-wide).
 struct Cluster {
     fake: Option<FakeApiServer>,
-    kubeconfig: Option<String>,
+    /// The real server's client configuration (its admin), when not on the fake.
+    real: Option<kube::Config>,
     admin: kube::Client,
     /// The release's namespace (where the operator's ServiceAccount lives).
     release_namespace: String,
@@ -45,7 +46,7 @@ impl Cluster {
         let kubeconfig = std::env::var("DSQL_OPERATOR_E2E_KUBECONFIG")
             .ok()
             .filter(|v| !v.is_empty());
-        let (fake, admin, suffix) = match &kubeconfig {
+        let (fake, real, admin, suffix) = match &kubeconfig {
             Some(path) => {
                 let config = kube::Config::from_custom_kubeconfig(
                     kube::config::Kubeconfig::read_from(path).unwrap(),
@@ -54,18 +55,19 @@ impl Cluster {
                 .await
                 .unwrap();
                 let suffix = format!("-{}", rand::random::<u32>() % 100_000);
-                (None, kube::Client::try_from(config).unwrap(), suffix)
+                let admin = kube::Client::try_from(config.clone()).unwrap();
+                (None, Some(config), admin, suffix)
             }
             None => {
                 let fake = FakeApiServer::start().await;
                 let admin = fake.client();
-                (Some(fake), admin, String::new())
+                (Some(fake), None, admin, String::new())
             }
         };
         let release = format!("dsql-credential-operator{suffix}");
         Cluster {
             fake,
-            kubeconfig,
+            real,
             admin,
             release_namespace: format!("dsql-system{suffix}"),
             policy: format!("{release}-confinement"),
@@ -93,13 +95,7 @@ impl Cluster {
             .create_token_request(name, &PostParams::default(), &TokenRequest::default())
             .await
             .unwrap();
-        let path = self.kubeconfig.as_deref().unwrap();
-        let mut config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(path).unwrap(),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+        let mut config = self.real.clone().expect("a real server's configuration");
         config.auth_info = kube::config::AuthInfo {
             token: Some(issued.status.unwrap().token.into()),
             ..Default::default()
