@@ -15,6 +15,7 @@ pub mod builtin;
 pub mod cel_cost;
 mod discovery;
 pub mod errors;
+pub mod field_schema;
 pub mod fields;
 pub mod handler;
 pub mod hold;

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::fields::{Hints, ListType, item_el};
+use crate::field_schema::{Hints, ListType};
+use crate::fields::item_el;
 
 /// RFC 7386.
 pub fn merge_patch(target: &mut Value, patch: &Value) {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::auth::UserInfo;
 use crate::errors::{ApiError, ApiResult, details, group_resource};
-use crate::fields::ListType;
+use crate::field_schema::ListType;
 use crate::resources::ResourceDef;
 use crate::store::{State, meta_str};
 

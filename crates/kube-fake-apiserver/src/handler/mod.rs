@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::discovery;
 use super::errors::{ApiError, ApiResult, Cause};
-use super::fields::Hints;
+use super::field_schema::Hints;
 use super::resources::ResourceDef;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::State;

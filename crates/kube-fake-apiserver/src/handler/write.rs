@@ -8,7 +8,8 @@ use super::{Reply, Req, Target, check_type, hints_for, invalid, manager_name, pa
 use crate::admission::{self, Operation};
 use crate::builtin;
 use crate::errors::{ApiError, ApiResult, Cause, details, group_resource};
-use crate::fields::{self, Hints};
+use crate::field_schema::Hints;
+use crate::fields;
 use crate::patch;
 use crate::resources::ResourceDef;
 use crate::schema;
