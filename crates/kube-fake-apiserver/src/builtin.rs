@@ -150,7 +150,7 @@ pub fn zero_object(def: &ResourceDef) -> Value {
     let mut m = Map::new();
     m.insert("metadata".into(), json!({}));
     match def.kind.as_str() {
-        kind if kind == "Lease" || crate::admission::is_policy_kind(kind) => {
+        kind if kind == "Lease" || is_policy_kind(kind) => {
             m.insert("spec".into(), json!({}));
         }
         "CustomResourceDefinition" => {
@@ -249,10 +249,50 @@ pub fn label_namespace(obj: &mut Value) {
     }
 }
 
+/// Whether `kind` is ValidatingAdmissionPolicy or its binding (evaluated by `admission`).
+pub fn is_policy_kind(kind: &str) -> bool {
+    matches!(kind, "ValidatingAdmissionPolicy" | "ValidatingAdmissionPolicyBinding")
+}
+
+fn set_key_default(obj: &mut Value, key: &str, v: Value) {
+    if let Value::Object(m) = obj
+        && m.get(key).is_none_or(Value::is_null)
+    {
+        m.insert(key.to_string(), v);
+    }
+}
+
+/// The registry's defaults of the two admission policy kinds: failurePolicy Fail, matchPolicy
+/// Equivalent, empty selectors, rule scope `*`; empty lists are dropped (omitempty).
+pub fn normalize_policy(def: &ResourceDef, obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    if let Value::Object(m) = &mut *spec {
+        m.retain(|_, v| !(v.is_null() || v.as_array().is_some_and(Vec::is_empty)));
+    }
+    let constraints = if def.kind == "ValidatingAdmissionPolicy" {
+        set_key_default(spec, "failurePolicy", json!("Fail"));
+        spec.get_mut("matchConstraints")
+    } else {
+        spec.get_mut("matchResources")
+    };
+    if let Some(c) = constraints.filter(|c| c.is_object()) {
+        set_key_default(c, "matchPolicy", json!("Equivalent"));
+        set_key_default(c, "namespaceSelector", json!({}));
+        set_key_default(c, "objectSelector", json!({}));
+        for key in ["resourceRules", "excludeResourceRules"] {
+            for rule in c.get_mut(key).and_then(Value::as_array_mut).into_iter().flatten() {
+                set_key_default(rule, "scope", json!("*"));
+            }
+        }
+    }
+}
+
 /// Server-side defaulting and normalisation applied on every write.
 pub fn normalize(def: &ResourceDef, obj: &mut Value) {
     match def.kind.as_str() {
-        kind if crate::admission::is_policy_kind(kind) => crate::admission::normalize(def, obj),
+        kind if is_policy_kind(kind) => normalize_policy(def, obj),
         "Secret" => {
             if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
                 let data = obj

@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use crate::resources::{BINDINGS, POLICIES};
+
 /// How a list is merged and tracked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ListType {
@@ -28,6 +30,28 @@ fn builtin_metadata_list(path: &[&str]) -> Option<ListType> {
         ["metadata", "ownerReferences"] => Some(ListType::Map(vec!["uid".into()])),
         _ => None,
     }
+}
+
+/// List semantics of the two admission policy kinds (`+listType` markers of the Go types).
+fn policy_list_type(storage: &str, path: &[&str]) -> Option<ListType> {
+    if storage != POLICIES && storage != BINDINGS {
+        return None;
+    }
+    Some(match path {
+        ["spec", "matchConditions" | "variables"] => ListType::Map(vec!["name".into()]),
+        ["spec", "validationActions"] => ListType::Set,
+        _ => ListType::Atomic,
+    })
+}
+
+/// Structs of the two admission policy kinds tracked as one unit (`+structType=atomic` in the Go
+/// types).
+fn policy_atomic_map(storage: &str, path: &[&str]) -> bool {
+    (storage == POLICIES || storage == BINDINGS)
+        && matches!(
+            path,
+            ["spec", "matchConstraints" | "matchResources" | "paramKind" | "paramRef"] | ["spec", "variables", "[]"]
+        )
 }
 
 impl Hints {
@@ -55,7 +79,7 @@ impl Hints {
                 }
             }
             Hints::Builtin(storage) => {
-                if let Some(t) = crate::admission::list_type(storage, &p) {
+                if let Some(t) = policy_list_type(storage, &p) {
                     return t;
                 }
                 let last = p.last().copied().unwrap_or_default();
@@ -97,7 +121,7 @@ impl Hints {
                     == Some("atomic")
             }
             Hints::Builtin(storage) => {
-                crate::admission::atomic_map(storage, &p)
+                policy_atomic_map(storage, &p)
                     || storage == "/events" && matches!(p.as_slice(), ["regarding"] | ["related"] | ["involvedObject"])
                     || matches!(p.as_slice(), ["spec", "selector"] if storage.starts_with("apps/"))
                     || matches!(p.as_slice(), ["roleRef"] if storage.ends_with("rolebindings"))

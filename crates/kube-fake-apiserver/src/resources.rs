@@ -2,6 +2,12 @@
 
 use serde_json::Value;
 
+const ADMISSION_GROUP: &str = "admissionregistration.k8s.io";
+/// Storage key of ValidatingAdmissionPolicies.
+pub const POLICIES: &str = "admissionregistration.k8s.io/validatingadmissionpolicies";
+/// Storage key of ValidatingAdmissionPolicyBindings.
+pub const BINDINGS: &str = "admissionregistration.k8s.io/validatingadmissionpolicybindings";
+
 /// How a resource is served at one group/version.
 #[derive(Debug, Clone)]
 pub struct ResourceDef {
@@ -130,10 +136,25 @@ pub fn builtins() -> Vec<ResourceDef> {
         .with_status()
         .with_generation()
         .with_short(&["crd", "crds"]),
+        // Evaluated on writes by `admission`; the policy has a status subresource.
+        ResourceDef::builtin(
+            ADMISSION_GROUP,
+            "v1",
+            "validatingadmissionpolicies",
+            "ValidatingAdmissionPolicy",
+            false,
+        )
+        .with_status()
+        .with_generation(),
+        ResourceDef::builtin(
+            ADMISSION_GROUP,
+            "v1",
+            "validatingadmissionpolicybindings",
+            "ValidatingAdmissionPolicyBinding",
+            false,
+        )
+        .with_generation(),
     ]
-    .into_iter()
-    .chain(crate::admission::resources())
-    .collect()
 }
 
 /// Parses a CustomResourceDefinition object into one ResourceDef per served version.

@@ -88,8 +88,8 @@ pub(super) fn decode_defaults(def: &ResourceDef, obj: &mut Value, warnings: &mut
             schema::prune_non_nullable_nulls(s, obj);
             schema::apply_defaults(s, obj);
         }
-    } else if admission::is_policy_kind(&def.kind) {
-        admission::normalize(def, obj);
+    } else if builtin::is_policy_kind(&def.kind) {
+        builtin::normalize_policy(def, obj);
     } else if matches!(
         def.kind.as_str(),
         "Deployment" | "StatefulSet" | "DaemonSet" | "CustomResourceDefinition"
