@@ -20,6 +20,7 @@ pub mod fields;
 pub mod handler;
 pub mod hold;
 mod jsonpath;
+pub mod meta;
 pub mod outage;
 pub mod patch;
 pub mod resources;

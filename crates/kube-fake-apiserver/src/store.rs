@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::RecordedRequest;
 use super::errors::{ApiError, ApiResult};
+use super::meta::{Key, finalizers, key_of, meta_str, new_uid, now_rfc3339, set_meta};
 use super::resources::{ResourceDef, builtins, defs_from_crd};
 
 /// One entry of the watch history.
@@ -30,8 +31,6 @@ pub struct Fault {
     pub remaining: usize,
 }
 
-pub type Key = (String, String);
-
 pub struct State {
     pub rv: u64,
     pub defs: Vec<ResourceDef>,
@@ -46,59 +45,6 @@ pub struct State {
     pub faults: Vec<Fault>,
     /// Bearer tokens issued and whom they stand for.
     pub tokens: crate::auth::Tokens,
-}
-
-pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-pub fn new_uid() -> String {
-    let b: [u8; 16] = rand::random();
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
-}
-
-pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
-    obj.get("metadata")
-        .and_then(|m| m.get(field))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-pub fn key_of(obj: &Value) -> Key {
-    (
-        meta_str(obj, "namespace").to_string(),
-        meta_str(obj, "name").to_string(),
-    )
-}
-
-pub fn finalizers(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
-        .unwrap_or_default()
-}
-
-pub fn set_meta(obj: &mut Value, field: &str, v: Value) {
-    if !obj.get("metadata").is_some_and(Value::is_object)
-        && let Value::Object(m) = obj
-    {
-        m.insert("metadata".into(), json!({}));
-    }
-    if let Some(Value::Object(m)) = obj.get_mut("metadata") {
-        if v.is_null() {
-            m.remove(field);
-        } else {
-            m.insert(field.to_string(), v);
-        }
-    }
 }
 
 /// Delete options that matter here.

@@ -7,7 +7,8 @@ use serde_json::{Map, Value, json};
 use crate::auth::UserInfo;
 use crate::errors::{ApiError, ApiResult, Cause};
 use crate::handler::{Reply, Req};
-use crate::store::{State, meta_str, now_rfc3339};
+use crate::meta::{meta_str, now_rfc3339};
+use crate::store::State;
 
 /// The shortest token lifetime the real server accepts (10 minutes).
 const MIN_EXPIRATION_SECONDS: i64 = 600;

@@ -15,8 +15,8 @@
 use serde_json::Value;
 
 use crate::errors::{ApiError, Cause};
+use crate::meta::meta_str;
 use crate::resources::ResourceDef;
-use crate::store::meta_str;
 
 /// The uid a request body (or a patched object) asks for, if any.
 pub fn requested(body: &Value) -> Option<&str> {

@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 
 use crate::auth::UserInfo;
 use crate::errors::{ApiError, ApiResult, details, group_resource};
+use crate::meta::meta_str;
 use crate::resources::{BINDINGS, POLICIES, ResourceDef};
-use crate::store::{State, meta_str};
+use crate::store::State;
 
 /// The admission operation of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,9 @@ use super::{Reply, Req, Target, ok};
 use crate::admission::{self, Operation};
 use crate::builtin;
 use crate::errors::{ApiError, ApiResult, Cause, details};
+use crate::meta::meta_str;
 use crate::resources::ResourceDef;
-use crate::store::{DeleteOpts, Deleted, State, meta_str};
+use crate::store::{DeleteOpts, Deleted, State};
 use crate::uid;
 
 fn delete_opts(req: &Req) -> ApiResult<DeleteOpts> {

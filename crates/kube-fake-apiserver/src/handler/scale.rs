@@ -11,9 +11,9 @@ use super::{Reply, Req, Target, parse_body};
 use crate::admission::{self, Operation};
 use crate::builtin;
 use crate::errors::{ApiError, ApiResult};
+use crate::meta::meta_str;
 use crate::patch;
 use crate::resources::ResourceDef;
-use crate::store::meta_str;
 
 /// Whether `def` has a `scale` subresource here.
 pub(super) fn has_scale(def: &ResourceDef) -> bool {

@@ -7,7 +7,8 @@ use super::{Reply, Req, Target, check_type, hints_for, parse_body};
 use crate::builtin;
 use crate::errors::{ApiError, ApiResult, Cause, details};
 use crate::fields::{self};
-use crate::store::{State, meta_str, new_uid, set_meta};
+use crate::meta::{meta_str, new_uid, set_meta};
+use crate::store::State;
 use crate::uid;
 
 pub(super) fn apply(state: &mut State, t: &Target, req: &Req) -> ApiResult<Reply> {

@@ -10,10 +10,11 @@ use crate::builtin;
 use crate::errors::{ApiError, ApiResult, Cause, details, group_resource};
 use crate::field_schema::Hints;
 use crate::fields;
+use crate::meta::{finalizers, key_of, meta_str, new_uid, now_rfc3339, set_meta};
 use crate::patch;
 use crate::resources::ResourceDef;
 use crate::schema;
-use crate::store::{State, finalizers, key_of, meta_str, new_uid, now_rfc3339, set_meta};
+use crate::store::State;
 use crate::uid;
 
 const GENERATE_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
