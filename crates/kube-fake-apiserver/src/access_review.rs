@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::authz::{Attributes, decide};
 use crate::errors::{ApiError, ApiResult, Cause};
-use crate::handler::{Reply, Req};
+use crate::request::{Reply, Req};
 use crate::store::State;
 
 const ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::auth::UserInfo;
 use crate::errors::{ApiError, details, group_resource};
-use crate::handler::Req;
+use crate::request::Req;
 use crate::store::State;
 
 /// The API group of the RBAC kinds.

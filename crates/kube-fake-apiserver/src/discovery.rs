@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::handler::Reply;
+use super::request::Reply;
 use super::resources::ResourceDef;
 use super::store::State;
 

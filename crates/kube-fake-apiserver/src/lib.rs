@@ -23,6 +23,7 @@ mod jsonpath;
 pub mod meta;
 pub mod outage;
 pub mod patch;
+pub mod request;
 pub mod resources;
 pub mod schema;
 pub mod selectors;
@@ -44,43 +45,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::json;
 
+pub use request::RecordedRequest;
+
 use errors::{ApiError, ErrorBody, details, group_resource, reason_for_code, status_body};
-use handler::{Reply, Req};
+use request::{Reply, Req};
 use store::{Fault, State};
 
 /// Header naming who sent a request, recorded in [`RecordedRequest::actor`].
 pub const ACTOR_HEADER: &str = "x-test-actor";
-
-/// One request the fake served.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordedRequest {
-    /// The `x-test-actor` header of the request (see [`FakeApiServer::client_as`]).
-    pub actor: Option<String>,
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub content_type: Option<String>,
-    pub status: u16,
-}
-
-impl RecordedRequest {
-    /// The record of `req`, answered with `status`.
-    fn of(req: &Req, status: u16) -> Self {
-        Self {
-            actor: req.actor.clone(),
-            method: req.method.clone(),
-            path: req.path.clone(),
-            query: req.raw_query.clone(),
-            content_type: req.content_type.clone(),
-            status,
-        }
-    }
-
-    /// POST, PUT, PATCH or DELETE.
-    pub fn is_write(&self) -> bool {
-        matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
-    }
-}
 
 pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde_json::{Value, json};
 
-use super::RecordedRequest;
 use super::errors::{ApiError, ApiResult};
 use super::meta::{Key, finalizers, key_of, meta_str, new_uid, now_rfc3339, set_meta};
+use super::request::RecordedRequest;
 use super::resources::{ResourceDef, builtins, defs_from_crd};
 
 /// One entry of the watch history.

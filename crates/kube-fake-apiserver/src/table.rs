@@ -19,8 +19,8 @@
 use serde_json::{Map, Value, json};
 
 use super::errors::{ApiError, ApiResult};
-use super::handler::{Reply, Req, Target};
 use super::jsonpath::JsonPath;
+use super::request::{Reply, Req, Target};
 use super::store::State;
 
 /// ObjectMeta's swagger description of `name`, the real server's `Name` column description.

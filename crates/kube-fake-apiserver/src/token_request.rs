@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::UserInfo;
 use crate::errors::{ApiError, ApiResult, Cause};
-use crate::handler::{Reply, Req};
 use crate::meta::{meta_str, now_rfc3339};
+use crate::request::{Reply, Req, manager_name};
 use crate::store::State;
 
 /// The shortest token lifetime the real server accepts (10 minutes).
@@ -91,7 +91,7 @@ fn issue(state: &mut State, req: &Req, ns: &str, name: &str, port: u16) -> ApiRe
             "apiVersion": "authentication.k8s.io/v1",
             "fieldsType": "FieldsV1",
             "fieldsV1": {"f:spec": set_fields},
-            "manager": crate::handler::manager_name(req),
+            "manager": manager_name(req),
             "operation": "Update",
             "subresource": "token",
             "time": now,

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::Shared;
 use super::builtin;
 use super::errors::status_body;
-use super::handler::WatchReq;
+use super::request::WatchReq;
 
 /// One watch event line, keys in the order the real API server writes them (Go encodes
 /// metav1.WatchEvent's fields in declaration order: `type`, then `object`). `json!` would sort

@@ -2,13 +2,14 @@
 
 use serde_json::{Value, json};
 
+use super::ok;
 use super::read::selectors;
 use super::write::current;
-use super::{Reply, Req, Target, ok};
 use crate::admission::{self, Operation};
 use crate::builtin;
 use crate::errors::{ApiError, ApiResult, Cause, details};
 use crate::meta::meta_str;
+use crate::request::{Reply, Req, Target};
 use crate::resources::ResourceDef;
 use crate::store::{DeleteOpts, Deleted, State};
 use crate::uid;

@@ -3,81 +3,17 @@
 //! shares: decode defaults, field manager, strategy, validation, admission, store),
 //! `server_side_apply` and `deletion`.
 
-use std::collections::HashMap;
-
 use serde_json::Value;
 
-use super::discovery;
-use super::errors::{ApiError, ApiResult, Cause};
-use super::field_schema::Hints;
-use super::resources::ResourceDef;
-use super::selectors::{FieldSelector, LabelSelector};
-use super::store::State;
-
-/// A parsed HTTP request.
-#[derive(Debug, Clone)]
-pub struct Req {
-    pub method: String,
-    pub path: String,
-    pub raw_query: String,
-    pub query: HashMap<String, String>,
-    pub content_type: Option<String>,
-    pub user_agent: Option<String>,
-    pub actor: Option<String>,
-    pub accept: Option<String>,
-    pub body: Vec<u8>,
-    /// Who sent it (set by authentication before routing).
-    pub user: crate::auth::UserInfo,
-}
-
-impl Req {
-    fn q(&self, k: &str) -> Option<&str> {
-        self.query.get(k).map(String::as_str).filter(|s| !s.is_empty())
-    }
-    fn flag(&self, k: &str) -> bool {
-        matches!(self.q(k), Some("true") | Some("1"))
-    }
-}
-
-/// Parameters of a watch, handed to the streaming task.
-#[derive(Debug, Clone)]
-pub struct WatchReq {
-    pub def: ResourceDef,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub labels: LabelSelector,
-    pub fields: FieldSelector,
-    pub resource_version: Option<u64>,
-    pub bookmarks: bool,
-    pub send_initial_events: bool,
-    pub timeout_seconds: Option<u64>,
-}
-
-pub enum Reply {
-    Json(u16, Value, Vec<(String, String)>),
-    Text(u16, String),
-    Watch(Box<WatchReq>),
-}
-
-impl From<ApiError> for Reply {
-    fn from(e: ApiError) -> Reply {
-        match e.body {
-            super::errors::ErrorBody::Status(v) => Reply::Json(e.code, v, Vec::new()),
-            super::errors::ErrorBody::Text(t) => Reply::Text(e.code, t),
-        }
-    }
-}
+use crate::discovery;
+use crate::errors::{ApiError, ApiResult, Cause};
+use crate::field_schema::Hints;
+use crate::request::{Reply, Req, Target};
+use crate::resources::ResourceDef;
+use crate::store::State;
 
 fn ok(code: u16, v: Value) -> ApiResult<Reply> {
     Ok(Reply::Json(code, v, Vec::new()))
-}
-
-/// What a request addresses.
-pub struct Target {
-    pub def: ResourceDef,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub subresource: Option<String>,
 }
 
 /// Resolves `/api/v1/...` or `/apis/g/v/...` into a resource target. `Err` carries the reply for
@@ -228,27 +164,6 @@ fn check_type(def: &ResourceDef, body: &Value) -> ApiResult<()> {
         }
     }
     Ok(())
-}
-
-/// The field manager of a write: `?fieldManager`, else the User-Agent's first segment.
-pub(crate) fn manager_name(req: &Req) -> String {
-    if let Some(m) = req.q("fieldManager") {
-        return m.to_string();
-    }
-    let ua = req.user_agent.as_deref().unwrap_or_default();
-    let prefix: String = ua
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(128)
-        .collect();
-    if prefix.is_empty() {
-        "unknown".to_string()
-    } else {
-        prefix
-    }
 }
 
 fn invalid(def: &ResourceDef, name: &str, causes: &[Cause]) -> ApiError {

@@ -3,9 +3,10 @@
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
-use super::{Reply, Req, Target, WatchReq, ok};
+use super::ok;
 use crate::builtin;
 use crate::errors::{ApiError, ApiResult, Cause};
+use crate::request::{Reply, Req, Target, WatchReq};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::State;
 

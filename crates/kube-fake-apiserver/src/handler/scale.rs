@@ -6,13 +6,14 @@
 
 use serde_json::{Value, json};
 
+use super::parse_body;
 use super::write::{WriteCtx, current, write_ctx, write_update_with};
-use super::{Reply, Req, Target, parse_body};
 use crate::admission::{self, Operation};
 use crate::builtin;
 use crate::errors::{ApiError, ApiResult};
 use crate::meta::meta_str;
 use crate::patch;
+use crate::request::{Reply, Req, Target};
 use crate::resources::ResourceDef;
 
 /// Whether `def` has a `scale` subresource here.

@@ -3,11 +3,12 @@
 use serde_json::{Value, json};
 
 use super::write::{carry_over, commit, decode_defaults, write_ctx};
-use super::{Reply, Req, Target, check_type, hints_for, parse_body};
+use super::{check_type, hints_for, parse_body};
 use crate::builtin;
 use crate::errors::{ApiError, ApiResult, Cause, details};
 use crate::fields::{self};
 use crate::meta::{meta_str, new_uid, set_meta};
+use crate::request::{Reply, Req, Target};
 use crate::store::State;
 use crate::uid;
 

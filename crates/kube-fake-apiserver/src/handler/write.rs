@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::server_side_apply::apply;
-use super::{Reply, Req, Target, check_type, hints_for, invalid, manager_name, parse_body};
+use super::{check_type, hints_for, invalid, parse_body};
 use crate::admission::{self, Operation};
 use crate::builtin;
 use crate::errors::{ApiError, ApiResult, Cause, details, group_resource};
@@ -12,6 +12,7 @@ use crate::field_schema::Hints;
 use crate::fields;
 use crate::meta::{finalizers, key_of, meta_str, new_uid, now_rfc3339, set_meta};
 use crate::patch;
+use crate::request::{Reply, Req, Target, manager_name};
 use crate::resources::ResourceDef;
 use crate::schema;
 use crate::store::State;
