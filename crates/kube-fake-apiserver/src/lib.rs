@@ -27,6 +27,7 @@ pub mod request;
 pub mod resources;
 pub mod schema;
 pub mod selectors;
+mod shared;
 pub mod store;
 pub mod table;
 mod token_request;
@@ -35,8 +36,8 @@ mod watch;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -49,37 +50,11 @@ pub use request::RecordedRequest;
 
 use errors::{ApiError, ErrorBody, details, group_resource, reason_for_code, status_body};
 use request::{Reply, Req};
+use shared::Shared;
 use store::{Fault, State};
 
 /// Header naming who sent a request, recorded in [`RecordedRequest::actor`].
 pub const ACTOR_HEADER: &str = "x-test-actor";
-
-pub(crate) struct Shared {
-    pub(crate) state: Mutex<State>,
-    /// Latest resourceVersion; watches wake up on changes.
-    pub(crate) rv_tx: tokio::sync::watch::Sender<u64>,
-    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
-    /// Bumped by `expire_watches`: live watches end with a 410 ERROR event.
-    pub(crate) expire: tokio::sync::watch::Sender<u64>,
-    gc_wake: tokio::sync::Notify,
-    gc_paused: std::sync::atomic::AtomicBool,
-    bookmark_ms: AtomicU64,
-    port: u16,
-    /// Armed holds (see [`FakeApiServer::hold_next`]), oldest first; each catches one request.
-    holds: Mutex<Vec<Arc<hold::Hold>>>,
-}
-
-impl Shared {
-    pub(crate) fn bookmark_interval(&self) -> Duration {
-        Duration::from_millis(self.bookmark_ms.load(Ordering::Relaxed))
-    }
-
-    fn notify_writes(&self) {
-        let rv = self.state.lock().map(|s| s.rv).unwrap_or_default();
-        self.rv_tx.send_replace(rv);
-        self.gc_wake.notify_one();
-    }
-}
 
 /// The fake API server. Dropping it stops the listener, every watch stream and the GC loop.
 pub struct FakeApiServer {
@@ -101,19 +76,7 @@ impl FakeApiServer {
             Ok(a) => a,
             Err(e) => panic!("fake apiserver: no local address: {e}"),
         };
-        let (rv_tx, _) = tokio::sync::watch::channel(0u64);
-        let (shutdown, _) = tokio::sync::watch::channel(false);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::new()),
-            rv_tx,
-            shutdown,
-            expire: tokio::sync::watch::channel(0u64).0,
-            gc_wake: tokio::sync::Notify::new(),
-            gc_paused: std::sync::atomic::AtomicBool::new(false),
-            bookmark_ms: AtomicU64::new(60_000),
-            port: addr.port(),
-            holds: Mutex::new(Vec::new()),
-        });
+        let shared = Arc::new(Shared::new(addr.port()));
         let router = axum::Router::new().fallback(serve_request).with_state(shared.clone());
         let mut stop = shared.shutdown.subscribe();
         let server = tokio::spawn(async move {

@@ -8,10 +8,10 @@ use axum::body::{Body, Bytes};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::Shared;
 use super::builtin;
 use super::errors::status_body;
 use super::request::WatchReq;
+use super::shared::Shared;
 
 /// One watch event line, keys in the order the real API server writes them (Go encodes
 /// metav1.WatchEvent's fields in declaration order: `type`, then `object`). `json!` would sort
