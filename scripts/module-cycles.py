@@ -10,8 +10,9 @@ literals are ignored (an intra-doc link is not a dependency). Directories count 
 defined in lib.rs itself (`crate::Shared`, `super::RecordedRequest`) are the module `lib`.
 Code in `#[cfg(test)]` blocks counts like any other code.
 
-Prints the line count of each file, the module graph (who uses whom), the strongly connected
-components with more than one member, and exits 1 if there is any.
+Prints the line count of each file, the module graph (who uses whom), the uses that go against
+the layer order of LAYERS below (the README's "Layers" section), and the strongly connected
+components with more than one member; exits 1 if there is any such use or cycle.
 
     python3 scripts/module-cycles.py [--crate crates/kube-fake-apiserver] [--quiet] [--ignore-root-items]
 """
@@ -23,6 +24,21 @@ import sys
 from collections import defaultdict
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+
+# The layers of the crate, bottom to top, as its README's "Layers" section describes them. A module
+# may use modules of lower layers and those listed before it in its own layer, nothing else.
+LAYERS = [
+    ("foundations", ["errors", "meta", "selectors", "jsonpath", "hold", "outage", "auth"]),
+    (
+        "resource definitions and field schemas",
+        ["resources", "field_schema", "fields", "patch", "schema", "cel_cost", "builtin", "uid"],
+    ),
+    ("requests", ["request"]),
+    ("store", ["store", "shared"]),
+    ("admission and authorization", ["admission", "authz"]),
+    ("HTTP handlers", ["discovery", "table", "access_review", "token_request", "watch", "handler"]),
+    ("server", ["lib"]),
+]
 KEYWORDS = {"crate", "super", "self", "Self"}
 
 
@@ -209,6 +225,11 @@ def analyse(crate_dir):
     return files, top, edges
 
 
+def site_key(site):
+    path, line = site.rsplit(":", 1)
+    return (path, int(line))
+
+
 def sccs(nodes, edges):
     index, low, on, stack, out, counter = {}, {}, set(), [], [], [0]
 
@@ -273,6 +294,28 @@ def main():
             print(f"{v} [{by_node[v]}]: {uses or '-'}")
         print()
 
+    rank = {m: i for i, m in enumerate(m for _, ms in LAYERS for m in ms)}
+    layer_of = {m: name for name, ms in LAYERS for m in ms}
+    unplaced = sorted(nodes - set(rank))
+    upward = []
+    for v in sorted(nodes & set(rank)):
+        for w in sorted(edges.get(v, {})):
+            if w in rank and rank[w] >= rank[v]:
+                upward.append((v, w))
+    if not args.quiet:
+        print("== layers, bottom to top (a module uses only modules listed before it)")
+        for i, (name, ms) in enumerate(LAYERS, 1):
+            print(f"{i}. {name}: {', '.join(ms)}")
+        print()
+    print(f"== uses against the layer order: {len(upward) + len(unplaced)}")
+    for m in unplaced:
+        print(f"    {m}: in no layer (add it to LAYERS and to the README)")
+    for v, w in upward:
+        sites = sorted(edges[v][w], key=site_key)
+        print(f"    {v} ({layer_of[v]}) -> {w} ({layer_of[w]})  ({', '.join(sites)})")
+    if not args.quiet:
+        print()
+
     cycles = [c for c in sccs(nodes, edges) if len(c) > 1]
     print(f"== cycles (strongly connected components with more than one module): {len(cycles)}")
     for c in sorted(cycles, key=len):
@@ -281,9 +324,9 @@ def main():
         for v in c:
             for w in sorted(edges.get(v, {})):
                 if w in members:
-                    sites = sorted(edges[v][w], key=lambda s: (s.split(':')[0], int(s.split(':')[1])))
+                    sites = sorted(edges[v][w], key=site_key)
                     print(f"    {v} -> {w}  ({', '.join(sites)})")
-    return 1 if cycles else 0
+    return 1 if cycles or upward or unplaced else 0
 
 
 if __name__ == "__main__":
