@@ -36,7 +36,7 @@ use crate::aws::OwnerRef;
 use crate::cache::WatchedCredential;
 use crate::projection::ObjectOwner;
 use crate::schedule::{self, RenewalPlan};
-use pending::PendingRotation;
+use pending::{PendingRotation, ToPublish};
 use plan::{Plan, RotationCause};
 use rotate::RotationError;
 use status::{Failure, Published, Targets};
@@ -257,9 +257,14 @@ async fn rotate_now(
         Ok(_) => pending::waiting_or_new(ctx, &sm_owner, valid, &current, &cause, generation).await,
         Err(error) => Err(error.into()),
     };
-    if let Err(RotationError::Held(hold)) = &rotated {
-        return hold_back(credential, api, ctx, valid, owner, hold).await;
-    }
+    // A held-back token is an outcome, not a failure: nothing was written, the published token
+    // stays, and the credential source is asked again.
+    let rotated = match rotated {
+        Ok(ToPublish::Held(hold)) => return hold_back(credential, api, ctx, valid, owner, &hold).await,
+        Ok(ToPublish::Waiting(rotation)) => Ok((rotation, true)),
+        Ok(ToPublish::New(rotation)) => Ok((rotation, false)),
+        Err(error) => Err(error),
+    };
     let (mut next, outcome) = match rotated {
         Ok((rotation, republished)) => {
             let jitter = schedule::renewal_jitter(valid.renew_before, seed(&owner.uid, rotation.rotation_count));
@@ -470,7 +475,6 @@ fn error_kind(error: &RotationError) -> String {
         RotationError::Aws(e) => e.operation.to_owned(),
         RotationError::OwnedByOther { .. } => "CheckOwnership".to_owned(),
         RotationError::Projection(_) => "WriteSecret".to_owned(),
-        RotationError::Held(_) => "MintToken".to_owned(),
         RotationError::LoginCheck(_) => "LoginCheck".to_owned(),
     }
 }
