@@ -255,7 +255,7 @@ async fn rotate_now(
     let created_uid = claimed.as_ref().ok().cloned().flatten();
     let rotated = match claimed {
         Ok(_) => pending::waiting_or_new(ctx, &sm_owner, valid, &current, &cause, generation).await,
-        Err(error) => Err(error.into()),
+        Err(error) => Err(RotationError::ClaimSecret(error)),
     };
     // A held-back token is an outcome, not a failure: nothing was written, the published token
     // stays, and the credential source is asked again.
@@ -344,7 +344,7 @@ async fn rotate_now(
                             created_uid: created_uid.clone(),
                         });
                     }
-                    (next, Err(RotationError::from(error)))
+                    (next, Err(RotationError::WriteSecret(error)))
                 }
             }
         }
@@ -474,7 +474,8 @@ fn error_kind(error: &RotationError) -> String {
         RotationError::Mint(_) => "MintToken".to_owned(),
         RotationError::Aws(e) => e.operation.to_owned(),
         RotationError::OwnedByOther { .. } => "CheckOwnership".to_owned(),
-        RotationError::Projection(_) => "WriteSecret".to_owned(),
+        // The Event names the Kubernetes Secret write; claiming the name is its first half.
+        RotationError::ClaimSecret(_) | RotationError::WriteSecret(_) => "WriteSecret".to_owned(),
         RotationError::LoginCheck(_) => "LoginCheck".to_owned(),
     }
 }

@@ -49,9 +49,14 @@ pub enum RotationError {
     /// The new token failed `spec.loginCheck`; nothing was written.
     #[error(transparent)]
     LoginCheck(#[from] LoginCheckError),
-    /// A projection could not be written (or its target belongs to someone else).
+    /// The Kubernetes Secret's name could not be claimed before minting (or belongs to someone
+    /// else); nothing was minted.
     #[error(transparent)]
-    Projection(#[from] ProjectionError),
+    ClaimSecret(ProjectionError),
+    /// The Kubernetes Secret could not be written with the new token (or was replaced by
+    /// someone else); Secrets Manager already holds the token.
+    #[error(transparent)]
+    WriteSecret(ProjectionError),
     /// The secret exists and belongs to someone else.
     #[error(
         "Secrets Manager secret {secret:?} already exists and belongs to {owner}; the operator never overwrites a secret it does not own: choose another secretsManager.name, or delete that secret"
@@ -81,10 +86,11 @@ impl RotationError {
                 _ => (ConditionReason::SecretsManagerError, false),
             },
             Self::OwnedByOther { .. }
-            | Self::Projection(ProjectionError::OwnedByOther { .. } | ProjectionError::Replaced { .. }) => {
+            | Self::ClaimSecret(ProjectionError::OwnedByOther { .. } | ProjectionError::Replaced { .. })
+            | Self::WriteSecret(ProjectionError::OwnedByOther { .. } | ProjectionError::Replaced { .. }) => {
                 (ConditionReason::SecretOwnedByOther, true)
             }
-            Self::Projection(_) => (ConditionReason::KubernetesError, false),
+            Self::ClaimSecret(_) | Self::WriteSecret(_) => (ConditionReason::KubernetesError, false),
             Self::LoginCheck(e) => match e.step {
                 LoginStep::Dns => (ConditionReason::LoginCheckDnsFailed, false),
                 LoginStep::Connect => (ConditionReason::LoginCheckConnectFailed, false),
