@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use jiff::Timestamp;
 
 use super::Context;
+use super::clamp::Hold;
 use super::plan::{Retry, RotationCause, Unpublished, retry_or_remint};
-use super::rotate::{self, Rotation, RotationError};
+use super::rotate::{self, Rotated, Rotation, RotationError};
 use super::validate::ValidCredential;
 use crate::api::DsqlCredentialStatus;
 use crate::aws::OwnerRef;
@@ -72,8 +73,20 @@ impl PendingRotations {
     }
 }
 
+/// The token a rotation publishes, as [`waiting_or_new`] found it.
+#[derive(Debug)]
+pub enum ToPublish {
+    /// The waiting one: already in Secrets Manager, its projections or status not written yet.
+    Waiting(Arc<Rotation>),
+    /// A new one, just written to Secrets Manager.
+    New(Arc<Rotation>),
+    /// A new one held back (see [`super::clamp::decide`]): nothing was written, the published
+    /// token stays.
+    Held(Hold),
+}
+
 /// The rotation to publish now: the waiting one while [`retry_or_remint`] says it is still worth
-/// publishing, else a new token written to Secrets Manager. The flag is true for a waiting one.
+/// publishing, else a new token written to Secrets Manager (or held back).
 pub async fn waiting_or_new(
     ctx: &Context,
     owner: &OwnerRef,
@@ -81,15 +94,18 @@ pub async fn waiting_or_new(
     current: &DsqlCredentialStatus,
     cause: &RotationCause,
     generation: Option<i64>,
-) -> Result<(Arc<Rotation>, bool), RotationError> {
+) -> Result<ToPublish, RotationError> {
     if let Some(waiting) = ctx.pending.get(&owner.uid) {
         let now = ctx.clock.now();
         match retry_or_remint(&waiting.facts(), cause, generation, &valid.secret_name, current, now) {
-            Retry::Projections => return Ok((waiting.rotation.clone(), true)),
+            Retry::Projections => return Ok(ToPublish::Waiting(waiting.rotation.clone())),
             Retry::Remint => ctx.pending.forget(&owner.uid),
         }
     }
     let may_hold = matches!(cause, RotationCause::Due | RotationCause::Retry);
-    let rotation = rotate::rotate(&ctx.secrets, &ctx.minter, &ctx.login, owner, valid, current, may_hold).await?;
-    Ok((Arc::new(rotation), false))
+    let rotated = rotate::rotate(&ctx.secrets, &ctx.minter, &ctx.login, owner, valid, current, may_hold).await?;
+    Ok(match rotated {
+        Rotated::Written(rotation) => ToPublish::New(Arc::new(rotation)),
+        Rotated::Held(hold) => ToPublish::Held(hold),
+    })
 }

@@ -100,6 +100,26 @@ pub fn note_claim(next: &mut DsqlCredentialStatus, valid: &ValidCredential, crea
     }
 }
 
+/// Records a Secret whose write with a new token failed: out of sync, still naming the version
+/// it last carried, with the error and the uid the retry's write carries.
+pub fn note_write_failure(
+    next: &mut DsqlCredentialStatus,
+    valid: &ValidCredential,
+    current: &DsqlCredentialStatus,
+    created_uid: Option<String>,
+    error: &ProjectionError,
+) {
+    if let Some(target) = &valid.kubernetes_secret {
+        next.kubernetes_secret = Some(ProjectionStatus {
+            name: target.name.clone(),
+            version_id: current.kubernetes_secret.as_ref().and_then(|p| p.version_id.clone()),
+            synced: false,
+            message: Some(error.to_string()),
+            created_uid,
+        });
+    }
+}
+
 /// Writes the Secret with the freshly minted token: a server-side apply naming the uid of the
 /// Secret this credential created, so a replacement is never written ([`ProjectionError::Replaced`]);
 /// a Secret deleted since is created again, and its new uid recorded.

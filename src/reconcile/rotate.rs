@@ -26,6 +26,17 @@ pub struct Rotation {
     pub rotation_count: i64,
 }
 
+/// What became of a freshly minted token: written, or held back. A hold is not a failure (the
+/// published token stays valid), so it is an outcome here rather than a [`RotationError`].
+#[derive(Debug)]
+pub enum Rotated {
+    /// Written to Secrets Manager.
+    Written(Rotation),
+    /// Cut short by the signing credentials' expiry and held back (see [`clamp::decide`]);
+    /// nothing was written.
+    Held(Hold),
+}
+
 /// Why a rotation did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
@@ -38,9 +49,14 @@ pub enum RotationError {
     /// The new token failed `spec.loginCheck`; nothing was written.
     #[error(transparent)]
     LoginCheck(#[from] LoginCheckError),
-    /// A projection could not be written (or its target belongs to someone else).
+    /// The Kubernetes Secret's name could not be claimed before minting (or belongs to someone
+    /// else); nothing was minted.
     #[error(transparent)]
-    Projection(#[from] ProjectionError),
+    ClaimSecret(ProjectionError),
+    /// The Kubernetes Secret could not be written with the new token (or was replaced by
+    /// someone else); Secrets Manager already holds the token.
+    #[error(transparent)]
+    WriteSecret(ProjectionError),
     /// The secret exists and belongs to someone else.
     #[error(
         "Secrets Manager secret {secret:?} already exists and belongs to {owner}; the operator never overwrites a secret it does not own: choose another secretsManager.name, or delete that secret"
@@ -51,10 +67,6 @@ pub enum RotationError {
         /// Who the tags say owns it.
         owner: String,
     },
-    /// Not a failure: the new token was cut short by the signing credentials' expiry, so it was
-    /// held back (see [`clamp::decide`]) and nothing was written.
-    #[error("the signing credentials expire at {}; the new token was held back", .0.credentials_expire)]
-    Held(Hold),
 }
 
 impl RotationError {
@@ -67,17 +79,18 @@ impl RotationError {
                 AwsErrorKind::AccessDenied => (ConditionReason::AccessDenied, false),
                 _ => (ConditionReason::AssumeRoleFailed, false),
             },
-            Self::Mint(_) | Self::Held(_) => (ConditionReason::SigningCredentialsExpiring, false),
+            Self::Mint(_) => (ConditionReason::SigningCredentialsExpiring, false),
             Self::Aws(e) => match e.kind {
                 AwsErrorKind::Throttled => (ConditionReason::Throttled, false),
                 AwsErrorKind::AccessDenied => (ConditionReason::AccessDenied, false),
                 _ => (ConditionReason::SecretsManagerError, false),
             },
             Self::OwnedByOther { .. }
-            | Self::Projection(ProjectionError::OwnedByOther { .. } | ProjectionError::Replaced { .. }) => {
+            | Self::ClaimSecret(ProjectionError::OwnedByOther { .. } | ProjectionError::Replaced { .. })
+            | Self::WriteSecret(ProjectionError::OwnedByOther { .. } | ProjectionError::Replaced { .. }) => {
                 (ConditionReason::SecretOwnedByOther, true)
             }
-            Self::Projection(_) => (ConditionReason::KubernetesError, false),
+            Self::ClaimSecret(_) | Self::WriteSecret(_) => (ConditionReason::KubernetesError, false),
             Self::LoginCheck(e) => match e.step {
                 LoginStep::Dns => (ConditionReason::LoginCheckDnsFailed, false),
                 LoginStep::Connect => (ConditionReason::LoginCheckConnectFailed, false),
@@ -95,7 +108,7 @@ const MAX_VERSION_SKIPS: i64 = 3;
 
 /// Mints a token and writes it, returning what status should record. With `may_hold` (a
 /// scheduled rotation or a retry, not one asked for), a token the signing credentials cut short
-/// is held back ([`RotationError::Held`]) while the published one is worth keeping. With
+/// is held back ([`Rotated::Held`]) while the published one is worth keeping. With
 /// `spec.loginCheck`, the token must log in first ([`RotationError::LoginCheck`]).
 pub async fn rotate(
     secrets: &SecretsManager,
@@ -105,29 +118,55 @@ pub async fn rotate(
     valid: &ValidCredential,
     status: &DsqlCredentialStatus,
     may_hold: bool,
-) -> Result<Rotation, RotationError> {
+) -> Result<Rotated, RotationError> {
     let signer = minter.signer(&valid.token).await?;
     let minted = minter.sign(&valid.token, &signer, minter.signing_time()).await?;
-    if may_hold {
-        let fresh = Fresh {
-            issued_at: minted.issued_at,
-            expires_at: minted.expires_at,
-            clamped: minted.clamped_by_credentials,
-        };
-        let published_until = status
-            .version_id
-            .as_ref()
-            .and(status.token_expiration_time.as_ref())
-            .map(|t| t.0);
-        if let Clamp::Hold(hold) = clamp::decide(&fresh, valid.renew_before, published_until, minter.now()) {
-            return Err(RotationError::Held(hold));
-        }
+    if may_hold && let Clamp::Hold(hold) = clamp_decision(&minted, valid, status, minter.now()) {
+        return Ok(Rotated::Held(hold));
     }
     // After the hold decision (a held token would not be published either) and before any
     // write: a token the cluster refuses must not replace the published one.
     if let Some(settings) = &valid.login_check {
         login.check(&valid.connection, &minted.token, settings).await?;
     }
+    write(secrets, minter, &signer, owner, valid, status, minted)
+        .await
+        .map(Rotated::Written)
+}
+
+/// The pure hold decision ([`clamp::decide`]) for `minted`, against the token status says is
+/// published (only one with a version counts: status without one published nothing).
+fn clamp_decision(
+    minted: &MintedToken,
+    valid: &ValidCredential,
+    status: &DsqlCredentialStatus,
+    now: Timestamp,
+) -> Clamp {
+    let fresh = Fresh {
+        issued_at: minted.issued_at,
+        expires_at: minted.expires_at,
+        clamped: minted.clamped_by_credentials,
+    };
+    let published_until = status
+        .version_id
+        .as_ref()
+        .and(status.token_expiration_time.as_ref())
+        .map(|t| t.0);
+    clamp::decide(&fresh, valid.renew_before, published_until, now)
+}
+
+/// Writes `minted` to Secrets Manager: `PutSecretValue` to the ARN status records for this
+/// secret name, else (first rotation, a renamed secret, or one deleted behind the operator's
+/// back) the create-or-adopt path, which checks ownership.
+async fn write(
+    secrets: &SecretsManager,
+    minter: &TokenMinter,
+    signer: &Signer,
+    owner: &OwnerRef,
+    valid: &ValidCredential,
+    status: &DsqlCredentialStatus,
+    minted: MintedToken,
+) -> Result<Rotation, RotationError> {
     let value = secret_json(&CredentialValues {
         info: &valid.connection,
         token: &minted.token,
@@ -140,7 +179,7 @@ pub async fn rotate(
         value: &value,
         again: signer.reproducible().then_some(SignAgain {
             minter,
-            signer: &signer,
+            signer,
             valid,
             tried: minted.signed_at,
             not_before: status.last_rotation_time.as_ref().map(|t| t.0),
