@@ -3,33 +3,88 @@
 //! reconcile. Publishing is best effort: a lost Event is logged, it never fails a rotation.
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::api::{Api, PostParams};
 use tracing::{debug, warn};
 
 use crate::api::{ConditionReason, DsqlCredential, MANAGER_NAME};
 use crate::reconcile::plan::RotationCause;
 use crate::reconcile::status::{Failure, Published};
 
-/// Publishes the operator's Events.
+/// Normal or Warning, as `events.k8s.io/v1` spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EventType {
+    /// Something worth knowing happened.
+    Normal,
+    /// Something needs attention.
+    Warning,
+}
+
+impl EventType {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
+/// Publishes the operator's Events, each a new `events.k8s.io/v1` Event.
+///
+/// Not kube-runtime's `Recorder`: it keeps every Event it published for six minutes (and for
+/// ever when nothing is published after it) to count repeats into a series. The operator
+/// publishes only on transitions, so there are no repeats to count, and at 10,000 credentials
+/// that cache held 10,000 Events after every mass rotation. Its series would also be wrong here:
+/// a second rotation within six minutes would bump the count on the first one's Event, whose
+/// note names the previous version.
 pub(crate) struct EventPublisher {
-    recorder: Recorder,
+    client: kube::Client,
+    /// `reportingController`.
+    controller: String,
+    /// `reportingInstance`: the pod's name, or the controller's without one.
+    instance: String,
 }
 
 impl EventPublisher {
     pub(crate) fn new(client: kube::Client) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER_NAME.to_owned(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Self {
-            recorder: Recorder::new(client, reporter),
+            client,
+            controller: MANAGER_NAME.to_owned(),
+            instance: std::env::var("POD_NAME").unwrap_or_else(|_| MANAGER_NAME.to_owned()),
         }
     }
 
     async fn publish(&self, credential: &DsqlCredential, type_: EventType, reason: &str, action: &str, note: String) {
         self.publish_for(&credential.object_ref(&()), type_, reason, action, note)
             .await;
+    }
+
+    /// The Event for `regarding`, named as kube-runtime and client-go name theirs (the object's
+    /// name and the time in hexadecimal nanoseconds, unique per object).
+    fn event(&self, regarding: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) -> Event {
+        let now = jiff::Timestamp::now();
+        Event {
+            metadata: ObjectMeta {
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or(&self.controller),
+                    now.as_nanosecond()
+                )),
+                namespace: regarding.namespace.clone(),
+                ..Default::default()
+            },
+            event_time: Some(MicroTime(now)),
+            action: Some(action.to_owned()),
+            reason: Some(reason.to_owned()),
+            note: Some(shorten_note(note)),
+            regarding: Some(regarding.clone()),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            type_: Some(type_.as_str().to_owned()),
+            ..Default::default()
+        }
     }
 
     /// Publishes about an object known only by its reference (one that cannot be decoded).
@@ -41,15 +96,11 @@ impl EventPublisher {
         action: &str,
         note: String,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: action.to_owned(),
-            secondary: None,
-        };
-        match self.recorder.publish(&event, reference).await {
-            Ok(()) => {}
+        let event = self.event(reference, type_, reason, action, note);
+        let events: Api<Event> =
+            Api::namespaced(self.client.clone(), reference.namespace.as_deref().unwrap_or("default"));
+        match events.create(&PostParams::default(), &event).await {
+            Ok(_) => {}
             // While a namespace is deleted, its objects' cleanup Events cannot be written there:
             // expected, and nothing anyone could act on.
             Err(error) if namespace_terminating(&error) => {
@@ -112,7 +163,7 @@ impl EventPublisher {
             EventType::Warning,
             ConditionReason::RolloutRestartFailed.as_str(),
             "RolloutRestart",
-            shorten_note(format!("{message}; retrying at {retry_at} without a new token")),
+            format!("{message}; retrying at {retry_at} without a new token"),
         )
         .await;
     }

@@ -5,12 +5,12 @@
 //! is minted or written for it. Deleting it removes the finalizer and leaves its secret in place:
 //! without its spec and status the deletion policy cannot be known.
 
+use crate::reconcile::events::EventType;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{PatchOperation, RemoveOperation, TestOperation};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use serde_json::json;
 use tracing::warn;
 
