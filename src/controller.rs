@@ -12,7 +12,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::cache::WatchedCredential;
 use crate::ops::shutdown::{DRAIN_GRACE, grace_after};
-use crate::reconcile::{Context, error_policy, reconcile};
+use crate::reconcile::{Context, WATCH_LAG, error_policy, reconcile};
 use crate::setup::{CRD_INSTALL_HINT, is_crd_missing};
 
 /// Runs the controllers until `shutdown` resolves, then drains in-flight reconciles for at most
@@ -94,6 +94,7 @@ where
         })
         .collect();
     let pump = tokio::spawn(resync.pump);
+    let sweeper = tokio::spawn(forget_expired_writes(ctx.clone()));
     // Graceful shutdown lets in-flight reconciles finish, but one may be waiting on a held AWS
     // call or an unreachable API server: past the grace period the controllers are dropped,
     // which cancels their reconciles.
@@ -105,6 +106,18 @@ where
         }
     }
     pump.abort();
+    sweeper.abort();
+}
+
+/// Every [`WATCH_LAG`], forgets the operator's own writes the cache has had time to show, so
+/// what a mass rotation recorded does not stay until each credential's next rotation.
+async fn forget_expired_writes(ctx: Arc<Context>) {
+    let mut ticks = tokio::time::interval(WATCH_LAG);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        ctx.forget_expired_writes();
+    }
 }
 
 /// Fans one resync stream out to each controller.

@@ -10,6 +10,7 @@ use crate::login_check::LoginChecker;
 use crate::ops::{Health, Metrics};
 use crate::reconcile::events::EventPublisher;
 use crate::reconcile::pending::PendingRotations;
+use crate::reconcile::recent::Recent;
 use crate::token::TokenMinter;
 
 /// Shared state of the controller.
@@ -38,9 +39,9 @@ pub struct Context {
     /// Consecutive reconcile errors per object (`namespace/name`), for backoff of errors that
     /// are not recorded in status.
     failures: Mutex<HashMap<String, u32>>,
-    /// The rotation count last written to each object's status (by uid). The controller's cache
-    /// can lag behind the operator's own status write; acting on the older copy would rotate twice.
-    written_rotations: Mutex<HashMap<String, (i64, std::time::Instant)>>,
+    /// The rotation count last written to each object's status (by uid), for as long as the
+    /// controller's cache may lag behind that write: acting on the older copy would rotate twice.
+    written_rotations: Mutex<Recent<i64>>,
     /// The generation of each undecodable object (by uid) already reported, so reporting it
     /// (which changes the object) does not report it again.
     unreadable_reported: Mutex<HashMap<String, i64>>,
@@ -50,6 +51,9 @@ pub struct Context {
     /// records it: a status write lost after the create must not make the operator take its own
     /// Secret for someone else's (it cannot read Secrets to find out).
     created_secrets: Mutex<HashMap<String, (String, String)>>,
+    /// Created Secrets that a status write has recorded since, for as long as the cache may still
+    /// show the status from before it.
+    recorded_secrets: Mutex<Recent<(String, String)>>,
     /// Rollout restarts being retried, by credential uid: failed attempts in a row and when the
     /// next one is due. In memory only: after an operator restart, status still lists the
     /// pending restarts and the first reconcile tries them at once.
@@ -81,10 +85,11 @@ impl Context {
             health,
             events,
             failures: Mutex::new(HashMap::new()),
-            written_rotations: Mutex::new(HashMap::new()),
+            written_rotations: Mutex::default(),
             unreadable_reported: Mutex::new(HashMap::new()),
             pending: PendingRotations::default(),
             created_secrets: Mutex::new(HashMap::new()),
+            recorded_secrets: Mutex::default(),
             restart_retries: Mutex::new(HashMap::new()),
         }
     }
@@ -107,26 +112,29 @@ impl Context {
         failures.remove(key);
     }
 
-    /// Records that rotation `count` of the object with `uid` is in its status.
+    /// Records that rotation `count` of the object with `uid` is in its status, and with it the
+    /// Secret the object created (every status written after a rotation names it).
     pub(crate) fn record_rotation(&self, uid: &str, count: i64) {
-        let mut written = self
-            .written_rotations
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        written.insert(uid.to_owned(), (count, std::time::Instant::now()));
+        lock(&self.written_rotations).insert(uid, count);
+        if let Some(created) = lock(&self.created_secrets).remove(uid) {
+            lock(&self.recorded_secrets).insert(uid, created);
+        }
     }
 
     /// Whether the cached copy (with rotation `count` in status) is older than what was written
-    /// moments ago. Bounded in time: a status someone else rewrote must not stall the object.
+    /// moments ago. Bounded in time ([`WATCH_LAG`](crate::reconcile::recent::WATCH_LAG)): a status someone else rewrote must not
+    /// stall the object.
     pub(crate) fn is_stale(&self, uid: &str, count: i64) -> bool {
-        const WATCH_LAG: std::time::Duration = std::time::Duration::from_secs(30);
-        let written = self
-            .written_rotations
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        written
+        lock(&self.written_rotations)
             .get(uid)
-            .is_some_and(|(w, at)| *w > count && at.elapsed() < WATCH_LAG)
+            .is_some_and(|written| *written > count)
+    }
+
+    /// Forgets what was written longer than [`WATCH_LAG`](crate::reconcile::recent::WATCH_LAG)
+    /// ago; the controller runs it that often.
+    pub(crate) fn forget_expired_writes(&self) {
+        lock(&self.written_rotations).sweep();
+        lock(&self.recorded_secrets).sweep();
     }
 
     /// Records that generation `generation` of the undecodable object `uid` is being reported;
@@ -155,14 +163,12 @@ impl Context {
             .insert(uid.to_owned(), (name.to_owned(), secret_uid.to_owned()));
     }
 
-    /// The uid of the Secret `name` the credential `uid` created, if this process created it.
+    /// The uid of the Secret `name` the credential `uid` created, if this process created it
+    /// and status may not show it yet.
     pub(crate) fn created_secret(&self, uid: &str, name: &str) -> Option<String> {
-        self.created_secrets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(uid)
-            .filter(|(created, _)| created == name)
-            .map(|(_, secret_uid)| secret_uid.clone())
+        let matching = |(created, secret_uid): &(String, String)| (created == name).then(|| secret_uid.clone());
+        let unrecorded = lock(&self.created_secrets).get(uid).and_then(matching);
+        unrecorded.or_else(|| lock(&self.recorded_secrets).get(uid).and_then(matching))
     }
 
     /// When the next retry of the credential `uid`'s failed rollout restarts is due, if that is
@@ -201,18 +207,17 @@ impl Context {
 
     /// Forgets an object that is gone.
     pub(crate) fn forget(&self, uid: &str) {
-        let mut written = self
-            .written_rotations
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        written.remove(uid);
-        drop(written);
+        lock(&self.written_rotations).remove(uid);
         self.forget_unreadable_report(uid);
         self.pending.forget(uid);
-        self.created_secrets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(uid);
+        lock(&self.created_secrets).remove(uid);
+        lock(&self.recorded_secrets).remove(uid);
         self.clear_restart_retries(uid);
     }
+}
+
+/// The guarded value, also after a panic elsewhere poisoned the lock (every map here stays
+/// consistent between its own statements).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -8,6 +8,7 @@ mod events;
 mod pending;
 pub mod plan;
 mod project;
+mod recent;
 mod restarts;
 pub mod rotate;
 mod rotation;
@@ -27,6 +28,7 @@ use serde_json::json;
 use tracing::warn;
 
 pub use context::Context;
+pub(crate) use recent::WATCH_LAG;
 
 use crate::api::{
     ConditionReason, ConditionType, DsqlCredential, DsqlCredentialStatus, FINALIZER, MANAGER_NAME, ROTATE_ANNOTATION,
