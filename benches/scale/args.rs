@@ -20,7 +20,8 @@ pub(crate) struct Args {
     /// Only the memory figures (the operator binary through N created at once, a mass rotation,
     /// a restart and a relist): a quick loop for memory work.
     pub(crate) memory_only: bool,
-    /// Runs the memory step's binary under heaptrack, writing the heap profile here.
+    /// Runs the memory step's binary under heaptrack, writing the heap profile here (the
+    /// restarted binary's with the extension `restart`).
     pub(crate) heaptrack: Option<PathBuf>,
 }
 

@@ -157,7 +157,8 @@ pub(crate) async fn memory_rows(report: &mut Report, env: &TestEnv, kube: &kube:
 
     // -- A restart on the same objects: nothing is due. ---------------------------------------
     drop(process);
-    let mut process = OperatorProcess::start(env, &namespace, &binary_args, args.heaptrack.as_deref());
+    let profile = args.heaptrack.as_ref().map(|path| path.with_extension("restart"));
+    let mut process = OperatorProcess::start(env, &namespace, &binary_args, profile.as_deref());
     let initial_list = process.wait_ready(Duration::from_secs(120 + n as u64 / 20)).await;
     settle(env, n).await;
     nothing_due_row(

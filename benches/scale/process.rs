@@ -29,8 +29,9 @@ pub(crate) struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    /// Starts the binary; under heaptrack (writing its profile to that path) when given one, in
-    /// which case the memory figures are the wrapper's, not the operator's.
+    /// Starts the binary in a process group of its own; under heaptrack (writing its profile to
+    /// that path) when given one, in which case the memory figures are the wrapper's, not the
+    /// operator's.
     pub(crate) fn start(env: &TestEnv, namespace: &str, extra: &[&str], heaptrack: Option<&Path>) -> OperatorProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = match (
@@ -59,6 +60,8 @@ impl OperatorProcess {
             }
             None => Command::new(binary),
         };
+        // Its own group, so that stopping it also stops the operator under a heaptrack wrapper.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command
             .arg("run")
             .args(["--namespace", namespace, "--secret-prefix", "dsql-e2e"])
@@ -130,10 +133,42 @@ impl OperatorProcess {
 }
 
 impl Drop for OperatorProcess {
+    /// SIGTERM to the operator (under heaptrack, the wrapper then writes the profile to its end
+    /// and exits), SIGKILL to the whole group after 30 s.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        for pid in operators_in_group(self.child.id()) {
+            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.wait();
     }
+}
+
+/// The operator binary's processes in the process group `group`: the child itself, or the one a
+/// heaptrack wrapper started.
+fn operators_in_group(group: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // Field 5 of /proc/<pid>/stat is the process group (after the parenthesised name).
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let pgrp = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(2));
+            let argv0 = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv0 = argv0.split(|b| *b == 0).next().unwrap_or_default();
+            pgrp == Some(group.to_string().as_str()) && argv0.ends_with(b"dsql-credential-operator")
+        })
+        .collect()
 }
 
 pub(crate) async fn http_get_status(url: &str) -> Option<u16> {
