@@ -236,6 +236,15 @@ async fn injected_errors_map_to_sdk_error_codes_and_then_clear() -> TestResult {
     Ok(())
 }
 
+/// A 400 ValidationException with the message "nope".
+fn validation_exception() -> AwsError {
+    AwsError::Custom {
+        status: 400,
+        code: "ValidationException".to_owned(),
+        message: "nope".to_owned(),
+    }
+}
+
 #[tokio::test]
 async fn faults_queue_in_order_and_clear_errors_drops_them() -> TestResult {
     let (_moto, proxy) = moto_and_proxy().await?;
@@ -265,30 +274,14 @@ async fn faults_queue_in_order_and_clear_errors_drops_them() -> TestResult {
     put_value(&client, "dsql/queue", "c").await?;
 
     proxy.inject_error(PUT, AwsError::InternalServiceError, 5);
-    proxy.inject_error(
-        ANY_OPERATION,
-        AwsError::Custom {
-            status: 400,
-            code: "ValidationException".to_owned(),
-            message: "nope".to_owned(),
-        },
-        1,
-    );
+    proxy.inject_error(ANY_OPERATION, validation_exception(), 1);
     proxy.clear_errors();
     assert_eq!(proxy.pending_errors(PUT), 0);
     put_value(&client, "dsql/queue", "d").await?;
     client.describe_secret().secret_id("dsql/queue").send().await?;
 
     // A wildcard fault hits whichever operation comes next.
-    proxy.inject_error(
-        ANY_OPERATION,
-        AwsError::Custom {
-            status: 400,
-            code: "ValidationException".to_owned(),
-            message: "nope".to_owned(),
-        },
-        1,
-    );
+    proxy.inject_error(ANY_OPERATION, validation_exception(), 1);
     let err = client
         .describe_secret()
         .secret_id("dsql/queue")
@@ -484,38 +477,39 @@ async fn tampered_tokens_fail_verification() -> TestResult {
     };
     let result = verify_dsql_token(&token, &other_secret);
     assert_eq!(result.as_ref().err().map(String::as_str), Some("signature differs"));
-    let other_key = ExpectedToken {
-        access_key_id: "ASIAOTHER".to_owned(),
-        ..admin.clone()
-    };
-    assert_rejected(
-        verify_dsql_token(&token, &other_key),
-        "query parameter X-Amz-Credential differs",
-        &signature,
-    )?;
-    let no_session = ExpectedToken {
-        session_token: None,
-        ..admin.clone()
-    };
-    assert_rejected(
-        verify_dsql_token(&token, &no_session),
-        "unexpected query parameter X-Amz-Security-Token",
-        &signature,
-    )?;
-    let other_host = ExpectedToken {
-        hostname: "zyxwvutsrqponmlkjihgfedcba.dsql.us-east-1.on.aws".to_owned(),
-        ..admin.clone()
-    };
-    assert_rejected(verify_dsql_token(&token, &other_host), "hostname differs", &signature)?;
-    let other_region = ExpectedToken {
-        region: "us-west-2".to_owned(),
-        ..admin.clone()
-    };
-    assert_rejected(
-        verify_dsql_token(&token, &other_region),
-        "query parameter X-Amz-Credential differs",
-        &signature,
-    )?;
+    let others = [
+        (
+            ExpectedToken {
+                access_key_id: "ASIAOTHER".to_owned(),
+                ..admin.clone()
+            },
+            "query parameter X-Amz-Credential differs",
+        ),
+        (
+            ExpectedToken {
+                session_token: None,
+                ..admin.clone()
+            },
+            "unexpected query parameter X-Amz-Security-Token",
+        ),
+        (
+            ExpectedToken {
+                hostname: "zyxwvutsrqponmlkjihgfedcba.dsql.us-east-1.on.aws".to_owned(),
+                ..admin.clone()
+            },
+            "hostname differs",
+        ),
+        (
+            ExpectedToken {
+                region: "us-west-2".to_owned(),
+                ..admin.clone()
+            },
+            "query parameter X-Amz-Credential differs",
+        ),
+    ];
+    for (other, must_mention) in &others {
+        assert_rejected(verify_dsql_token(&token, other), must_mention, &signature)?;
+    }
 
     // Parameter order carries no meaning in SigV4 (the canonical query is
     // sorted), so a reordered token passes; a re-encoded one does not.

@@ -135,6 +135,47 @@ impl Cluster {
         }
     }
 
+    /// Creates the namespace `name`.
+    async fn create_namespace(&self, name: &str) {
+        let n: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(self.admin.clone())
+            .create(&PostParams::default(), &n)
+            .await
+            .unwrap();
+    }
+
+    /// Creates the Deployment `app` in the workload namespace (one replica, a template annotation
+    /// of its own) as the admin; returns the admin's API for Deployments there.
+    async fn create_app_deployment(&self) -> Api<Deployment> {
+        let deployments: Api<Deployment> = Api::namespaced(self.admin.clone(), &self.shop);
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "app", "labels": {"app": "app"}},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "app"}},
+                "template": {
+                    "metadata": {"labels": {"app": "app"}, "annotations": {"example.dev/keep": "yes"}},
+                    "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]},
+                },
+            },
+        }))
+        .unwrap();
+        deployments.create(&PostParams::default(), &deployment).await.unwrap();
+        deployments
+    }
+
+    /// A client as the operator's ServiceAccount, with RBAC broader than the chart's (see
+    /// [`grant_everything_on_secrets_and_deployments`]), once the installed policy is enforced for
+    /// it: whatever it is denied, the policy denied.
+    async fn confined_operator(&self) -> kube::Client {
+        grant_everything_on_secrets_and_deployments(self).await;
+        let operator = self
+            .service_account_client(&self.release_namespace, &self.release)
+            .await;
+        self.wait_enforced(&operator).await;
+        operator
+    }
+
     /// Creates the policy and its binding as rendered.
     async fn install(&self, docs: &[Value]) {
         for (doc, plural) in docs
@@ -240,40 +281,17 @@ async fn chart_policy_confines_the_operator_serviceaccount() {
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     assert_eq!(kinds, ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]);
 
-    let admin = c.admin.clone();
     c.install(&docs).await;
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
-    for ns in [&c.release_namespace, &c.shop] {
-        let n: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
-        namespaces.create(&PostParams::default(), &n).await.unwrap();
-    }
-    let admin_secrets: Api<Secret> = Api::namespaced(admin.clone(), &c.shop);
+    c.create_namespace(&c.release_namespace).await;
+    c.create_namespace(&c.shop).await;
+    let admin_secrets: Api<Secret> = Api::namespaced(c.admin.clone(), &c.shop);
     admin_secrets
         .create(&PostParams::default(), &secret("foreign", false))
         .await
         .unwrap();
-    let admin_deployments: Api<Deployment> = Api::namespaced(admin.clone(), &c.shop);
-    let deployment: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "app", "labels": {"app": "app"}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "app"}},
-            "template": {
-                "metadata": {"labels": {"app": "app"}, "annotations": {"example.dev/keep": "yes"}},
-                "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]},
-            },
-        },
-    }))
-    .unwrap();
-    admin_deployments
-        .create(&PostParams::default(), &deployment)
-        .await
-        .unwrap();
+    let admin_deployments = c.create_app_deployment().await;
 
-    grant_everything_on_secrets_and_deployments(&c).await;
-
-    let operator = c.service_account_client(&c.release_namespace, &c.release).await;
-    c.wait_enforced(&operator).await;
+    let operator = c.confined_operator().await;
     let secrets: Api<Secret> = Api::namespaced(operator.clone(), &c.shop);
     let deployments: Api<Deployment> = Api::namespaced(operator.clone(), &c.shop);
     let merge = PatchParams::default();
@@ -428,26 +446,10 @@ async fn the_old_restart_expression_is_refused_with_the_real_servers_422() {
     let old = "request.resource.group == 'apps' && request.operation == 'UPDATE' && request.subResource == ''";
     restart["expression"] = json!(old);
 
-    let admin = c.admin.clone();
     c.install(&docs).await;
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
-    let n: Namespace = serde_json::from_value(json!({"metadata": {"name": c.shop}})).unwrap();
-    namespaces.create(&PostParams::default(), &n).await.unwrap();
-    let deployment: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "app"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "app"}},
-            "template": {"metadata": {"labels": {"app": "app"}}, "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}},
-        },
-    }))
-    .unwrap();
-    Api::<Deployment>::namespaced(admin.clone(), &c.shop)
-        .create(&PostParams::default(), &deployment)
-        .await
-        .unwrap();
-    grant_everything_on_secrets_and_deployments(&c).await;
-    let operator = c.service_account_client(&c.release_namespace, &c.release).await;
-    c.wait_enforced(&operator).await;
+    c.create_namespace(&c.shop).await;
+    c.create_app_deployment().await;
+    let operator = c.confined_operator().await;
     let restart = json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-29T10:00:00Z"}}}}});
     let refused = Api::<Deployment>::namespaced(operator, &c.shop)
         .patch("app", &PatchParams::default(), &Patch::Merge(&restart))

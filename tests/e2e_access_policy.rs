@@ -11,10 +11,10 @@ use std::time::Duration;
 use dsql_credential_operator::policy::AccessPolicy;
 use serde_json::json;
 use support::aws_proxy::AwsError;
+use support::credential::ENDPOINT;
 use support::env::{TestEnv, condition};
 use support::token_check::{ExpectedToken, token_query_param, verify_dsql_token};
 
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 const OTHER_ENDPOINT: &str = "zzzzzzzzzzzzzzzzzzzzzzzzzz.dsql.us-east-1.on.aws";
 const SIGNING_ROLE: &str = "arn:aws:iam::123456789012:role/dsql-signing-orders";
 
@@ -48,8 +48,7 @@ async fn denied_credentials_stall_with_policy_denied_and_nothing_is_minted_or_wr
     env.config.access_policy = team_policy(&env.namespace, false);
     let operator = env.start_operator();
 
-    env.create_credential("allowed", spec(json!({}))).await.unwrap();
-    env.wait_ready("allowed", 1).await;
+    env.create_ready("allowed", spec(json!({}))).await;
     let allowed_secret = format!("dsql-e2e/{}/allowed", env.namespace);
 
     let denied = [
@@ -154,13 +153,12 @@ async fn a_signing_role_signs_the_token_with_a_session_tagged_for_the_credential
     env.config.access_policy = team_policy(&env.namespace, false);
     let operator = env.start_operator();
 
-    env.create_credential(
-        "orders",
-        spec(json!({"token": {"lifetime": "30m", "signingRoleArn": SIGNING_ROLE}})),
-    )
-    .await
-    .unwrap();
-    let c = env.wait_ready("orders", 1).await;
+    let c = env
+        .create_ready(
+            "orders",
+            spec(json!({"token": {"lifetime": "30m", "signingRoleArn": SIGNING_ROLE}})),
+        )
+        .await;
 
     // One AssumeRole for the rotation, naming the role, the credential and its tags.
     let exchanges = env.aws.exchanges("AssumeRole");
@@ -214,10 +212,8 @@ async fn a_status_pointing_at_another_credentials_secret_is_not_written_through(
     let mut env = TestEnv::new("status-tamper").await;
     env.config.access_policy = team_policy(&env.namespace, false);
     let operator = env.start_operator();
-    env.create_credential("victim", spec(json!({}))).await.unwrap();
-    let victim = env.wait_ready("victim", 1).await.status.unwrap();
-    env.create_credential("attacker", spec(json!({}))).await.unwrap();
-    let attacker = env.wait_ready("attacker", 1).await.status.unwrap();
+    let victim = env.create_ready("victim", spec(json!({}))).await.status.unwrap();
+    let attacker = env.create_ready("attacker", spec(json!({}))).await.status.unwrap();
 
     // Someone allowed to write status points the attacker's record at the victim's secret.
     let tampered = json!({"status": {"secretArn": victim.secret_arn.clone().unwrap()}});

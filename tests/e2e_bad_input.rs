@@ -17,9 +17,9 @@ use std::time::Duration;
 use dsql_credential_operator::api::DsqlCredential;
 use kube::api::{Api, ApiResource, DynamicObject};
 use serde_json::{Value, json};
+use support::credential::{ENDPOINT, admin_spec, admin_spec_with};
 use support::env::{TestEnv, condition};
 
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 const FOREIGN_SECRET: &str = "someone-else/database-password";
 
 /// What must become of a spec.
@@ -51,18 +51,8 @@ fn case(label: &'static str, spec: Value, expect: Expect) -> Case {
     Case { label, spec, expect }
 }
 
-/// A valid admin spec with `patch` merged in at the top level of `spec` (objects merged one level
-/// deep, so `{"token": {...}}` keeps nothing of a default token because there is none).
-fn with(patch: Value) -> Value {
-    let mut spec = json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"});
-    for (k, v) in patch.as_object().unwrap() {
-        spec[k] = v.clone();
-    }
-    spec
-}
-
 fn invalid_schedule(schedule: &str) -> Value {
-    with(json!({"rotation": {"schedule": schedule}}))
+    admin_spec_with(json!({"rotation": {"schedule": schedule}}))
 }
 
 /// A map of `n` short string entries (tags, extraKeys).
@@ -122,59 +112,59 @@ fn corpus() -> Vec<Case> {
         case("spec is a string", json!("admin"), Rejected("spec")),
         case(
             "lifetime is a number of seconds",
-            with(json!({"token": {"lifetime": 3600}})),
+            admin_spec_with(json!({"token": {"lifetime": 3600}})),
             Rejected("spec.token.lifetime"),
         ),
         case(
             "lifetime is an object",
-            with(json!({"token": {"lifetime": {"hours": 1}}})),
+            admin_spec_with(json!({"token": {"lifetime": {"hours": 1}}})),
             Rejected("spec.token.lifetime"),
         ),
         case(
             "renewBefore is a number",
-            with(json!({"rotation": {"renewBefore": 600}})),
+            admin_spec_with(json!({"rotation": {"renewBefore": 600}})),
             Rejected("spec.rotation.renewBefore"),
         ),
         case(
             "rotation is a string",
-            with(json!({"rotation": "daily"})),
+            admin_spec_with(json!({"rotation": "daily"})),
             Rejected("spec.rotation"),
         ),
         case(
             "recoveryWindowDays is a string",
-            with(json!({"secretsManager": {"recoveryWindowDays": "7"}})),
+            admin_spec_with(json!({"secretsManager": {"recoveryWindowDays": "7"}})),
             Rejected("spec.secretsManager.recoveryWindowDays"),
         ),
         case(
             "recoveryWindowDays is a float",
-            with(json!({"secretsManager": {"recoveryWindowDays": 7.5}})),
+            admin_spec_with(json!({"secretsManager": {"recoveryWindowDays": 7.5}})),
             Rejected("spec.secretsManager.recoveryWindowDays"),
         ),
         case(
             "tags is an array",
-            with(json!({"secretsManager": {"tags": ["team=shop"]}})),
+            admin_spec_with(json!({"secretsManager": {"tags": ["team=shop"]}})),
             Rejected("spec.secretsManager.tags"),
         ),
         case(
             "tag value is a number",
-            with(json!({"secretsManager": {"tags": {"team": 1}}})),
+            admin_spec_with(json!({"secretsManager": {"tags": {"team": 1}}})),
             Rejected("spec.secretsManager.tags.team"),
         ),
         // kube-apiserver drops a null the schema does not allow (and cannot default) before
         // validating: the tag is simply absent.
         case(
             "tag value is null",
-            with(json!({"secretsManager": {"tags": {"team": null}}})),
+            admin_spec_with(json!({"secretsManager": {"tags": {"team": null}}})),
             Pruned(&["secretsManager.tags.team"]),
         ),
         case(
             "deletionPolicy is a boolean",
-            with(json!({"secretsManager": {"deletionPolicy": true}})),
+            admin_spec_with(json!({"secretsManager": {"deletionPolicy": true}})),
             Rejected("spec.secretsManager.deletionPolicy"),
         ),
         case(
             "schedule is a number",
-            with(json!({"rotation": {"schedule": 30}})),
+            admin_spec_with(json!({"rotation": {"schedule": 30}})),
             Rejected("spec.rotation.schedule"),
         ),
         // ---- missing required fields --------------------------------------------------------
@@ -203,93 +193,93 @@ fn corpus() -> Vec<Case> {
         // ---- token.lifetime -----------------------------------------------------------------
         case(
             "lifetime 0s",
-            with(json!({"token": {"lifetime": "0s"}})),
+            admin_spec_with(json!({"token": {"lifetime": "0s"}})),
             Rejected("token.lifetime must be between 15m and 168h"),
         ),
         case(
             "lifetime -1h",
-            with(json!({"token": {"lifetime": "-1h"}})),
+            admin_spec_with(json!({"token": {"lifetime": "-1h"}})),
             Rejected("spec.token.lifetime in body should match"),
         ),
         case(
             "lifetime 1y (unknown unit)",
-            with(json!({"token": {"lifetime": "1y"}})),
+            admin_spec_with(json!({"token": {"lifetime": "1y"}})),
             Rejected("spec.token.lifetime"),
         ),
         case(
             "lifetime 1e3h (exponent, 1000h)",
-            with(json!({"token": {"lifetime": "1e3h"}})),
+            admin_spec_with(json!({"token": {"lifetime": "1e3h"}})),
             Rejected("spec.token.lifetime"),
         ),
         case(
             "lifetime 14m59s",
-            with(json!({"token": {"lifetime": "14m59s"}})),
+            admin_spec_with(json!({"token": {"lifetime": "14m59s"}})),
             Rejected("token.lifetime must be between 15m and 168h"),
         ),
         case(
             "lifetime 168h1s",
-            with(json!({"token": {"lifetime": "168h1s"}})),
+            admin_spec_with(json!({"token": {"lifetime": "168h1s"}})),
             Rejected("token.lifetime must be between 15m and 168h"),
         ),
         case(
             "lifetime 8d-ish in hours",
-            with(json!({"token": {"lifetime": "169h"}})),
+            admin_spec_with(json!({"token": {"lifetime": "169h"}})),
             Rejected("token.lifetime must be between 15m and 168h"),
         ),
         case(
             "lifetime huge number",
-            with(json!({"token": {"lifetime": "99999999999999999999h"}})),
+            admin_spec_with(json!({"token": {"lifetime": "99999999999999999999h"}})),
             Rejected("spec.token.lifetime"),
         ),
         case(
             "lifetime longer than 32 chars",
-            with(json!({"token": {"lifetime": format!("{}1h", "0".repeat(40))}})),
+            admin_spec_with(json!({"token": {"lifetime": format!("{}1h", "0".repeat(40))}})),
             Rejected("spec.token.lifetime"),
         ),
         case(
             "lifetime empty",
-            with(json!({"token": {"lifetime": ""}})),
+            admin_spec_with(json!({"token": {"lifetime": ""}})),
             Rejected("spec.token.lifetime"),
         ),
         case(
             "lifetime without unit",
-            with(json!({"token": {"lifetime": "3600"}})),
+            admin_spec_with(json!({"token": {"lifetime": "3600"}})),
             Rejected("spec.token.lifetime"),
         ),
         // ---- rotation.renewBefore -----------------------------------------------------------
         case(
             "renewBefore 0s",
-            with(json!({"rotation": {"renewBefore": "0s"}})),
+            admin_spec_with(json!({"rotation": {"renewBefore": "0s"}})),
             Rejected("rotation.renewBefore must be at least 1m"),
         ),
         case(
             "renewBefore -1h",
-            with(json!({"rotation": {"renewBefore": "-1h"}})),
+            admin_spec_with(json!({"rotation": {"renewBefore": "-1h"}})),
             Rejected("spec.rotation.renewBefore in body should match"),
         ),
         case(
             "renewBefore 59s",
-            with(json!({"rotation": {"renewBefore": "59s"}})),
+            admin_spec_with(json!({"rotation": {"renewBefore": "59s"}})),
             Rejected("rotation.renewBefore must be at least 1m"),
         ),
         case(
             "renewBefore equals lifetime",
-            with(json!({"rotation": {"renewBefore": "1h"}})),
+            admin_spec_with(json!({"rotation": {"renewBefore": "1h"}})),
             Rejected("rotation.renewBefore must be shorter than token.lifetime"),
         ),
         case(
             "renewBefore longer than lifetime",
-            with(json!({"rotation": {"renewBefore": "2h"}})),
+            admin_spec_with(json!({"rotation": {"renewBefore": "2h"}})),
             Rejected("rotation.renewBefore must be shorter than token.lifetime"),
         ),
         case(
             "renewBefore leaves under 10m",
-            with(json!({"rotation": {"renewBefore": "51m"}})),
+            admin_spec_with(json!({"rotation": {"renewBefore": "51m"}})),
             Rejected("token.lifetime minus rotation.renewBefore must be at least 10m"),
         ),
         case(
             "renewBefore 1y",
-            with(json!({"rotation": {"renewBefore": "1y"}})),
+            admin_spec_with(json!({"rotation": {"renewBefore": "1y"}})),
             Rejected("spec.rotation.renewBefore"),
         ),
         // ---- cluster endpoint ---------------------------------------------------------------
@@ -493,99 +483,101 @@ fn corpus() -> Vec<Case> {
         // ---- database -----------------------------------------------------------------------
         case(
             "database SQL injection",
-            with(json!({"database": "postgres; DROP DATABASE x"})),
+            admin_spec_with(json!({"database": "postgres; DROP DATABASE x"})),
             Rejected("spec.database"),
         ),
         case(
             "database empty",
-            with(json!({"database": ""})),
+            admin_spec_with(json!({"database": ""})),
             Rejected("spec.database"),
         ),
         case(
             "database 64 chars",
-            with(json!({"database": "d".repeat(64)})),
+            admin_spec_with(json!({"database": "d".repeat(64)})),
             Rejected("spec.database"),
         ),
         case(
             "database with hyphen",
-            with(json!({"database": "my-db"})),
+            admin_spec_with(json!({"database": "my-db"})),
             Rejected("spec.database"),
         ),
         case(
             "database URL-breaking",
-            with(json!({"database": "postgres?sslmode=disable"})),
+            admin_spec_with(json!({"database": "postgres?sslmode=disable"})),
             Rejected("spec.database"),
         ),
         // ---- secretsManager.name ------------------------------------------------------------
         case(
             "secret name with spaces",
-            with(json!({"secretsManager": {"name": "my secret"}})),
+            admin_spec_with(json!({"secretsManager": {"name": "my secret"}})),
             Rejected("spec.secretsManager.name"),
         ),
         case(
             "secret name with *",
-            with(json!({"secretsManager": {"name": "dsql/*"}})),
+            admin_spec_with(json!({"secretsManager": {"name": "dsql/*"}})),
             Rejected("spec.secretsManager.name"),
         ),
         case(
             "secret name 513 chars",
-            with(json!({"secretsManager": {"name": "s".repeat(513)}})),
+            admin_spec_with(json!({"secretsManager": {"name": "s".repeat(513)}})),
             Rejected("spec.secretsManager.name"),
         ),
         case(
             "secret name unicode",
-            with(json!({"secretsManager": {"name": "dsql/\u{00fc}ber"}})),
+            admin_spec_with(json!({"secretsManager": {"name": "dsql/\u{00fc}ber"}})),
             Rejected("spec.secretsManager.name"),
         ),
         case(
             "secret name empty",
-            with(json!({"secretsManager": {"name": ""}})),
+            admin_spec_with(json!({"secretsManager": {"name": ""}})),
             Rejected("spec.secretsManager.name"),
         ),
         case(
             "secret name with newline",
-            with(json!({"secretsManager": {"name": "dsql/a\nb"}})),
+            admin_spec_with(json!({"secretsManager": {"name": "dsql/a\nb"}})),
             Rejected("spec.secretsManager.name"),
         ),
         case(
             "secret name as ARN",
-            with(json!({"secretsManager": {"name": "arn:aws:secretsmanager:us-east-1:111122223333:secret:x"}})),
+            admin_spec_with(
+                json!({"secretsManager": {"name": "arn:aws:secretsmanager:us-east-1:111122223333:secret:x"}}),
+            ),
             Rejected("spec.secretsManager.name"),
         ),
         case(
             "kmsKeyId empty",
-            with(json!({"secretsManager": {"kmsKeyId": ""}})),
+            admin_spec_with(json!({"secretsManager": {"kmsKeyId": ""}})),
             Rejected("spec.secretsManager.kmsKeyId"),
         ),
         // ---- tags ---------------------------------------------------------------------------
         case(
             "tag key aws:",
-            with(json!({"secretsManager": {"tags": {"aws:cloudformation:stack-name": "x"}}})),
+            admin_spec_with(json!({"secretsManager": {"tags": {"aws:cloudformation:stack-name": "x"}}})),
             Rejected("tag keys may not start with 'aws:'"),
         ),
         case(
             "tag key operator managed-by",
-            with(json!({"secretsManager": {"tags": {"dsql.credentials.dev/managed-by": "me"}}})),
+            admin_spec_with(json!({"secretsManager": {"tags": {"dsql.credentials.dev/managed-by": "me"}}})),
             Rejected("tag keys may not start with 'aws:' or 'dsql.credentials.dev/'"),
         ),
         case(
             "tag key operator namespace",
-            with(json!({"secretsManager": {"tags": {"dsql.credentials.dev/namespace": "kube-system"}}})),
+            admin_spec_with(json!({"secretsManager": {"tags": {"dsql.credentials.dev/namespace": "kube-system"}}})),
             Rejected("tag keys may not start with 'aws:' or 'dsql.credentials.dev/'"),
         ),
         case(
             "tag key AWS: (upper case)",
-            with(json!({"secretsManager": {"tags": {"AWS:team": "x"}}})),
+            admin_spec_with(json!({"secretsManager": {"tags": {"AWS:team": "x"}}})),
             Rejected("tag keys may not start with 'aws:'"),
         ),
         case(
             "tag key empty",
-            with(json!({"secretsManager": {"tags": {"": "x"}}})),
+            admin_spec_with(json!({"secretsManager": {"tags": {"": "x"}}})),
             Rejected("tag keys"),
         ),
         case(
             "tag key with * and value with <>",
-            with(json!({"secretsManager": {"tags": {"a*b": "x<>"}}})),
+            admin_spec_with(json!({"secretsManager": {"tags": {"a*b": "x<>"}}})),
             Rejected("tag keys"),
         ),
         // ---- durations the API server's Go parser refuses (found crashing the operator when a
@@ -593,89 +585,89 @@ fn corpus() -> Vec<Case> {
         // its own panic-free parser) ----------------------------------------------------------
         case(
             "lifetime with trailing text",
-            with(json!({"token": {"lifetime": "1h junk"}})),
+            admin_spec_with(json!({"token": {"lifetime": "1h junk"}})),
             Rejected("spec.token.lifetime"),
         ),
         case(
             "lifetime with an exponent",
-            with(json!({"token": {"lifetime": "1.5e1m"}})),
+            admin_spec_with(json!({"token": {"lifetime": "1.5e1m"}})),
             Rejected("spec.token.lifetime"),
         ),
         case(
             "lifetime with a negative part",
-            with(json!({"token": {"lifetime": "2h-1h"}})),
+            admin_spec_with(json!({"token": {"lifetime": "2h-1h"}})),
             Rejected("spec.token.lifetime"),
         ),
         case(
             "renewBefore with a negative part",
-            with(json!({"rotation": {"renewBefore": "30m-10m"}})),
+            admin_spec_with(json!({"rotation": {"renewBefore": "30m-10m"}})),
             Rejected("spec.rotation.renewBefore"),
         ),
         case(
             "47 tags",
-            with(json!({"secretsManager": {"tags": entries(47)}})),
+            admin_spec_with(json!({"secretsManager": {"tags": entries(47)}})),
             Rejected("spec.secretsManager.tags"),
         ),
         case(
             "tag key 129 chars",
-            with(json!({"secretsManager": {"tags": {"k".repeat(129): "v"}}})),
+            admin_spec_with(json!({"secretsManager": {"tags": {"k".repeat(129): "v"}}})),
             Rejected("keys are 1 to 128 and values at most 256"),
         ),
         case(
             "tag value 257 chars",
-            with(json!({"secretsManager": {"tags": {"team": "v".repeat(257)}}})),
+            admin_spec_with(json!({"secretsManager": {"tags": {"team": "v".repeat(257)}}})),
             Rejected("spec.secretsManager.tags.team"),
         ),
         // ---- kubernetesSecret ---------------------------------------------------------------
         case(
             "extraKeys template 4097 chars",
-            with(json!({"kubernetesSecret": {"extraKeys": {"URL": "u".repeat(4097)}}})),
+            admin_spec_with(json!({"kubernetesSecret": {"extraKeys": {"URL": "u".repeat(4097)}}})),
             Rejected("spec.kubernetesSecret.extraKeys.URL"),
         ),
         case(
             "33 extraKeys",
-            with(json!({"kubernetesSecret": {"extraKeys": entries(33)}})),
+            admin_spec_with(json!({"kubernetesSecret": {"extraKeys": entries(33)}})),
             Rejected("spec.kubernetesSecret.extraKeys"),
         ),
         // ---- recoveryWindowDays / deletionPolicy --------------------------------------------
         case(
             "recoveryWindowDays -1",
-            with(json!({"secretsManager": {"recoveryWindowDays": -1}})),
+            admin_spec_with(json!({"secretsManager": {"recoveryWindowDays": -1}})),
             Rejected("secretsManager.recoveryWindowDays must be 0 (delete at once) or between 7 and 30"),
         ),
         case(
             "recoveryWindowDays 1",
-            with(json!({"secretsManager": {"recoveryWindowDays": 1}})),
+            admin_spec_with(json!({"secretsManager": {"recoveryWindowDays": 1}})),
             Rejected("secretsManager.recoveryWindowDays must be 0 (delete at once) or between 7 and 30"),
         ),
         case(
             "recoveryWindowDays 6",
-            with(json!({"secretsManager": {"recoveryWindowDays": 6}})),
+            admin_spec_with(json!({"secretsManager": {"recoveryWindowDays": 6}})),
             Rejected("secretsManager.recoveryWindowDays must be 0 (delete at once) or between 7 and 30"),
         ),
         case(
             "recoveryWindowDays 31",
-            with(json!({"secretsManager": {"recoveryWindowDays": 31}})),
+            admin_spec_with(json!({"secretsManager": {"recoveryWindowDays": 31}})),
             Rejected("secretsManager.recoveryWindowDays must be 0 (delete at once) or between 7 and 30"),
         ),
         case(
             "recoveryWindowDays i64 max",
-            with(json!({"secretsManager": {"recoveryWindowDays": i64::MAX}})),
+            admin_spec_with(json!({"secretsManager": {"recoveryWindowDays": i64::MAX}})),
             Rejected("secretsManager.recoveryWindowDays must be 0 (delete at once) or between 7 and 30"),
         ),
         case(
             "deletionPolicy lowercase",
-            with(json!({"secretsManager": {"deletionPolicy": "delete"}})),
+            admin_spec_with(json!({"secretsManager": {"deletionPolicy": "delete"}})),
             Rejected("spec.secretsManager.deletionPolicy"),
         ),
         case(
             "deletionPolicy Orphan",
-            with(json!({"secretsManager": {"deletionPolicy": "Orphan"}})),
+            admin_spec_with(json!({"secretsManager": {"deletionPolicy": "Orphan"}})),
             Rejected("spec.secretsManager.deletionPolicy"),
         ),
         case(
             "deletionPolicy empty",
-            with(json!({"secretsManager": {"deletionPolicy": ""}})),
+            admin_spec_with(json!({"secretsManager": {"deletionPolicy": ""}})),
             Rejected("spec.secretsManager.deletionPolicy"),
         ),
         // ---- schedule, refused at admission -------------------------------------------------
@@ -942,7 +934,7 @@ fn corpus() -> Vec<Case> {
         // ---- someone else's secret ----------------------------------------------------------
         case(
             "secret owned by someone else",
-            with(json!({"secretsManager": {"name": FOREIGN_SECRET}})),
+            admin_spec_with(json!({"secretsManager": {"name": FOREIGN_SECRET}})),
             Stalled {
                 reason: "SecretOwnedByOther",
                 message: FOREIGN_SECRET,
@@ -951,7 +943,7 @@ fn corpus() -> Vec<Case> {
         // ---- outside the access policy ------------------------------------------------------
         case(
             "secret name in another namespace's path",
-            with(json!({"secretsManager": {"name": "dsql-e2e/other-namespace/victim"}})),
+            admin_spec_with(json!({"secretsManager": {"name": "dsql-e2e/other-namespace/victim"}})),
             Stalled {
                 reason: "PolicyDenied",
                 message: "does not allow secret name \"dsql-e2e/other-namespace/victim\"",
@@ -959,7 +951,7 @@ fn corpus() -> Vec<Case> {
         ),
         case(
             "secret name outside the operator's prefix",
-            with(json!({"secretsManager": {"name": "prod/payments/db"}})),
+            admin_spec_with(json!({"secretsManager": {"name": "prod/payments/db"}})),
             Stalled {
                 reason: "PolicyDenied",
                 message: "does not allow secret name \"prod/payments/db\"",
@@ -967,7 +959,9 @@ fn corpus() -> Vec<Case> {
         ),
         case(
             "signing role the policy does not list",
-            with(json!({"token": {"lifetime": "1h", "signingRoleArn": "arn:aws:iam::123456789012:role/anything"}})),
+            admin_spec_with(
+                json!({"token": {"lifetime": "1h", "signingRoleArn": "arn:aws:iam::123456789012:role/anything"}}),
+            ),
             Stalled {
                 reason: "PolicyDenied",
                 message: "does not allow signing role",
@@ -975,23 +969,23 @@ fn corpus() -> Vec<Case> {
         ),
         case(
             "signing role with a lifetime over the chained-session hour",
-            with(json!({"token": {"lifetime": "2h", "signingRoleArn": "arn:aws:iam::123456789012:role/x"}})),
+            admin_spec_with(json!({"token": {"lifetime": "2h", "signingRoleArn": "arn:aws:iam::123456789012:role/x"}})),
             Rejected("at most 1h with token.signingRoleArn"),
         ),
         case(
             "signing role that is a user ARN",
-            with(json!({"token": {"signingRoleArn": "arn:aws:iam::123456789012:user/alice"}})),
+            admin_spec_with(json!({"token": {"signingRoleArn": "arn:aws:iam::123456789012:user/alice"}})),
             Rejected("spec.token.signingRoleArn"),
         ),
         case(
             "signing role with a short account id",
-            with(json!({"token": {"signingRoleArn": "arn:aws:iam::12345:role/x"}})),
+            admin_spec_with(json!({"token": {"signingRoleArn": "arn:aws:iam::12345:role/x"}})),
             Rejected("spec.token.signingRoleArn"),
         ),
         // ---- unknown fields are pruned, not rejected ----------------------------------------
         case(
             "unknown top-level field",
-            with(json!({"password": "hunter2"})),
+            admin_spec_with(json!({"password": "hunter2"})),
             Pruned(&["password"]),
         ),
         case(
@@ -1001,39 +995,45 @@ fn corpus() -> Vec<Case> {
         ),
         case(
             "unknown __proto__",
-            with(json!({"__proto__": {"admin": true}, "secretsManager": {"deletionPolicy": "Retain", "owner": "x"}})),
+            admin_spec_with(
+                json!({"__proto__": {"admin": true}, "secretsManager": {"deletionPolicy": "Retain", "owner": "x"}}),
+            ),
             Pruned(&["__proto__", "secretsManager.owner"]),
         ),
         // ---- valid edge cases (controls) ----------------------------------------------------
         case(
             "recoveryWindowDays 0",
-            with(json!({"secretsManager": {"recoveryWindowDays": 0}})),
+            admin_spec_with(json!({"secretsManager": {"recoveryWindowDays": 0}})),
             Ready,
         ),
         case(
             "recoveryWindowDays 7",
-            with(json!({"secretsManager": {"recoveryWindowDays": 7}})),
+            admin_spec_with(json!({"secretsManager": {"recoveryWindowDays": 7}})),
             Ready,
         ),
         case(
             "recoveryWindowDays 30",
-            with(json!({"secretsManager": {"recoveryWindowDays": 30}})),
+            admin_spec_with(json!({"secretsManager": {"recoveryWindowDays": 30}})),
             Ready,
         ),
         case(
             "lifetime 15m, renewBefore 5m",
-            with(json!({"token": {"lifetime": "15m"}, "rotation": {"renewBefore": "5m"}})),
+            admin_spec_with(json!({"token": {"lifetime": "15m"}, "rotation": {"renewBefore": "5m"}})),
             Ready,
         ),
-        case("lifetime 168h", with(json!({"token": {"lifetime": "168h"}})), Ready),
+        case(
+            "lifetime 168h",
+            admin_spec_with(json!({"token": {"lifetime": "168h"}})),
+            Ready,
+        ),
         case(
             "lifetime 15m0.5s",
-            with(json!({"token": {"lifetime": "15m0.5s"}})),
+            admin_spec_with(json!({"token": {"lifetime": "15m0.5s"}})),
             Ready,
         ),
         case(
             "lifetime 0.25h",
-            with(json!({"token": {"lifetime": "0.25h"}, "rotation": {"renewBefore": "1m"}})),
+            admin_spec_with(json!({"token": {"lifetime": "0.25h"}, "rotation": {"renewBefore": "1m"}})),
             Ready,
         ),
         case("rate(10 minutes)", invalid_schedule("rate(10 minutes)"), Ready),
@@ -1061,33 +1061,33 @@ fn corpus() -> Vec<Case> {
         ),
         case(
             "secret name 512 chars",
-            with(json!({"secretsManager": {"name": format!("someone-else/{}", "n".repeat(499))}})),
+            admin_spec_with(json!({"secretsManager": {"name": format!("someone-else/{}", "n".repeat(499))}})),
             Ready,
         ),
         case(
             "46 tags, deletionPolicy Retain",
-            with(json!({"secretsManager": {"tags": entries(46), "deletionPolicy": "Retain"}})),
+            admin_spec_with(json!({"secretsManager": {"tags": entries(46), "deletionPolicy": "Retain"}})),
             Ready,
         ),
         // ---- loginCheck ----------------------------------------------------------------------
         case(
             "loginCheck.enabled a string",
-            with(json!({"loginCheck": {"enabled": "yes"}})),
+            admin_spec_with(json!({"loginCheck": {"enabled": "yes"}})),
             Rejected("spec.loginCheck.enabled"),
         ),
         case(
             "loginCheck.caBundle empty",
-            with(json!({"loginCheck": {"caBundle": ""}})),
+            admin_spec_with(json!({"loginCheck": {"caBundle": ""}})),
             Rejected("spec.loginCheck.caBundle"),
         ),
         case(
             "loginCheck.caBundle over 64 KiB",
-            with(json!({"loginCheck": {"caBundle": "A".repeat(65_537)}})),
+            admin_spec_with(json!({"loginCheck": {"caBundle": "A".repeat(65_537)}})),
             Rejected("spec.loginCheck.caBundle"),
         ),
         case(
             "loginCheck.caBundle not PEM",
-            with(json!({"loginCheck": {"caBundle": "not a certificate"}})),
+            admin_spec_with(json!({"loginCheck": {"caBundle": "not a certificate"}})),
             Stalled {
                 reason: "InvalidSpec",
                 message: "loginCheck.caBundle holds no PEM certificate",
@@ -1095,7 +1095,9 @@ fn corpus() -> Vec<Case> {
         ),
         case(
             "loginCheck.caBundle PEM that is not a certificate",
-            with(json!({"loginCheck": {"caBundle": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}})),
+            admin_spec_with(
+                json!({"loginCheck": {"caBundle": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}}),
+            ),
             Stalled {
                 reason: "InvalidSpec",
                 message: "loginCheck.caBundle certificate 1",
@@ -1104,7 +1106,7 @@ fn corpus() -> Vec<Case> {
         // Disabled: no check, so the endpoint (which resolves nowhere in these tests) is not tried.
         case(
             "loginCheck disabled",
-            with(json!({"loginCheck": {"enabled": false}})),
+            admin_spec_with(json!({"loginCheck": {"enabled": false}})),
             Ready,
         ),
     ]
@@ -1156,22 +1158,11 @@ fn is_stalled(c: &DsqlCredential) -> bool {
 async fn a_corpus_of_bad_specs_is_rejected_or_stalled_and_harms_nothing_else() {
     let started = std::time::Instant::now();
     let env = TestEnv::new("bad-input").await;
-    aws_sdk_secretsmanager::Client::new(&env.check_sdk)
-        .create_secret()
-        .name(FOREIGN_SECRET)
-        .secret_string("{\"owner\":\"someone else\"}")
-        .send()
-        .await
-        .unwrap();
+    env.create_foreign_secret(FOREIGN_SECRET).await;
     let operator = env.start_operator();
 
     // Two healthy credentials first.
-    env.create_credential(
-        "healthy-admin",
-        json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-    )
-    .await
-    .unwrap();
+    env.create_credential("healthy-admin", admin_spec()).await.unwrap();
     env.create_credential(
         "healthy-reader",
         json!({"cluster": {"identifier": "zyxwvutsrqponmlkjihgfedcba", "region": "eu-west-1"}, "role": "app_reader",

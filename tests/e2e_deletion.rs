@@ -3,17 +3,31 @@
 
 mod support;
 
+use support::credential::admin_spec_with;
 use support::env::TestEnv;
-
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_policy_schedules_the_secret_for_deletion_and_retain_keeps_it() {
     let env = TestEnv::new("deletion").await;
     let operator = env.start_operator();
-    env.create_credential("doomed", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "secretsManager": {"recoveryWindowDays": 7}})).await.unwrap();
-    env.create_credential("forced", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "secretsManager": {"recoveryWindowDays": 0}})).await.unwrap();
-    env.create_credential("kept", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "secretsManager": {"deletionPolicy": "Retain"}})).await.unwrap();
+    env.create_credential(
+        "doomed",
+        admin_spec_with(serde_json::json!({"secretsManager": {"recoveryWindowDays": 7}})),
+    )
+    .await
+    .unwrap();
+    env.create_credential(
+        "forced",
+        admin_spec_with(serde_json::json!({"secretsManager": {"recoveryWindowDays": 0}})),
+    )
+    .await
+    .unwrap();
+    env.create_credential(
+        "kept",
+        admin_spec_with(serde_json::json!({"secretsManager": {"deletionPolicy": "Retain"}})),
+    )
+    .await
+    .unwrap();
     for name in ["doomed", "forced", "kept"] {
         env.wait_ready(name, 1).await;
     }

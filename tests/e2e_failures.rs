@@ -10,26 +10,18 @@ use std::time::Duration;
 
 use dsql_credential_operator::api::DsqlCredential;
 use dsql_credential_operator::clock::Clock;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
 use support::aws_proxy::AwsError;
+use support::credential::{ENDPOINT, admin_spec, admin_spec_with, admin_spec_with_secret};
 use support::env::{TestEnv, condition};
 use support::moto::test_credentials;
+use support::secret::decoded;
 use support::token_check::{ExpectedToken, signing_minute, token_query_param, verify_dsql_token};
-
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_manager_errors_degrade_keep_ready_and_recover() {
     let env = TestEnv::new("degraded").await;
     let operator = env.start_operator();
-    env.create_credential(
-        "orders",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-    )
-    .await
-    .unwrap();
-    let first = env.wait_ready("orders", 1).await;
+    let first = env.create_ready("orders", admin_spec()).await;
     let status = first.status.clone().unwrap();
     let secret_name = status.secret_name.clone().unwrap();
 
@@ -86,8 +78,12 @@ async fn secrets_manager_errors_degrade_keep_ready_and_recover() {
 async fn a_token_that_expires_while_rotation_keeps_failing_turns_ready_false() {
     let env = TestEnv::new("expired").await;
     let operator = env.start_operator();
-    env.create_credential("orders", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "token": {"lifetime": "15m"}, "rotation": {"renewBefore": "5m"}})).await.unwrap();
-    let first = env.wait_ready("orders", 1).await;
+    let first = env
+        .create_ready(
+            "orders",
+            admin_spec_with(serde_json::json!({"token": {"lifetime": "15m"}, "rotation": {"renewBefore": "5m"}})),
+        )
+        .await;
     env.aws
         .inject_error("secretsmanager.PutSecretValue", AwsError::AccessDeniedException, 1000);
     env.clock
@@ -113,10 +109,10 @@ async fn invalid_specs_are_rejected_or_stalled_and_other_credentials_are_unaffec
         serde_json::json!({"cluster": {"endpoint": ENDPOINT, "identifier": "abc", "region": "us-east-1"}, "role": "admin"}),
         serde_json::json!({"cluster": {"identifier": "abc"}, "role": "admin"}),
         serde_json::json!({"cluster": {"endpoint": "db.example.com"}, "role": "admin"}),
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "token": {"lifetime": "5m"}}),
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "rotation": {"renewBefore": "2h"}}),
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "secretsManager": {"deletionPolicy": "Orphan"}}),
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "secretsManager": {"recoveryWindowDays": 3}}),
+        admin_spec_with(serde_json::json!({"token": {"lifetime": "5m"}})),
+        admin_spec_with(serde_json::json!({"rotation": {"renewBefore": "2h"}})),
+        admin_spec_with(serde_json::json!({"secretsManager": {"deletionPolicy": "Orphan"}})),
+        admin_spec_with(serde_json::json!({"secretsManager": {"recoveryWindowDays": 3}})),
         serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "robert'); DROP TABLE x;--"}),
         serde_json::json!({"cluster": {"endpoint": ENDPOINT}}),
     ];
@@ -132,17 +128,15 @@ async fn invalid_specs_are_rejected_or_stalled_and_other_credentials_are_unaffec
     }
 
     // Only the controller can judge a schedule: Stalled with a message saying what to change.
-    env.create_credential("bad-schedule", serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "rotation": {"schedule": "rate(5 minutes)"}})).await.unwrap();
     env.create_credential(
-        "good",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
+        "bad-schedule",
+        admin_spec_with(serde_json::json!({"rotation": {"schedule": "rate(5 minutes)"}})),
     )
     .await
     .unwrap();
+    env.create_credential("good", admin_spec()).await.unwrap();
     let stalled = env
-        .wait_for("bad-schedule", Duration::from_secs(20), "Stalled", |c| {
-            condition(c, "Stalled").is_some_and(|s| s.status == "True")
-        })
+        .wait_condition("bad-schedule", "Stalled", Duration::from_secs(20))
         .await;
     let s = condition(&stalled, "Stalled").unwrap();
     assert_eq!(s.reason, "InvalidSchedule");
@@ -170,25 +164,10 @@ async fn invalid_specs_are_rejected_or_stalled_and_other_credentials_are_unaffec
 async fn a_secret_owned_by_someone_else_is_never_overwritten() {
     let env = TestEnv::new("conflict").await;
     let foreign = format!("dsql-e2e/{}/taken", env.namespace);
-    aws_sdk_secretsmanager::Client::new(&env.check_sdk)
-        .create_secret()
-        .name(&foreign)
-        .secret_string("{\"owner\":\"someone else\"}")
-        .send()
-        .await
-        .unwrap();
+    env.create_foreign_secret(&foreign).await;
     let operator = env.start_operator();
-    env.create_credential(
-        "taken",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-    )
-    .await
-    .unwrap();
-    let stalled = env
-        .wait_for("taken", Duration::from_secs(20), "Stalled", |c| {
-            condition(c, "Stalled").is_some_and(|s| s.status == "True")
-        })
-        .await;
+    env.create_credential("taken", admin_spec()).await.unwrap();
+    let stalled = env.wait_condition("taken", "Stalled", Duration::from_secs(20)).await;
     let s = condition(&stalled, "Stalled").unwrap();
     assert_eq!(s.reason, "SecretOwnedByOther");
     assert!(s.message.contains(&foreign), "{}", s.message);
@@ -211,12 +190,7 @@ async fn a_secret_owned_by_someone_else_is_never_overwritten() {
 /// it is Degraded.
 async fn degraded_by_first_write(env: &TestEnv, error: AwsError) -> DsqlCredential {
     env.aws.inject_error("secretsmanager.CreateSecret", error, 1);
-    env.create_credential(
-        "orders",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-    )
-    .await
-    .unwrap();
+    env.create_credential("orders", admin_spec()).await.unwrap();
     env.wait_condition("orders", "Degraded", Duration::from_secs(20)).await
 }
 
@@ -253,9 +227,8 @@ async fn hostile_responses_from_aws_and_the_api_server_degrade_without_crashing(
 async fn a_slow_secrets_manager_response_holds_up_only_its_own_credential() {
     let env = TestEnv::new("slow-aws").await;
     let operator = env.start_operator();
-    let spec = serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"});
     let gate = env.aws.hold_next("secretsmanager.CreateSecret");
-    env.create_credential("slow", spec.clone()).await.unwrap();
+    env.create_credential("slow", admin_spec()).await.unwrap();
     for _ in 0..600 {
         if env.aws.count("secretsmanager.CreateSecret") == 1 {
             break;
@@ -269,8 +242,7 @@ async fn a_slow_secrets_manager_response_holds_up_only_its_own_credential() {
     );
 
     // While that response hangs, another credential is created, rotated and made Ready.
-    env.create_credential("fast", spec).await.unwrap();
-    env.wait_ready("fast", 1).await;
+    env.create_ready("fast", admin_spec()).await;
     let slow = env.credentials().get("slow").await.unwrap();
     assert_eq!(slow.status.and_then(|s| s.rotation_count), None, "still waiting on AWS");
 
@@ -321,13 +293,7 @@ async fn garbage_and_huge_responses_degrade_without_crashing() {
     }
     let secret_name = recovered(&env, &degraded).await;
     // The watch recovered too: a new credential is picked up.
-    env.create_credential(
-        "after",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-    )
-    .await
-    .unwrap();
-    env.wait_ready("after", 1).await;
+    env.create_ready("after", admin_spec()).await;
     if let Some(fake) = &env.fake {
         assert_eq!(
             fake.pending_faults(),
@@ -343,18 +309,11 @@ async fn garbage_and_huge_responses_degrade_without_crashing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ten_minute_secret_outage_writes_secrets_manager_once_and_then_publishes_that_token() {
     let env = TestEnv::new("secret-outage").await;
-    let Some(fake) = env.fake.as_ref() else {
-        support::skip::on_real_server("injecting API server faults needs the fake API server");
+    let Some(fake) = env.fake_or_skip("injecting API server faults needs the fake API server") else {
         return;
     };
     let operator = env.start_operator();
-    env.create_credential(
-        "orders",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "kubernetesSecret": {"name": "orders-db"}}),
-    )
-    .await
-    .unwrap();
-    let first = env.wait_ready("orders", 1).await;
+    let first = env.create_ready("orders", admin_spec_with_secret("orders-db")).await;
     let status = first.status.clone().unwrap();
     let secret_name = status.secret_name.clone().unwrap();
 
@@ -416,13 +375,12 @@ async fn a_ten_minute_secret_outage_writes_secrets_manager_once_and_then_publish
         healed.kubernetes_secret.as_ref().unwrap().version_id.as_deref(),
         Some(new_version.as_str())
     );
-    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
-    let secret = secrets.get("orders-db").await.unwrap();
+    let secret = env.secrets().get("orders-db").await.unwrap();
     assert_eq!(
         secret.metadata.annotations.clone().unwrap_or_default()["dsql.credentials.dev/version-id"],
         new_version
     );
-    let password = String::from_utf8(secret.data.clone().unwrap()["password"].0.clone()).unwrap();
+    let password = decoded(&secret)["password"].clone();
     assert_eq!(
         password,
         env.secret_document(&secret_name).await["password"].as_str().unwrap(),

@@ -34,17 +34,15 @@ use dsql_credential_operator::api::DsqlCredential;
 use dsql_credential_operator::aws::client_request_token;
 use dsql_credential_operator::projection::secret::{EXPIRY_ANNOTATION, VERSION_ANNOTATION};
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::Api;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use support::credential::{ENDPOINT, admin_spec_with};
 use support::env::{TestEnv, condition};
 use support::moto::test_credentials;
 use support::process::{Endpoints, OperatorProcess};
 use support::token_check::{ExpectedToken, token_query_param, token_signature, verify_dsql_token};
 
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 const REGION: &str = "us-east-1";
 const LEASE: &str = "dsql-operator";
 const ROTATE_ANNOTATION: &str = "dsql.credentials.dev/rotate";
@@ -217,7 +215,7 @@ async fn snapshot(env: &TestEnv, name: &str, now: Timestamp, counts: &mut Counts
         .as_ref()
         .map(|k| k.name.clone())
         .ok_or("no kubernetesSecret in status")?;
-    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
+    let secrets = env.secrets();
     let secret = secrets.get_opt(&secret_name).await.map_err(|e| e.to_string())?;
     let secret = secret.ok_or("no Kubernetes Secret yet")?;
     let annotation = |key: &str| secret.annotations().get(key).cloned();
@@ -496,7 +494,7 @@ async fn secret_ahead_of_status(env: &TestEnv, name: &str) -> bool {
     let Some(secret_name) = status.kubernetes_secret.as_ref().map(|k| k.name.clone()) else {
         return false;
     };
-    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
+    let secrets = env.secrets();
     let Ok(Some(secret)) = secrets.get_opt(&secret_name).await else {
         return false;
     };
@@ -570,10 +568,10 @@ fn env_number(name: &str) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_campaign_across_200_rotations_keeps_every_version_published_and_accounted_for() {
     let env = TestEnv::new("kill-campaign").await;
-    if env.fake.is_none() {
-        support::skip::on_real_server(
-            "the kill campaign holds requests in the fake API server and runs the binary under libfaketime",
-        );
+    if env
+        .fake_or_skip("the kill campaign holds requests in the fake API server and runs the binary under libfaketime")
+        .is_none()
+    {
         return;
     }
     assert!(
@@ -599,12 +597,7 @@ async fn sigkill_campaign_across_200_rotations_keeps_every_version_published_and
         let created = env
             .create_credential(
                 name,
-                serde_json::json!({
-                    "cluster": {"endpoint": ENDPOINT},
-                    "role": "admin",
-                    "token": {"lifetime": "15m"},
-                    "rotation": {"renewBefore": "5m"},
-                }),
+                admin_spec_with(serde_json::json!({"token": {"lifetime": "15m"}, "rotation": {"renewBefore": "5m"}})),
             )
             .await
             .unwrap();

@@ -6,25 +6,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::Api;
+use support::credential::admin_spec;
 use support::env::TestEnv;
-
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
-
-async fn holder(env: &TestEnv, lease: &str) -> Option<String> {
-    let leases: Api<Lease> = Api::namespaced(env.kube.clone(), &env.namespace);
-    leases
-        .get_opt(lease)
-        .await
-        .unwrap()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-}
 
 async fn wait_for_holder(env: &TestEnv, lease: &str, done: impl Fn(Option<&str>) -> bool) -> Option<String> {
     for _ in 0..200 {
-        let current = holder(env, lease).await;
+        let current = env.lease_holder(lease).await;
         if done(current.as_deref()) {
             return current;
         }
@@ -37,7 +24,7 @@ async fn wait_for_holder(env: &TestEnv, lease: &str, done: impl Fn(Option<&str>)
         .collect();
     panic!(
         "lease {lease} never reached the expected holder; last: {:?}\noperator requests:\n{}\nlogs:\n{}",
-        holder(env, lease).await,
+        env.lease_holder(lease).await,
         lines.join("\n"),
         support::logs::tail(30)
     );
@@ -53,13 +40,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_a_graceful_stop()
     assert_eq!(leader.as_deref(), Some("a"));
     let (second, second_health) = env.start_elected_operator("b", &lease).await;
 
-    env.create_credential(
-        "orders",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-    )
-    .await
-    .unwrap();
-    let ready = env.wait_ready("orders", 1).await;
+    let ready = env.create_ready("orders", admin_spec()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         env.aws.count("secretsmanager.CreateSecret"),
@@ -71,7 +52,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_a_graceful_stop()
         "leading {} ready {} holder {:?}\n{}",
         first_health.is_leading(),
         first_health.is_ready(),
-        holder(&env, &lease).await,
+        env.lease_holder(&lease).await,
         support::logs::tail(40)
     );
     assert!(

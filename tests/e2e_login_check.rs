@@ -12,12 +12,10 @@ mod support;
 use std::time::Duration;
 
 use dsql_credential_operator::api::DsqlCredential;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
+use support::credential::ENDPOINT;
 use support::env::{Operator, TestEnv, condition};
 use support::login_server::{Login, LoginServer};
-
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
+use support::secret::decoded;
 
 /// Secrets Manager writes (the only calls that carry a token to AWS).
 fn sm_writes(env: &TestEnv) -> usize {
@@ -26,10 +24,8 @@ fn sm_writes(env: &TestEnv) -> usize {
 
 /// The published token in the projected Kubernetes Secret.
 async fn projected_password(env: &TestEnv, name: &str) -> Option<String> {
-    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
-    let secret = secrets.get_opt(name).await.unwrap()?;
-    let bytes = secret.data?.get("password")?.0.clone();
-    Some(String::from_utf8(bytes).unwrap())
+    let secret = env.secrets().get_opt(name).await.unwrap()?;
+    decoded(&secret).remove("password")
 }
 
 /// Waits until `name` is Degraded=True with `reason` and returns it.
@@ -71,10 +67,9 @@ async fn orders_checked_and_ready(env: &TestEnv) -> (LoginServer, Operator, Dsql
     let server = LoginServer::start(ENDPOINT, &["admin"], env.clock.clone()).await;
     env.login_resolver.route(ENDPOINT, server.address());
     let operator = env.start_operator();
-    env.create_credential("orders", spec(ENDPOINT, "admin", Some(server.ca_pem())))
-        .await
-        .unwrap();
-    let first = env.wait_ready("orders", 1).await;
+    let first = env
+        .create_ready("orders", spec(ENDPOINT, "admin", Some(server.ca_pem())))
+        .await;
     (server, operator, first)
 }
 
@@ -314,8 +309,7 @@ async fn unreachable_or_untrusted_endpoints_name_the_failed_step_and_no_check_wi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_already_in_secrets_manager_is_republished_without_a_second_login() {
     let env = TestEnv::new("login-pending").await;
-    let Some(fake) = env.fake.as_ref() else {
-        support::skip::on_real_server("injecting API server faults needs the fake API server");
+    let Some(fake) = env.fake_or_skip("injecting API server faults needs the fake API server") else {
         return;
     };
     let (server, operator, first) = orders_checked_and_ready(&env).await;

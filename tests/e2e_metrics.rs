@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dsql_credential_operator::ops::Metrics;
+use support::credential::ENDPOINT;
 use support::env::TestEnv;
-
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_expiry_and_condition_series_exist_before_any_rotation_and_go_on_delete() {

@@ -17,19 +17,20 @@ use dsql_credential_operator::clock::Clock;
 use dsql_credential_operator::ops::{Health, http};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use support::apiserver::outage::OutageGate;
 use support::aws_proxy::AwsError;
+use support::credential::admin_spec_with;
 use support::env::{TestEnv, condition};
 
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 const PUT: &str = "secretsmanager.PutSecretValue";
 
 /// A credential with a 15-minute token renewed 5 minutes before expiry (due 9.5 to 10 minutes
 /// after its rotation), its token projected into the Secret `<name>-db`.
 fn short_lived(name: &str) -> serde_json::Value {
-    serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "token": {"lifetime": "15m"}, "rotation": {"renewBefore": "5m"}, "kubernetesSecret": {"name": format!("{name}-db")}})
+    admin_spec_with(
+        serde_json::json!({"token": {"lifetime": "15m"}, "rotation": {"renewBefore": "5m"}, "kubernetesSecret": {"name": format!("{name}-db")}}),
+    )
 }
 
 /// The operator's writes of `path_suffix` (e.g. `/secrets/orders-db`) among `writes`
@@ -46,8 +47,7 @@ fn ready_since(credential: &DsqlCredential) -> Timestamp {
 async fn secrets_manager_down_past_expiry_turns_ready_false_at_the_expiry_and_recovers_with_one_write() {
     let env = TestEnv::new("sm-outage-expiry").await;
     let operator = env.start_operator();
-    env.create_credential("orders", short_lived("orders")).await.unwrap();
-    let first = env.wait_ready("orders", 1).await;
+    let first = env.create_ready("orders", short_lived("orders")).await;
     let status = first.status.clone().unwrap();
     let secret_name = status.secret_name.clone().unwrap();
     let expiry = status.token_expiration_time.clone().unwrap().0;
@@ -146,8 +146,7 @@ async fn secrets_manager_down_past_expiry_turns_ready_false_at_the_expiry_and_re
         "exactly one new version"
     );
     let new_version = ready.status.as_ref().unwrap().version_id.clone().unwrap();
-    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
-    let secret = secrets.get("orders-db").await.unwrap();
+    let secret = env.secrets().get("orders-db").await.unwrap();
     assert_eq!(
         secret.metadata.annotations.clone().unwrap_or_default()["dsql.credentials.dev/version-id"],
         new_version
@@ -199,8 +198,8 @@ const OUTAGE_STEPS: u32 = 12;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_minutes_without_the_api_server_no_crash_no_hot_loop_and_one_write_per_due_credential() {
     let env = TestEnv::new("apiserver-outage").await;
-    let Some(fake) = env.fake.as_ref() else {
-        support::skip::on_real_server("taking the API server away needs the fake API server behind the outage gate");
+    let Some(fake) = env.fake_or_skip("taking the API server away needs the fake API server behind the outage gate")
+    else {
         return;
     };
     let gate = OutageGate::start(fake.local_addr()).await;
@@ -217,7 +216,9 @@ async fn five_minutes_without_the_api_server_no_crash_no_hot_loop_and_one_write_
     for name in not_due {
         env.create_credential(
             name,
-            serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "token": {"lifetime": "1h"}, "kubernetesSecret": {"name": format!("{name}-db")}}),
+            admin_spec_with(
+                serde_json::json!({"token": {"lifetime": "1h"}, "kubernetesSecret": {"name": format!("{name}-db")}}),
+            ),
         )
         .await
         .unwrap();

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dsql_credential_operator::api::DsqlCredential;
@@ -13,25 +12,15 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use support::credential::{ENDPOINT, admin_spec, admin_spec_with, admin_spec_with_secret};
 use support::env::{TestEnv, condition};
 use support::moto::test_credentials;
 use support::rbac::RbacMode;
+use support::secret::decoded;
 use support::token_check::{ExpectedToken, verify_dsql_token};
 
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
-
-fn decoded(secret: &Secret) -> BTreeMap<String, String> {
-    secret
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
-        .collect()
-}
-
 async fn wait_for_secret(env: &TestEnv, name: &str, version: &str) -> Secret {
-    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
+    let secrets = env.secrets();
     for _ in 0..200 {
         if let Some(secret) = secrets.get_opt(name).await.unwrap() {
             let annotations = secret.metadata.annotations.clone().unwrap_or_default();
@@ -60,6 +49,15 @@ fn assert_no_secret_reads(env: &TestEnv) {
             "the operator claimed a Secret by creating it"
         );
     }
+}
+
+/// Creates the Secret `name` as someone else would: no owner, no label, a password of its own.
+async fn create_their_secret(env: &TestEnv, name: &str) -> Secret {
+    let theirs: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name}, "stringData": {"password": "hunter2"}
+    }))
+    .unwrap();
+    env.secrets().create(&PostParams::default(), &theirs).await.unwrap()
 }
 
 /// The Secrets Store CSI driver's own SecretProviderClass CRD, from its Go module as pinned in
@@ -116,19 +114,18 @@ async fn install_provider_class_crd(env: &TestEnv) {
 async fn the_secret_carries_every_key_and_follows_each_rotation() {
     let env = TestEnv::new("k8s-secret").await;
     let operator = env.start_operator();
-    env.create_credential(
-        "orders",
-        serde_json::json!({
-            "cluster": {"endpoint": ENDPOINT}, "role": "app", "database": "shop",
-            "kubernetesSecret": {"name": "orders-db", "extraKeys": {
-                "DATABASE_URL": "postgres://{username}:{password|urlencode}@{host}:{port}/{dbname}?sslmode=verify-full",
-                "PGPASSWORD": "{password}"
-            }}
-        }),
-    )
-    .await
-    .unwrap();
-    let ready = env.wait_ready("orders", 1).await;
+    let ready = env
+        .create_ready(
+            "orders",
+            serde_json::json!({
+                "cluster": {"endpoint": ENDPOINT}, "role": "app", "database": "shop",
+                "kubernetesSecret": {"name": "orders-db", "extraKeys": {
+                    "DATABASE_URL": "postgres://{username}:{password|urlencode}@{host}:{port}/{dbname}?sslmode=verify-full",
+                    "PGPASSWORD": "{password}"
+                }}
+            }),
+        )
+        .await;
     let status = ready.status.clone().unwrap();
     let version = status.version_id.clone().unwrap();
     let projected = status.kubernetes_secret.clone().unwrap();
@@ -138,16 +135,7 @@ async fn the_secret_carries_every_key_and_follows_each_rotation() {
     let secret = wait_for_secret(&env, "orders-db", &version).await;
     let data = decoded(&secret);
     let sm = env.secret_document(status.secret_name.as_deref().unwrap()).await;
-    for key in [
-        "engine",
-        "host",
-        "port",
-        "dbname",
-        "username",
-        "password",
-        "region",
-        "expiresAt",
-    ] {
+    for key in dsql_credential_operator::aws::CREDENTIAL_KEYS {
         assert_eq!(
             data[key],
             sm[key].as_str().unwrap(),
@@ -200,7 +188,7 @@ async fn the_secret_carries_every_key_and_follows_each_rotation() {
         .patch("orders", &PatchParams::default(), &Patch::Merge(&off))
         .await
         .unwrap();
-    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
+    let secrets = env.secrets();
     let mut gone = false;
     for _ in 0..200 {
         if secrets.get_opt("orders-db").await.unwrap().is_none() {
@@ -225,24 +213,11 @@ async fn the_secret_carries_every_key_and_follows_each_rotation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_the_operator_does_not_own_is_never_overwritten() {
     let env = TestEnv::new("secret-conflict").await;
-    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
-    let theirs: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "payments"}, "stringData": {"password": "hunter2"}
-    }))
-    .unwrap();
-    let created = secrets.create(&PostParams::default(), &theirs).await.unwrap();
+    let secrets = env.secrets();
+    let created = create_their_secret(&env, "payments").await;
     let operator = env.start_operator();
-    env.create_credential(
-        "payments",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-    )
-    .await
-    .unwrap();
-    let stalled = env
-        .wait_for("payments", Duration::from_secs(20), "Stalled", |c| {
-            condition(c, "Stalled").is_some_and(|s| s.status == "True")
-        })
-        .await;
+    env.create_credential("payments", admin_spec()).await.unwrap();
+    let stalled = env.wait_condition("payments", "Stalled", Duration::from_secs(20)).await;
     let s = condition(&stalled, "Stalled").unwrap();
     assert_eq!(s.reason, "SecretOwnedByOther");
     assert!(s.message.contains("Secret \"payments\""), "{}", s.message);
@@ -275,19 +250,13 @@ async fn a_secret_the_operator_does_not_own_is_never_overwritten() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_whose_uid_never_reached_status_is_recognised_without_a_read() {
     let env = TestEnv::new("claim-restart").await;
-    let credential = env
-        .create_credential(
-            "payments",
-            serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-        )
-        .await
-        .unwrap();
+    let credential = env.create_credential("payments", admin_spec()).await.unwrap();
     let owner = dsql_credential_operator::projection::ObjectOwner {
         namespace: env.namespace.clone(),
         name: "payments".to_owned(),
         uid: credential.metadata.uid.clone().unwrap(),
     };
-    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
+    let secrets = env.secrets();
     let claim: Secret = serde_json::from_value(dsql_credential_operator::projection::secret::claim_body(
         &owner, "payments",
     ))
@@ -319,7 +288,9 @@ async fn the_secret_provider_class_says_when_its_crd_is_missing_and_heals_once_i
     let operator = env.start_operator();
     env.create_credential(
         "reports",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "kubernetesSecret": {"enabled": false}, "secretProviderClass": {"enabled": true}}),
+        admin_spec_with(
+            serde_json::json!({"kubernetesSecret": {"enabled": false}, "secretProviderClass": {"enabled": true}}),
+        ),
     )
     .await
     .unwrap();
@@ -410,15 +381,14 @@ async fn rollout_restart_annotates_existing_targets_and_reports_missing_ones() {
     let env = TestEnv::with_rbac("restart", RbacMode::WatchedNamespace).await;
     let deployments = env.create_deployment("api").await;
     let operator = env.start_operator();
-    env.create_credential(
-        "orders",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "rolloutRestart": [
-            {"kind": "Deployment", "name": "api"}, {"kind": "StatefulSet", "name": "ghost"}
-        ]}),
-    )
-    .await
-    .unwrap();
-    let ready = env.wait_ready("orders", 1).await;
+    let ready = env
+        .create_ready(
+            "orders",
+            admin_spec_with(serde_json::json!({"rolloutRestart": [
+                {"kind": "Deployment", "name": "api"}, {"kind": "StatefulSet", "name": "ghost"}
+            ]})),
+        )
+        .await;
     let status = ready.status.clone().unwrap();
     let restarts = &status.rollout_restarts;
     assert_eq!(restarts.len(), 2);
@@ -437,15 +407,9 @@ async fn rollout_restart_annotates_existing_targets_and_reports_missing_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_secret_is_created_again_and_a_replaced_one_is_never_written() {
     let env = TestEnv::new("secret-uid").await;
-    let secrets: Api<Secret> = Api::namespaced(env.kube.clone(), &env.namespace);
+    let secrets = env.secrets();
     let operator = env.start_operator();
-    env.create_credential(
-        "orders",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "kubernetesSecret": {"name": "orders-db"}}),
-    )
-    .await
-    .unwrap();
-    let first = env.wait_ready("orders", 1).await;
+    let first = env.create_ready("orders", admin_spec_with_secret("orders-db")).await;
     let status = first.status.clone().unwrap();
     let original = wait_for_secret(&env, "orders-db", status.version_id.as_deref().unwrap()).await;
     let recorded = status.kubernetes_secret.clone().unwrap().created_uid;
@@ -474,17 +438,9 @@ async fn a_deleted_secret_is_created_again_and_a_replaced_one_is_never_written()
 
     // Replaced by someone (deleted, then created again under the same name): never written.
     secrets.delete("orders-db", &Default::default()).await.unwrap();
-    let theirs: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "orders-db"}, "stringData": {"password": "hunter2"}
-    }))
-    .unwrap();
-    let replacement = secrets.create(&PostParams::default(), &theirs).await.unwrap();
+    let replacement = create_their_secret(&env, "orders-db").await;
     env.clock.advance_to(status2.next_rotation_time.clone().unwrap().0);
-    let stalled = env
-        .wait_for("orders", Duration::from_secs(20), "Stalled", |c| {
-            condition(c, "Stalled").is_some_and(|s| s.status == "True")
-        })
-        .await;
+    let stalled = env.wait_condition("orders", "Stalled", Duration::from_secs(20)).await;
     let s = condition(&stalled, "Stalled").unwrap();
     assert_eq!(s.reason, "SecretOwnedByOther");
     assert!(s.message.contains("replaced"), "{}", s.message);
@@ -504,20 +460,13 @@ async fn a_deleted_secret_is_created_again_and_a_replaced_one_is_never_written()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_status_write_neither_writes_secrets_manager_again_nor_disowns_the_secret() {
     let env = TestEnv::new("lost-status").await;
-    let Some(fake) = env.fake.as_ref() else {
-        support::skip::on_real_server("injecting API server faults needs the fake API server");
+    let Some(fake) = env.fake_or_skip("injecting API server faults needs the fake API server") else {
         return;
     };
     // The first status write (after the Secret was created and Secrets Manager written) fails.
     fake.inject_fault(Some("PATCH"), "/dsqlcredentials/orders/status", 500, 1);
     let operator = env.start_operator();
-    env.create_credential(
-        "orders",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin", "kubernetesSecret": {"name": "orders-db"}}),
-    )
-    .await
-    .unwrap();
-    let ready = env.wait_ready("orders", 1).await;
+    let ready = env.create_ready("orders", admin_spec_with_secret("orders-db")).await;
     assert_eq!(
         fake.pending_faults(),
         Vec::<String>::new(),

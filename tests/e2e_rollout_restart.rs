@@ -13,10 +13,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use support::credential::admin_spec_with;
 use support::env::{TestEnv, condition};
 use support::rbac::RbacMode;
 
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 /// The denying policy's (and binding's) name: per test namespace, since a real API server is
 /// shared by the whole run (the policy confines only this test's ServiceAccount).
 fn policy_name(env: &TestEnv) -> String {
@@ -153,8 +153,7 @@ async fn a_refused_restart_is_degraded_announced_and_retried_without_a_new_token
     let operator = env.start_operator();
     env.create_credential(
         "orders",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin",
-                           "rolloutRestart": [{"kind": "Deployment", "name": "api"}]}),
+        admin_spec_with(serde_json::json!({"rolloutRestart": [{"kind": "Deployment", "name": "api"}]})),
     )
     .await
     .unwrap();

@@ -7,25 +7,18 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::credential::{ENDPOINT, admin_spec};
 use support::env::{TestEnv, condition};
 use support::moto::test_credentials;
 use support::rbac::RbacMode;
 use support::token_check::{ExpectedToken, signing_minute, verify_dsql_token};
-
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_publishes_a_verifiable_token_and_reports_ready() {
     let env = TestEnv::with_rbac("create", RbacMode::WatchedNamespace).await;
     let operator = env.start_operator();
     let started = Instant::now();
-    env.create_credential(
-        "orders",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-    )
-    .await
-    .unwrap();
-    let ready = env.wait_ready("orders", 1).await;
+    let ready = env.create_ready("orders", admin_spec()).await;
     eprintln!("apply -> Ready took {:?}", started.elapsed());
 
     let status = ready.status.clone().unwrap();
@@ -140,8 +133,7 @@ async fn create_publishes_a_verifiable_token_and_reports_ready() {
 async fn rotation_when_due_writes_exactly_one_version_and_a_no_op_writes_nothing() {
     let env = TestEnv::new("rotate").await;
     let operator = env.start_operator();
-    env.create_credential("api", serde_json::json!({"cluster": {"identifier": "abcdefghijklmnopqrstuvwxyz", "region": "us-east-1"}, "role": "app_user", "token": {"lifetime": "30m"}, "rotation": {"renewBefore": "10m"}})).await.unwrap();
-    let first = env.wait_ready("api", 1).await;
+    let first = env.create_ready("api", serde_json::json!({"cluster": {"identifier": "abcdefghijklmnopqrstuvwxyz", "region": "us-east-1"}, "role": "app_user", "token": {"lifetime": "30m"}, "rotation": {"renewBefore": "10m"}})).await;
     let secret_name = first.status.as_ref().unwrap().secret_name.clone().unwrap();
 
     // Let the creation settle (finalizer, status, event), then measure a no-op resync.
@@ -207,13 +199,12 @@ async fn rotation_when_due_writes_exactly_one_version_and_a_no_op_writes_nothing
 async fn a_restart_mid_life_continues_from_status_without_a_new_version() {
     let env = TestEnv::new("restart").await;
     let operator = env.start_operator();
-    env.create_credential(
-        "reports",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "reporting"}),
-    )
-    .await
-    .unwrap();
-    let before = env.wait_ready("reports", 1).await;
+    let before = env
+        .create_ready(
+            "reports",
+            serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "reporting"}),
+        )
+        .await;
     let secret_name = before.status.as_ref().unwrap().secret_name.clone().unwrap();
     operator.stop().await;
 
@@ -237,13 +228,7 @@ async fn a_restart_mid_life_continues_from_status_without_a_new_version() {
 async fn the_rotate_annotation_forces_one_rotation_and_is_remembered() {
     let env = TestEnv::with_rbac("forced", RbacMode::WatchedNamespace).await;
     let operator = env.start_operator();
-    env.create_credential(
-        "ops",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-    )
-    .await
-    .unwrap();
-    env.wait_ready("ops", 1).await;
+    env.create_ready("ops", admin_spec()).await;
     env.clock.advance(Duration::from_secs(120)); // past the one-per-minute limit
     env.annotate("ops", "dsql.credentials.dev/rotate", "2026-11-23T17:00:00Z")
         .await;
@@ -269,13 +254,7 @@ async fn a_forced_rotation_within_the_minute_is_deferred_visibly_then_happens_on
     const ANNOTATION: &str = "dsql.credentials.dev/rotate";
     let env = TestEnv::new("deferred").await;
     let operator = env.start_operator();
-    env.create_credential(
-        "ops",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-    )
-    .await
-    .unwrap();
-    let first = env.wait_ready("ops", 1).await;
+    let first = env.create_ready("ops", admin_spec()).await;
     let last = first.status.as_ref().unwrap().last_rotation_time.clone().unwrap().0;
     let until = (last + jiff::SignedDuration::from_secs(60))
         .strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -9,15 +9,16 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::Api;
+use support::credential::admin_spec;
 use support::env::TestEnv;
+use support::lease::holder;
 use support::process::{Endpoints, OperatorProcess, fake_without_crd};
+use tokio::sync::Notify;
 
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 const LEASE: &str = "dsql-operator";
 /// The target is 5 s (src/ops/shutdown.rs budgets 4.8 s); the assertion allows for a loaded CI
 /// machine while still failing on the 45 s hangs this guards against.
@@ -41,23 +42,29 @@ async fn wait_leading_in(env: &TestEnv, process: &mut OperatorProcess, limit: Du
     wait_leading(&env.kube, &env.namespace, env.lease_name(), process, limit).await
 }
 
-/// Against a real cluster (`DSQL_OPERATOR_E2E_KUBECONFIG`) there is no API server to take away:
-/// the test says so and passes, as the other fault-injection tests do.
-fn fake_only(env: &TestEnv) -> bool {
-    if env.fake.is_none() {
-        support::skip::on_real_server("taking the API server away needs the fake API server");
-    }
-    env.fake.is_some()
+/// Starts the binary as `identity` (see [`start_in`]) and waits until it leads and is ready.
+async fn start_leading(env: &TestEnv, identity: &str, extra: &[&str]) -> OperatorProcess {
+    let mut process = start_in(env, identity, extra);
+    wait_leading_in(env, &mut process, Duration::from_secs(20)).await;
+    wait_ready(&process).await;
+    process
 }
 
-async fn holder(kube: &kube::Client, namespace: &str, lease: &str) -> Option<String> {
-    let leases: Api<Lease> = Api::namespaced(kube.clone(), namespace);
-    leases
-        .get_opt(lease)
-        .await
-        .unwrap()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
+/// Starts the binary as `identity` (see [`start_in`]) while another leads, and waits until it
+/// is ready: a standby.
+async fn start_standby(env: &TestEnv, identity: &str, extra: &[&str]) -> OperatorProcess {
+    let process = start_in(env, identity, extra);
+    wait_ready(&process).await;
+    process
+}
+
+/// Creates `orders` and waits until its CreateSecret is in flight, held by the AWS proxy until
+/// the returned gate is notified.
+async fn orders_with_create_secret_held(env: &TestEnv) -> Arc<Notify> {
+    let gate = env.aws.hold_next("secretsmanager.CreateSecret");
+    env.create_credential("orders", admin_spec()).await.unwrap();
+    wait_calls(env, "secretsmanager.CreateSecret", 1).await;
+    gate
 }
 
 /// Waits (at most `limit`) until `process` holds the Lease; returns how long that took.
@@ -120,18 +127,12 @@ async fn wait_calls(env: &TestEnv, operation: &str, at_least: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_leading_and_idle_exits_and_releases_the_lease() {
     let env = TestEnv::new("sigterm-idle").await;
-    let mut operator = start_in(&env, "a", &[]);
-    wait_leading_in(&env, &mut operator, Duration::from_secs(20)).await;
-    wait_ready(&operator).await;
+    let mut operator = start_leading(&env, "a", &[]).await;
 
     let (took, status) = operator.terminate(EXIT_LIMIT).await;
     eprintln!("[figure] SIGTERM, leading and idle: exited in {took:?} ({status})");
     assert!(status.success(), "{status}; log:\n{}", operator.log());
-    assert_eq!(
-        holder(&env.kube, &env.namespace, env.lease_name()).await,
-        None,
-        "the Lease was released"
-    );
+    assert_eq!(env.lease_holder(env.lease_name()).await, None, "the Lease was released");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,12 +174,13 @@ async fn sigterm_while_the_watch_backs_off_on_a_missing_crd_exits_and_releases_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_the_api_server_is_unreachable_exits() {
     let mut env = TestEnv::new("sigterm-no-api").await;
-    if !fake_only(&env) {
+    if env
+        .fake_or_skip("taking the API server away needs the fake API server")
+        .is_none()
+    {
         return;
     }
-    let mut operator = start_in(&env, "a", &["--leader-election-lease-seconds", "3"]);
-    wait_leading_in(&env, &mut operator, Duration::from_secs(20)).await;
-    wait_ready(&operator).await;
+    let mut operator = start_leading(&env, "a", &["--leader-election-lease-seconds", "3"]).await;
     // The port closes: watches end, every request (lease renewal included) is refused.
     drop(env.fake.take());
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -191,17 +193,8 @@ async fn sigterm_while_the_api_server_is_unreachable_exits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_a_secrets_manager_call_is_held_exits_and_releases_the_lease() {
     let env = TestEnv::new("sigterm-aws-held").await;
-    let mut operator = start_in(&env, "a", &[]);
-    wait_leading_in(&env, &mut operator, Duration::from_secs(20)).await;
-    wait_ready(&operator).await;
-    let gate = env.aws.hold_next("secretsmanager.CreateSecret");
-    env.create_credential(
-        "orders",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-    )
-    .await
-    .unwrap();
-    wait_calls(&env, "secretsmanager.CreateSecret", 1).await;
+    let mut operator = start_leading(&env, "a", &[]).await;
+    let gate = orders_with_create_secret_held(&env).await;
 
     let (took, status) = operator.terminate(EXIT_LIMIT).await;
     gate.notify_one();
@@ -212,11 +205,7 @@ async fn sigterm_while_a_secrets_manager_call_is_held_exits_and_releases_the_lea
         "the held reconcile was cancelled after the grace period; log:\n{}",
         operator.log()
     );
-    assert_eq!(
-        holder(&env.kube, &env.namespace, env.lease_name()).await,
-        None,
-        "the Lease was released"
-    );
+    assert_eq!(env.lease_holder(env.lease_name()).await, None, "the Lease was released");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,21 +213,11 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
     const LEASE_SECONDS: u64 = 3;
     let env = TestEnv::new("sigkill-leader").await;
     let lease_flags = ["--leader-election-lease-seconds", "3"];
-    let mut first = start_in(&env, "a", &lease_flags);
-    wait_leading_in(&env, &mut first, Duration::from_secs(20)).await;
-    wait_ready(&first).await;
-    let mut second = start_in(&env, "b", &lease_flags);
-    wait_ready(&second).await;
+    let mut first = start_leading(&env, "a", &lease_flags).await;
+    let mut second = start_standby(&env, "b", &lease_flags).await;
 
     // The leader is mid-rotation: its CreateSecret has left it but not reached Secrets Manager.
-    let gate = env.aws.hold_next("secretsmanager.CreateSecret");
-    env.create_credential(
-        "orders",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-    )
-    .await
-    .unwrap();
-    wait_calls(&env, "secretsmanager.CreateSecret", 1).await;
+    let gate = orders_with_create_secret_held(&env).await;
     let killed = Instant::now();
     first.kill().await;
     // The dead leader's request now goes on to Secrets Manager (a write that lands after its
@@ -248,7 +227,7 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
     tokio::time::sleep(Duration::from_millis(500)).await;
     let orphan_landed = env.describe_secret(&secret).await.is_some();
     assert_eq!(
-        holder(&env.kube, &env.namespace, env.lease_name()).await.as_deref(),
+        env.lease_holder(env.lease_name()).await.as_deref(),
         Some("a"),
         "SIGKILL leaves the Lease held"
     );
@@ -282,8 +261,7 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_no_second_version_i
     assert_eq!(rotated.status.as_ref().unwrap().rotation_count, Some(1));
 
     // The new leader is killed just after its rotation: the next one's first act writes nothing.
-    let mut third = start_in(&env, "c", &lease_flags);
-    wait_ready(&third).await;
+    let mut third = start_standby(&env, "c", &lease_flags).await;
     env.clear_recorded();
     let killed = Instant::now();
     second.kill().await;
@@ -340,18 +318,12 @@ async fn a_leader_killed_after_its_write_landed_unanswered_leaves_one_version() 
     let lease_flags = ["--leader-election-lease-seconds", "3"];
     let mut first = start_in(&env, "a", &lease_flags);
     wait_leading_in(&env, &mut first, Duration::from_secs(20)).await;
-    let mut second = start_in(&env, "b", &lease_flags);
-    wait_ready(&second).await;
+    let mut second = start_standby(&env, "b", &lease_flags).await;
 
     // The leader's CreateSecret reaches Secrets Manager; it dies before hearing back, so its
     // status never records the version.
     let gate = env.aws.hold_response_next("secretsmanager.CreateSecret");
-    env.create_credential(
-        "orders",
-        serde_json::json!({"cluster": {"endpoint": ENDPOINT}, "role": "admin"}),
-    )
-    .await
-    .unwrap();
+    env.create_credential("orders", admin_spec()).await.unwrap();
     let secret = format!("dsql-e2e/{}/orders", env.namespace);
     for _ in 0..300 {
         if env.describe_secret(&secret).await.is_some() {

@@ -18,10 +18,10 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use dsql_credential_operator::clock::Clock;
 use jiff::{SignedDuration, Timestamp};
 use support::agent::PodIdentityAgent;
+use support::credential::{ENDPOINT, admin_spec_with};
 use support::env::{TestEnv, condition};
 use support::token_check::{ExpectedToken, verify_dsql_token};
 
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 const AUTHORIZATION: &str = "agent-authorization-token";
 /// As measured on a real cluster: 25-minute credentials, renewed 60 s before they expire.
 const CREDENTIALS_LIFETIME: SignedDuration = SignedDuration::from_mins(25);
@@ -87,16 +87,11 @@ async fn run(listener: std::net::TcpListener) {
         .build();
     let operator = env.start_operator();
     let started = env.clock.now();
-    env.create_credential(
+    env.create_ready(
         "orders",
-        serde_json::json!({
-            "cluster": {"endpoint": ENDPOINT}, "role": "admin",
-            "token": {"lifetime": "15m"}, "rotation": {"renewBefore": "5m"},
-        }),
+        admin_spec_with(serde_json::json!({"token": {"lifetime": "15m"}, "rotation": {"renewBefore": "5m"}})),
     )
-    .await
-    .unwrap();
-    env.wait_ready("orders", 1).await;
+    .await;
     let secret_name = format!("dsql-e2e/{}/orders", env.namespace);
 
     let mut held_message = None;

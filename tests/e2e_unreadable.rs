@@ -15,9 +15,9 @@ use std::time::Duration;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use support::credential::ENDPOINT;
 use support::env::TestEnv;
 
-const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
 const CRD_NAME: &str = "dsqlcredentials.dsql.credentials.dev";
 
 fn spec() -> Value {
@@ -75,10 +75,8 @@ async fn wait_raw_stalled(env: &TestEnv, name: &str, reason: &str) -> Value {
 async fn an_unreadable_credential_harms_only_itself() {
     let env = TestEnv::new("unreadable").await;
     let operator = env.start_operator();
-    env.create_credential("healthy", spec()).await.unwrap();
-    env.wait_ready("healthy", 1).await;
-    env.create_credential("was-fine", spec()).await.unwrap();
-    let was_fine = env.wait_ready("was-fine", 1).await;
+    env.create_ready("healthy", spec()).await;
+    let was_fine = env.create_ready("was-fine", spec()).await;
     let was_fine_secret = was_fine.status.unwrap().secret_name.unwrap();
 
     let api = raw_api(&env);
@@ -129,8 +127,7 @@ async fn an_unreadable_credential_harms_only_itself() {
     env.annotate("healthy", "dsql.credentials.dev/rotate", "after-broken")
         .await;
     env.wait_ready("healthy", 2).await;
-    env.create_credential("newcomer", spec()).await.unwrap();
-    env.wait_ready("newcomer", 1).await;
+    env.create_ready("newcomer", spec()).await;
 
     // Fixing the object brings it back.
     let fixed = json!({"spec": {"role": "app_user"}});

@@ -399,6 +399,15 @@ impl TestEnv {
         )
     }
 
+    /// Creates a DsqlCredential from `spec` (which admission must accept) and waits until it is
+    /// Ready after its first rotation.
+    pub async fn create_ready(&self, name: &str, spec: serde_json::Value) -> DsqlCredential {
+        self.create_credential(name, spec)
+            .await
+            .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+        self.wait_ready(name, 1).await
+    }
+
     /// Polls the credential until `done` holds (bounded by `timeout`).
     pub async fn wait_for(
         &self,
@@ -723,6 +732,18 @@ async fn install_crd(client: &kube::Client) {
 impl TestEnv {
     fn check_client(&self) -> aws_sdk_secretsmanager::Client {
         aws_sdk_secretsmanager::Client::new(&self.check_sdk)
+    }
+
+    /// Creates `secret_id` in Secrets Manager as someone else would (without the operator's
+    /// ownership tags): a secret the operator must never overwrite or delete.
+    pub async fn create_foreign_secret(&self, secret_id: &str) {
+        self.check_client()
+            .create_secret()
+            .name(secret_id)
+            .secret_string("{\"owner\":\"someone else\"}")
+            .send()
+            .await
+            .expect("CreateSecret of a foreign secret");
     }
 
     /// The current secret value parsed as JSON.

@@ -5,12 +5,15 @@
 pub use kube_fake_apiserver as apiserver;
 pub mod agent;
 pub mod aws_proxy;
+pub mod credential;
 pub mod env;
+pub mod lease;
 pub mod login_server;
 pub mod logs;
 pub mod moto;
 pub mod permissions;
 pub mod process;
 pub mod rbac;
+pub mod secret;
 pub mod skip;
 pub mod token_check;

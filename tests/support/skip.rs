@@ -5,6 +5,9 @@
 
 use std::io::Write;
 
+use super::apiserver::FakeApiServer;
+use super::env::TestEnv;
+
 /// Environment variable naming the file each skip is appended to.
 pub const SKIP_LOG_ENV: &str = "DSQL_OPERATOR_E2E_SKIP_LOG";
 
@@ -32,5 +35,16 @@ pub fn on_real_server(reason: &str) {
             .open(&path)
             .unwrap_or_else(|e| panic!("cannot open {SKIP_LOG_ENV}={path}: {e}"));
         writeln!(file, "{binary}::{test}: {reason}").unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
+    }
+}
+
+impl TestEnv {
+    /// The fake API server; against a real one, records the skip with [`on_real_server`] and
+    /// returns `None`, upon which the test returns.
+    pub fn fake_or_skip(&self, reason: &str) -> Option<&FakeApiServer> {
+        if self.fake.is_none() {
+            on_real_server(reason);
+        }
+        self.fake.as_ref()
     }
 }
