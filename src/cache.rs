@@ -194,5 +194,7 @@ impl Resource for WatchedCredential {
     }
 }
 
+pub mod relist;
+
 #[cfg(test)]
 mod tests;

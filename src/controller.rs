@@ -11,6 +11,7 @@ use kube::runtime::{Controller, WatchStreamExt, controller, reflector, watcher};
 use tracing::{debug, error, info, warn};
 
 use crate::cache::WatchedCredential;
+use crate::cache::relist::InPlaceRelist;
 use crate::ops::shutdown::{DRAIN_GRACE, grace_after};
 use crate::reconcile::{Context, WATCH_LAG, error_policy, reconcile};
 use crate::setup::{CRD_INSTALL_HINT, is_crd_missing};
@@ -56,8 +57,16 @@ where
             let (unsynced, health) = (unsynced.clone(), ctx.health.clone());
             let (reported, report) = (crd_missing_reported.clone(), crd_missing_reported.clone());
             let mut listed = false;
+            let mut relist = InPlaceRelist::new(reader.clone());
             let objects = watcher(api, watcher::Config::default().any_semantic())
                 .default_backoff()
+                .flat_map(move |event| {
+                    let events: Vec<_> = match event {
+                        Ok(event) => relist.rewrite(event).into_iter().map(Ok).collect(),
+                        Err(error) => vec![Err(error)],
+                    };
+                    futures::stream::iter(events)
+                })
                 .reflect(writer)
                 .inspect(move |event| {
                     if !listed && matches!(event, Ok(watcher::Event::InitDone)) {
