@@ -15,6 +15,7 @@ the layer order of LAYERS below (the README's "Layers" section), and the strongl
 components with more than one member; exits 1 if there is any such use or cycle.
 
     python3 scripts/module-cycles.py [--crate crates/kube-fake-apiserver] [--quiet] [--ignore-root-items]
+    python3 scripts/module-cycles.py --crate . --cycles-only   # the operator: cycles only, no layer list
 """
 
 import argparse
@@ -271,6 +272,11 @@ def main():
         action="store_true",
         help="do not count uses of items defined in lib.rs (crate::Shared, ...) as edges to `lib`",
     )
+    ap.add_argument(
+        "--cycles-only",
+        action="store_true",
+        help="check only for cycles (the layer list describes the fake API server's crate)",
+    )
     args = ap.parse_args()
 
     files, top, edges = analyse(args.crate)
@@ -294,17 +300,18 @@ def main():
             print(f"{v} [{by_node[v]}]: {uses or '-'}")
         print()
 
-    rank = {m: i for i, m in enumerate(m for _, ms in LAYERS for m in ms)}
-    layer_of = {m: name for name, ms in LAYERS for m in ms}
-    unplaced = sorted(nodes - set(rank))
+    layers = [] if args.cycles_only else LAYERS
+    rank = {m: i for i, m in enumerate(m for _, ms in layers for m in ms)}
+    layer_of = {m: name for name, ms in layers for m in ms}
+    unplaced = [] if args.cycles_only else sorted(nodes - set(rank))
     upward = []
     for v in sorted(nodes & set(rank)):
         for w in sorted(edges.get(v, {})):
             if w in rank and rank[w] >= rank[v]:
                 upward.append((v, w))
-    if not args.quiet:
+    if not args.quiet and layers:
         print("== layers, bottom to top (a module uses only modules listed before it)")
-        for i, (name, ms) in enumerate(LAYERS, 1):
+        for i, (name, ms) in enumerate(layers, 1):
             print(f"{i}. {name}: {', '.join(ms)}")
         print()
     print(f"== uses against the layer order: {len(upward) + len(unplaced)}")

@@ -108,6 +108,12 @@ unformatted="$(gofmt -l tests/control-plane)"
 [[ -z "$unformatted" ]] || die "gofmt would reformat: $unformatted"
 (cd tests/control-plane && go vet ./...) || die "go vet found problems in tests/control-plane (above)"
 
+say "module import cycles (scripts/module-cycles.py): the fake API server's layers, the operator's modules"
+python3 scripts/module-cycles.py --quiet \
+    || die "crates/kube-fake-apiserver: a module uses one above it or a cycle (above); see its README's Layers"
+python3 scripts/module-cycles.py --crate . --cycles-only --quiet \
+    || die "src/: modules import each other in a cycle (above)"
+
 say "cargo fmt --check"
 cargo fmt --check
 say "cargo clippy --workspace --all-targets --locked -- -D warnings"

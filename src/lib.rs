@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod aws_error;
 pub mod cache;
 pub mod check;
 pub mod clock;

@@ -17,7 +17,7 @@ use aws_smithy_async::time::StaticTimeSource;
 use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::aws::AwsError;
+use crate::aws_error::AwsError;
 use crate::clock::{Clock, ClockTimeSource};
 
 const STS: &str = "STS";
@@ -90,7 +90,7 @@ impl SigningRole {
 /// attempt repeated after a crash can sign the very same token again: a retried Secrets Manager
 /// write then carries the same value under the same idempotency token and is answered with the
 /// version the lost attempt wrote, instead of becoming a second version (see
-/// `reconcile::rotate`). A token lives up to this much less than its lifetime.
+/// `reconcile::mint_and_write`). A token lives up to this much less than its lifetime.
 pub const SIGNING_STEP_SECS: i64 = 60;
 
 /// A freshly minted token and when it stops working.
