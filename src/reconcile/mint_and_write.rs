@@ -1,6 +1,7 @@
-//! Step 3 (act): mint a token and write it to Secrets Manager, creating or adopting the secret
-//! the first time. One rotation is one token and one write; ownership is read only when a secret
-//! is created or adopted.
+//! Step 3 (act), the part of a rotation that reaches AWS: mint a token and write it to Secrets
+//! Manager, creating or adopting the secret the first time. One rotation is one token and one
+//! write; ownership is read only when a secret is created or adopted. The whole rotation, with
+//! the Kubernetes side, is in `rotation.rs`.
 
 use crate::api::{ConditionReason, DsqlCredentialStatus};
 use crate::aws::{

@@ -1,16 +1,16 @@
-//! The reconcile pipeline: validate → plan (pure) → rotate (AWS) → status, plus the finalizer
+//! The reconcile pipeline: validate → plan (pure) → rotate (mint and write, then publish) → status, plus the finalizer
 //! that applies `deletionPolicy`. A due rotation runs as the steps in `rotation.rs`.
 
 mod clamp;
 mod cleanup;
 mod context;
 mod events;
+pub mod mint_and_write;
 mod pending;
 pub mod plan;
 mod project;
 mod recent;
 mod restarts;
-pub mod rotate;
 mod rotation;
 pub mod status;
 mod unreadable;

@@ -12,8 +12,8 @@ use jiff::Timestamp;
 
 use super::Context;
 use super::clamp::Hold;
+use super::mint_and_write::{self, Rotated, Rotation, RotationError};
 use super::plan::{Retry, RotationCause, Unpublished, retry_or_remint};
-use super::rotate::{self, Rotated, Rotation, RotationError};
 use super::validate::ValidCredential;
 use crate::api::DsqlCredentialStatus;
 use crate::aws::OwnerRef;
@@ -103,7 +103,8 @@ pub async fn waiting_or_new(
         }
     }
     let may_hold = matches!(cause, RotationCause::Due | RotationCause::Retry);
-    let rotated = rotate::rotate(&ctx.secrets, &ctx.minter, &ctx.login, owner, valid, current, may_hold).await?;
+    let rotated =
+        mint_and_write::rotate(&ctx.secrets, &ctx.minter, &ctx.login, owner, valid, current, may_hold).await?;
     Ok(match rotated {
         Rotated::Written(rotation) => ToPublish::New(Arc::new(rotation)),
         Rotated::Held(hold) => ToPublish::Held(hold),

@@ -15,9 +15,9 @@ use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
 use super::clamp::Hold;
+use super::mint_and_write::{Rotation, RotationError};
 use super::pending::{self, PendingRotation, ToPublish};
 use super::plan::RotationCause;
-use super::rotate::{Rotation, RotationError};
 use super::status::{self, Failure, Published};
 use super::validate::ValidCredential;
 use super::{
