@@ -73,6 +73,8 @@ impl OperatorProcess {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "warn")
+            // glibc's allocator settings pass through, for allocator tuning experiments.
+            .envs(std::env::vars().filter(|(name, _)| name == "GLIBC_TUNABLES" || name.starts_with("MALLOC_")))
             .envs(test_aws_env(&env.aws.endpoint_url(), &test_credentials()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
@@ -133,11 +135,12 @@ impl OperatorProcess {
 }
 
 impl Drop for OperatorProcess {
-    /// SIGTERM to the operator (under heaptrack, the wrapper then writes the profile to its end
-    /// and exits), SIGKILL to the whole group after 30 s.
+    /// SIGKILL to the operator, so that under heaptrack the profile ends with the heap as it was
+    /// at rest (its "leaked" memory is then what was live), and the wrapper writes it out and
+    /// exits by itself; SIGKILL to the whole group after 30 s.
     fn drop(&mut self) {
         for pid in operators_in_group(self.child.id()) {
-            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
