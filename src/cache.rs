@@ -1,13 +1,15 @@
 //! What the controller watches and caches for each `DsqlCredential`.
 //!
-//! At 10,000 credentials the operator's resident memory is set less by the cache itself than by
-//! how it is filled: short-lived allocations freed between long-lived ones leave the heap
+//! At 10,000 credentials the cache is most of the operator's memory, and how it is filled sets
+//! much of the rest: short-lived allocations freed between long-lived ones leave the heap
 //! fragmented. kube's reflector stores a clone of every object it passes on, `DeserializeGuard`
 //! decodes each object three times (a generic value, a copy of it, then the type), and the
 //! metadata nobody reads (managedFields, `kubectl apply`'s copy of the manifest) is most of an
-//! object. A [`WatchedCredential`] is decoded once, from the object's JSON text, skipping that
-//! metadata, and is shared rather than copied: the cached object, the one in the watch stream and
-//! the one a reconcile works on are one allocation.
+//! object. A [`WatchedCredential`] keeps the metadata decoded (the reflector and the controller
+//! key objects by it) and the spec and status as the API server's JSON text, two allocations
+//! where the decoded types are some forty (about 1.2 KiB less per credential, measured in
+//! docs/performance.md); a reconcile decodes them when it starts. It is shared rather than
+//! copied: the cached object and the one in the watch stream are one allocation.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -23,50 +25,71 @@ use serde_json::value::RawValue;
 
 use crate::api::{DsqlCredential, DsqlCredentialSpec, DsqlCredentialStatus};
 
-/// A watched `DsqlCredential`: decoded, or, when its stored form does not fit this operator's
-/// types (written under a looser schema, say), its metadata and the decode error, so one such
-/// object is reported on its own instead of failing the list of its namespace.
+/// A watched `DsqlCredential`: its metadata, and its spec and status as text until a reconcile
+/// decodes them. An object whose stored form does not fit this operator's types (written under a
+/// looser schema, say) is reported on its own when it is reconciled, instead of failing the list
+/// of its namespace.
 #[derive(Clone, Debug)]
-pub struct WatchedCredential(Result<Arc<DsqlCredential>, Arc<InvalidObject>>);
+pub struct WatchedCredential(Arc<CachedCredential>);
+
+#[derive(Clone, Debug)]
+struct CachedCredential {
+    metadata: ObjectMeta,
+    /// `spec` as the API server wrote it (absent: an object without one, reported as such).
+    spec: Option<Box<str>>,
+    /// `status` as the API server wrote it.
+    status: Option<Box<str>>,
+}
 
 impl WatchedCredential {
-    /// The decoded credential, or why it could not be decoded.
-    pub fn decoded(&self) -> Result<&Arc<DsqlCredential>, &InvalidObject> {
-        self.0.as_ref().map_err(|invalid| invalid.as_ref())
+    /// The credential decoded, or why it cannot be.
+    pub fn decoded(&self) -> Result<DsqlCredential, Box<InvalidObject>> {
+        let cached = &self.0;
+        match decode_spec_and_status(cached.spec.as_deref(), cached.status.as_deref()) {
+            Ok((spec, status)) => Ok(DsqlCredential {
+                metadata: cached.metadata.clone(),
+                spec,
+                status,
+            }),
+            Err(error) => Err(Box::new(InvalidObject {
+                error,
+                metadata: cached.metadata.clone(),
+            })),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for WatchedCredential {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // The object's JSON text, kept only while it is decoded: one allocation, where a generic
+        // The object's JSON text, kept only while it is read: one allocation, where a generic
         // value would be one per field. (This needs serde_json's own deserializer, which is what
         // kube decodes lists and watch events with.)
         let raw = Box::<RawValue>::deserialize(deserializer)?;
         let wire: WireCredential<'_> = serde_json::from_str(raw.get()).map_err(D::Error::custom)?;
-        let metadata = ObjectMeta::from(wire.metadata);
-        Ok(Self(match decode_spec_and_status(wire.spec, wire.status) {
-            Ok((spec, status)) => Ok(Arc::new(DsqlCredential { metadata, spec, status })),
-            Err(error) => Err(Arc::new(InvalidObject { error, metadata })),
-        }))
+        Ok(Self(Arc::new(CachedCredential {
+            metadata: ObjectMeta::from(wire.metadata),
+            spec: wire.spec.map(|text| Box::from(text.get())),
+            status: wire.status.map(|text| Box::from(text.get())),
+        })))
     }
 }
 
 /// Decodes spec and status from their text; the error says which of them did not fit.
 fn decode_spec_and_status(
-    spec: Option<&RawValue>,
-    status: Option<&RawValue>,
+    spec: Option<&str>,
+    status: Option<&str>,
 ) -> Result<(DsqlCredentialSpec, Option<DsqlCredentialStatus>), String> {
     let spec = spec.ok_or("missing field `spec`")?;
-    let spec = serde_json::from_str(spec.get()).map_err(|e| format!("spec: {e}"))?;
+    let spec = serde_json::from_str(spec).map_err(|e| format!("spec: {e}"))?;
     let status = match status {
-        Some(status) => serde_json::from_str(status.get()).map_err(|e| format!("status: {e}"))?,
+        Some(status) => serde_json::from_str(status).map_err(|e| format!("status: {e}"))?,
         None => None,
     };
     Ok((spec, status))
 }
 
 /// A `DsqlCredential` as it arrives: metadata decoded straight into what is kept, spec and
-/// status left as text until they are decoded on their own (so an error names which one).
+/// status left as text.
 #[derive(Deserialize)]
 struct WireCredential<'a> {
     #[serde(default)]
@@ -178,19 +201,13 @@ impl Resource for WatchedCredential {
     }
 
     fn meta(&self) -> &ObjectMeta {
-        match &self.0 {
-            Ok(credential) => &credential.metadata,
-            Err(invalid) => &invalid.metadata,
-        }
+        &self.0.metadata
     }
 
     /// Copies the object first if it is shared (kube-runtime does not call this on watched
     /// objects).
     fn meta_mut(&mut self) -> &mut ObjectMeta {
-        match &mut self.0 {
-            Ok(credential) => &mut Arc::make_mut(credential).metadata,
-            Err(invalid) => &mut Arc::make_mut(invalid).metadata,
-        }
+        &mut Arc::make_mut(&mut self.0).metadata
     }
 }
 

@@ -79,11 +79,30 @@ fn a_watch_event_decodes_as_the_api_server_writes_it() {
 }
 
 #[test]
-fn clones_share_the_decoded_object() {
+fn clones_share_the_cached_object() {
     let watched: WatchedCredential =
         serde_json::from_str(&credential_json("good", json!("reader")).to_string()).unwrap();
     let copy = watched.clone();
-    assert!(Arc::ptr_eq(watched.decoded().unwrap(), copy.decoded().unwrap()));
+    assert!(Arc::ptr_eq(&watched.0, &copy.0));
+}
+
+#[test]
+fn spec_and_status_are_kept_as_the_api_servers_text_and_decode_to_the_same_credential() {
+    let mut object = credential_json("good", json!("reader"));
+    object["status"] = json!({
+        "rotationCount": 3,
+        "versionId": "00000000-0000-4000-a000-000000000003",
+        "conditions": [{"type": "Ready", "status": "True", "reason": "TokenPublished", "message": "m",
+                        "lastTransitionTime": "2026-11-26T01:02:03Z"}],
+    });
+    let text = object.to_string();
+    let watched: WatchedCredential = serde_json::from_str(&text).unwrap();
+    assert_eq!(watched.0.spec.as_deref(), Some(object["spec"].to_string().as_str()));
+    assert_eq!(watched.0.status.as_deref(), Some(object["status"].to_string().as_str()));
+    let decoded = watched.decoded().unwrap();
+    let full: DsqlCredential = serde_json::from_str(&text).unwrap();
+    assert_eq!(decoded.spec, full.spec);
+    assert_eq!(decoded.status, full.status);
 }
 
 #[test]

@@ -78,8 +78,8 @@ pub enum Error {
 /// Reconciles one watched object: a DsqlCredential, or one that cannot be decoded.
 pub async fn reconcile(object: Arc<WatchedCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
     match object.decoded() {
-        Ok(credential) => reconcile_credential(credential.clone(), ctx).await,
-        Err(invalid) => unreadable::report(invalid, &ctx).await,
+        Ok(credential) => reconcile_credential(Arc::new(credential), ctx).await,
+        Err(invalid) => unreadable::report(&invalid, &ctx).await,
     }
 }
 
