@@ -54,13 +54,31 @@ fn a_list_decodes_each_item_once_and_drops_what_nothing_reads() {
     );
     assert_eq!(bad.metadata.name.as_deref(), Some("bad"));
     assert_eq!(bad.metadata.managed_fields, None);
-    assert!(
-        !bad.metadata
-            .annotations
-            .as_ref()
-            .unwrap()
-            .contains_key(LAST_APPLIED_ANNOTATION)
+    assert_eq!(
+        bad.metadata.annotations, None,
+        "an unreadable object is reported on its name and uid"
     );
+}
+
+#[test]
+fn of_the_annotations_only_the_rotate_one_is_kept_and_only_its_value() {
+    let mut object = credential_json("good", json!("reader"));
+    object["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] = json!("app:dsql/DsqlCredential:x/good");
+    let watched: WatchedCredential = serde_json::from_str(&object.to_string()).unwrap();
+    assert_eq!(watched.meta().annotations, None, "none in the cached metadata");
+    assert_eq!(watched.0.rotate_annotation.as_deref(), Some("now"));
+    let decoded = watched.decoded().unwrap();
+    assert_eq!(
+        decoded.metadata.annotations,
+        Some([("dsql.credentials.dev/rotate".to_owned(), "now".to_owned())].into())
+    );
+
+    object["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("dsql.credentials.dev/rotate");
+    let watched: WatchedCredential = serde_json::from_str(&object.to_string()).unwrap();
+    assert_eq!(watched.decoded().unwrap().metadata.annotations, None);
 }
 
 #[test]
@@ -128,7 +146,11 @@ fn metadata_is_kept_whole_but_for_what_nothing_reads() {
 
     let mut expected = full;
     expected.managed_fields = None;
-    expected.annotations.as_mut().unwrap().remove(LAST_APPLIED_ANNOTATION);
+    expected
+        .annotations
+        .as_mut()
+        .unwrap()
+        .retain(|key, _| key == "dsql.credentials.dev/rotate");
     assert_eq!(cached, &expected);
 }
 
