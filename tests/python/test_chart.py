@@ -297,7 +297,10 @@ def test_pod_spec_passthrough(render):
                    "topologySpreadConstraints", "priorityClassName"):
         assert absent not in dspec
     assert dspec["terminationGracePeriodSeconds"] == 30
-    assert render({}).container()["resources"]["limits"]["memory"] == "128Mi"
+    # Sized for 10,000 credentials from the scale benchmark (values.yaml, docs/performance.md).
+    resources = render({}).container()["resources"]
+    assert resources["requests"]["memory"] == "64Mi"
+    assert resources["limits"]["memory"] == "128Mi"
 
 
 def test_service_account(render):
