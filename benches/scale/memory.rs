@@ -15,7 +15,7 @@ use kube::api::{Api, Patch, PatchParams};
 use crate::MIB;
 use crate::args::Args;
 use crate::objects::{create_credentials, create_namespace, credential_name};
-use crate::observe::{CredMap, count_where, wait_until, watch_credentials};
+use crate::observe::{count_where, wait_until, watch_credentials};
 use crate::process::{Memory, OperatorProcess};
 use crate::report::{Report, Verdict};
 use crate::support::env::{Operator, TestEnv};
@@ -96,17 +96,15 @@ pub(crate) async fn memory_rows(report: &mut Report, env: &TestEnv, kube: &kube:
     let binary_args = ["--secrets-manager-writes-per-second", "0"];
     let mut process = OperatorProcess::start(env, &namespace, &binary_args, args.heaptrack.as_deref());
     process.wait_ready(Duration::from_secs(60)).await;
-    let all_rotated =
-        |count: i64| move |creds: &CredMap| count_where(creds, |s| s.ready && s.rotation_count >= count) == n;
+    let all_rotated = |count: i64| count_where(&creds, |s| s.ready && s.rotation_count >= count) == n;
 
     // -- N created at once: N first rotations. -------------------------------------------------
     process.reset_peak();
     create_credentials(kube, &namespace, n, concurrency).await;
-    let done = all_rotated(1);
     let ready = wait_until(
         "every credential to be Ready",
         Duration::from_secs(120 + n as u64 / 5),
-        || done(&creds),
+        || all_rotated(1),
     )
     .await;
     report.row(
@@ -143,11 +141,10 @@ pub(crate) async fn memory_rows(report: &mut Report, env: &TestEnv, kube: &kube:
         .collect::<Vec<()>>()
         .await;
     // A forced rotation waits until a minute after the credential's last one.
-    let done = all_rotated(2);
     wait_until(
         "every credential to rotate again",
         Duration::from_secs(180 + n as u64 / 5),
-        || done(&creds),
+        || all_rotated(2),
     )
     .await;
     settle(env, n).await;

@@ -34,12 +34,12 @@ pub(crate) fn watch_credentials(api: Api<DsqlCredential>) -> (CredMap, tokio::ta
     let map: CredMap = Default::default();
     let writer = map.clone();
     let task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
-        while let Some(event) = stream.next().await {
-            let object = match event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => o,
-                _ => continue,
-            };
+        let objects = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects();
+        let mut objects = std::pin::pin!(objects);
+        while let Some(event) = objects.next().await {
+            let Ok(object) = event else { continue };
             let status = object.status.clone().unwrap_or_default();
             let ready = condition(&object, "Ready").is_some_and(|c| c.status == "True");
             let mut map = writer.lock().unwrap();
@@ -63,12 +63,12 @@ pub(crate) fn watch_secrets(api: Api<Secret>, clock: Arc<dyn Clock>) -> (SecretM
     let map: SecretMap = Default::default();
     let writer = map.clone();
     let task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
-        while let Some(event) = stream.next().await {
-            let object = match event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => o,
-                _ => continue,
-            };
+        let objects = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects();
+        let mut objects = std::pin::pin!(objects);
+        while let Some(event) = objects.next().await {
+            let Ok(object) = event else { continue };
             let Some(version) = object.annotations().get("dsql.credentials.dev/version-id").cloned() else {
                 continue;
             };
